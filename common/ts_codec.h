@@ -1,0 +1,109 @@
+/* ts_codec.h — commands and replies, in C and on the wire.
+ *
+ * ts_command and ts_reply are plain structs with fixed-size buffers (the
+ * limits of ts_limits.h), so a batch of them needs no allocation. The codec
+ * turns them into Avro single-object messages (the schemas of schemas/, compiled in)
+ * and back. A ts_codec holds avro-c state reused across calls: it is NOT
+ * thread-safe; give each thread its own. */
+#ifndef TS_CODEC_H
+#define TS_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ts_limits.h"
+
+typedef enum ts_command_type {
+    TS_CMD_CREATE_EVENT = 1,
+    TS_CMD_REGISTER,
+    TS_CMD_CANCEL,
+} ts_command_type;
+
+typedef struct ts_command {
+    ts_command_type type;
+    char command_id[TS_UUID_LEN + 1];
+    int64_t issued_at_ms;
+    char reply_topic[TS_TOPIC_MAX + 1]; /* "" when no reply is wanted */
+    int32_t reply_partition;
+    char event_id[TS_UUID_LEN + 1];
+    union {
+        struct {
+            char title[TS_TITLE_MAX + 1];
+            bool has_description;
+            char description[TS_DESCRIPTION_MAX + 1];
+            int64_t starts_at_ms;
+            char location[TS_LOCATION_MAX + 1];
+            int64_t capacity;
+        } create;
+        struct {
+            char name[TS_NAME_MAX + 1];
+            char email[TS_EMAIL_MAX + 1];
+        } reg;
+        struct {
+            char user_id[TS_UUID_LEN + 1];
+        } cancel;
+    } u;
+} ts_command;
+
+/* In the order of the symbols of the Outcome enum in schemas/reply.avsc. */
+typedef enum ts_outcome {
+    TS_OUT_CREATED = 0,
+    TS_OUT_REGISTERED,
+    TS_OUT_CANCELLED,
+    TS_OUT_EVENT_NOT_FOUND,
+    TS_OUT_PAST_EVENT,
+    TS_OUT_EVENT_FULL,
+    TS_OUT_ALREADY_REGISTERED,
+    TS_OUT_REGISTRATION_NOT_FOUND,
+    TS_OUT_INVALID,
+    TS_OUT_COUNT_
+} ts_outcome;
+
+typedef struct ts_reply {
+    char command_id[TS_UUID_LEN + 1];
+    char event_id[TS_UUID_LEN + 1];
+    ts_outcome outcome;
+    char user_id[TS_UUID_LEN + 1];    /* "" for none */
+    char message[TS_MESSAGE_MAX + 1]; /* "" for none */
+    int64_t applied_at_ms;
+} ts_reply;
+
+typedef enum ts_codec_status {
+    TS_CODEC_OK = 0,
+    TS_CODEC_NO_HEADER,       /* shorter than a header, or no magic bytes */
+    TS_CODEC_UNKNOWN_SCHEMA,  /* fingerprint of no schema this codec reads */
+    TS_CODEC_CORRUPT,         /* the body does not decode with its schema */
+    TS_CODEC_INVALID,         /* decodes, but a field does not fit its rules */
+    TS_CODEC_TOO_BIG,         /* encoding: the buffer is too small */
+} ts_codec_status;
+
+typedef struct ts_codec ts_codec;
+
+/* Parses the compiled-in schemas. Returns NULL with `err` set on failure.
+ * Caller frees with ts_codec_free(). */
+ts_codec *ts_codec_new(char *err, size_t errlen);
+void ts_codec_free(ts_codec *codec);
+
+/* Encode into buf[0..cap); *len gets the message length. */
+ts_codec_status ts_codec_encode_command(ts_codec *codec, const ts_command *cmd, uint8_t *buf,
+                                        size_t cap, size_t *len);
+ts_codec_status ts_codec_encode_reply(ts_codec *codec, const ts_reply *reply, uint8_t *buf,
+                                      size_t cap, size_t *len);
+
+/* Decode a message. On failure `err` says what is wrong (for the DLQ's
+ * reason header) and *out is unspecified. Never reads past msg[len). */
+ts_codec_status ts_codec_decode_command(ts_codec *codec, const void *msg, size_t len,
+                                        ts_command *out, char *err, size_t errlen);
+ts_codec_status ts_codec_decode_reply(ts_codec *codec, const void *msg, size_t len,
+                                      ts_reply *out, char *err, size_t errlen);
+
+/* Fingerprint of the schema written for a command type, or for replies. */
+uint64_t ts_codec_command_fingerprint(const ts_codec *codec, ts_command_type type);
+uint64_t ts_codec_reply_fingerprint(const ts_codec *codec);
+
+const char *ts_codec_status_name(ts_codec_status status);
+const char *ts_outcome_name(ts_outcome outcome);
+const char *ts_command_type_name(ts_command_type type);
+
+#endif

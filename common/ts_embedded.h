@@ -1,0 +1,20 @@
+/* ts_embedded.h — files compiled into the binaries.
+ *
+ * The build (cmake/Embed.cmake) turns the files of schemas/ and sql/ into the
+ * two tables below, sorted by file name and ended by an entry whose name is
+ * NULL. The data are NUL-terminated. */
+#ifndef TS_EMBEDDED_H
+#define TS_EMBEDDED_H
+
+#include <stddef.h>
+
+typedef struct ts_embedded {
+    const char *name;
+    const char *data;
+    size_t len;
+} ts_embedded;
+
+extern const ts_embedded ts_embedded_schemas[];
+extern const ts_embedded ts_embedded_migrations[];
+
+#endif

@@ -1,0 +1,42 @@
+/* ts_uuid.c — see ts_uuid.h. */
+#include "ts_uuid.h"
+
+#include <string.h>
+#include <uuid/uuid.h>
+
+/* Namespaces of turnstile's name-based UUIDs. Fixed forever: changing one
+ * changes every user id. */
+static const char users_ns[] = "6f1b4a52-3c4e-5d8a-9b7e-2a1c0d9e8f71";
+
+void ts_uuid_new(char out[TS_UUID_LEN + 1]) {
+    uuid_t u;
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, out);
+}
+
+int ts_uuid_normalize(const char *in, char out[TS_UUID_LEN + 1]) {
+    uuid_t u;
+    if (strlen(in) != TS_UUID_LEN || uuid_parse(in, u) != 0)
+        return -1;
+    uuid_unparse_lower(u, out);
+    return 0;
+}
+
+void ts_uuid_v5(const char *ns, const char *name, char out[TS_UUID_LEN + 1]) {
+    uuid_t nsu, u;
+    if (uuid_parse(ns, nsu) != 0)
+        uuid_clear(nsu);
+    uuid_generate_sha1(u, nsu, name, strlen(name));
+    uuid_unparse_lower(u, out);
+}
+
+void ts_uuid_for_email(const char *email, char out[TS_UUID_LEN + 1]) {
+    char lower[TS_EMAIL_MAX + 1];
+    size_t i;
+    for (i = 0; email[i] && i < TS_EMAIL_MAX; i++) {
+        char c = email[i];
+        lower[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    lower[i] = '\0';
+    ts_uuid_v5(users_ns, lower, out);
+}

@@ -1,0 +1,18 @@
+/* http.h — the HTTP ingress: libmicrohttpd with an internal epoll thread
+ * pool, a table of routes, and JSON responses. */
+#ifndef TS_HTTP_H
+#define TS_HTTP_H
+
+#include <stddef.h>
+
+#include "ts_config.h"
+
+typedef struct ts_http ts_http;
+
+/* Starts listening on cfg->http_port. NULL with `err` set on failure. */
+ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen);
+
+/* Stops accepting, waits for the requests in flight, frees. */
+void ts_http_stop(ts_http *h);
+
+#endif

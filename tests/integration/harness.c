@@ -1,0 +1,231 @@
+/* harness.c — see harness.h. */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ts_kafka.h"
+#include "ts_pg.h"
+#include "ts_time.h"
+#include "ts_uuid.h"
+
+static rd_kafka_t *reader(it_env *env, const char *topic, char *err, size_t errlen) {
+    rd_kafka_conf_t *conf = ts_kafka_conf_new(&env->cfg, "turnstile-test", err, errlen);
+    if (!conf)
+        return NULL;
+    const char *pairs[] = {"group.id", "turnstile-test-reader", "enable.auto.commit", "false",
+                           "fetch.wait.max.ms", "20", NULL};
+    if (ts_kafka_conf_set(conf, pairs, err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    char why[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!rk) {
+        snprintf(err, errlen, "%s", why);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return rk;
+}
+
+int it_setup(it_env *env, int command_partitions) {
+    char err[512];
+    memset(env, 0, sizeof *env);
+    if (ts_config_load(&env->cfg, err, sizeof err)) {
+        fprintf(stderr, "it_setup: config: %s\n", err);
+        return -1;
+    }
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "it%dx%lld", (int)getpid(), (long long)ts_now_ms());
+    setenv("TS_TOPIC_PREFIX", prefix, 1);
+    setenv("TS_GROUP_ID", prefix, 1);
+    if (ts_config_load(&env->cfg, err, sizeof err)) {
+        fprintf(stderr, "it_setup: config: %s\n", err);
+        return -1;
+    }
+    if (!(env->codec = ts_codec_new(err, sizeof err)) ||
+        !(env->pg = ts_pg_connect(env->cfg.pg_dsn, err, sizeof err)) ||
+        ts_pg_migrate(env->pg, NULL, err, sizeof err) ||
+        !(env->producer = ts_kafka_producer_new(&env->cfg, "turnstile-test", err, sizeof err))) {
+        fprintf(stderr, "it_setup: is the stack up (scripts/stack up)? %s\n", err);
+        return -1;
+    }
+    const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies, env->cfg.topic_dlq};
+    const int parts[] = {command_partitions, 1, 1};
+    if (ts_kafka_create_topics(env->producer, names, parts, 3, 15000, err, sizeof err)) {
+        fprintf(stderr, "it_setup: is Kafka up (scripts/stack up)? %s\n", err);
+        return -1;
+    }
+    if (!(env->replies = reader(env, env->cfg.topic_replies, err, sizeof err)) ||
+        !(env->dlq = reader(env, env->cfg.topic_dlq, err, sizeof err))) {
+        fprintf(stderr, "it_setup: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+void it_teardown(it_env *env) {
+    for (int i = 0; i < IT_MAX_WORKERS; i++)
+        if (env->workers[i] > 0)
+            it_stop_worker(env, i, SIGKILL);
+    if (env->replies) {
+        rd_kafka_consumer_close(env->replies);
+        rd_kafka_destroy(env->replies);
+    }
+    if (env->dlq) {
+        rd_kafka_consumer_close(env->dlq);
+        rd_kafka_destroy(env->dlq);
+    }
+    if (env->producer) {
+        char err[256];
+        const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies,
+                               env->cfg.topic_dlq};
+        if (ts_kafka_delete_topics(env->producer, names, 3, 15000, err, sizeof err))
+            fprintf(stderr, "it_teardown: %s\n", err);
+        rd_kafka_destroy(env->producer);
+    }
+    if (env->pg)
+        PQfinish(env->pg);
+    ts_codec_free(env->codec);
+    free(env->seen);
+}
+
+void it_start_worker(it_env *env, int i) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl(TS_WORKER_BIN, TS_WORKER_BIN, (char *)NULL);
+        perror("exec " TS_WORKER_BIN);
+        _exit(127);
+    }
+    env->workers[i] = pid;
+}
+
+int it_stop_worker(it_env *env, int i, int sig) {
+    int status = 0;
+    kill(env->workers[i], sig);
+    waitpid(env->workers[i], &status, 0);
+    env->workers[i] = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+ts_command it_command(it_env *env, ts_command_type type, const char *event_id) {
+    ts_command c;
+    memset(&c, 0, sizeof c);
+    c.type = type;
+    ts_uuid_new(c.command_id);
+    c.issued_at_ms = ts_now_ms();
+    snprintf(c.reply_topic, sizeof c.reply_topic, "%s", env->cfg.topic_replies);
+    c.reply_partition = 0;
+    snprintf(c.event_id, sizeof c.event_id, "%s", event_id);
+    return c;
+}
+
+void it_produce_raw(it_env *env, const char *key, const void *value, size_t len) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        env->producer, RD_KAFKA_V_TOPIC(env->cfg.topic_commands),
+        RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)value, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_flush(env->producer, 15000), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+void it_produce(it_env *env, const ts_command *cmd) {
+    uint8_t buf[TS_MESSAGE_BYTES_MAX];
+    size_t len;
+    assert_int_equal(ts_codec_encode_command(env->codec, cmd, buf, sizeof buf, &len),
+                     TS_CODEC_OK);
+    it_produce_raw(env, cmd->event_id, buf, len);
+}
+
+static void remember(it_env *env, const ts_reply *r) {
+    if (env->nseen == env->seen_cap) {
+        env->seen_cap = env->seen_cap ? env->seen_cap * 2 : 256;
+        env->seen = realloc(env->seen, env->seen_cap * sizeof *env->seen);
+        assert_non_null(env->seen);
+    }
+    env->seen[env->nseen++] = *r;
+}
+
+static const ts_reply *find(it_env *env, const char *command_id, int nth) {
+    for (size_t i = 0; i < env->nseen; i++)
+        if (strcmp(env->seen[i].command_id, command_id) == 0 && --nth == 0)
+            return &env->seen[i];
+    return NULL;
+}
+
+ts_reply it_await_reply(it_env *env, const char *command_id, int nth, int timeout_ms) {
+    int64_t deadline = ts_monotonic_ms() + timeout_ms;
+    const ts_reply *r;
+    while (!(r = find(env, command_id, nth))) {
+        if (ts_monotonic_ms() > deadline) {
+            fail_msg("no reply to command %s within %d ms", command_id, timeout_ms);
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(env->replies, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            ts_reply reply;
+            char err[256];
+            assert_int_equal(
+                ts_codec_decode_reply(env->codec, m->payload, m->len, &reply, err, sizeof err),
+                TS_CODEC_OK);
+            remember(env, &reply);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    return *r;
+}
+
+void it_await_dead_letter(it_env *env, const void *value, size_t len, char *reason, size_t cap,
+                          int timeout_ms) {
+    int64_t deadline = ts_monotonic_ms() + timeout_ms;
+    for (;;) {
+        if (ts_monotonic_ms() > deadline)
+            fail_msg("no dead letter within %d ms", timeout_ms);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(env->dlq, 100);
+        if (!m)
+            continue;
+        int match = !m->err && m->len == len && memcmp(m->payload, value, len) == 0;
+        if (match) {
+            rd_kafka_headers_t *h = NULL;
+            const void *v;
+            size_t vlen;
+            assert_int_equal(rd_kafka_message_headers(m, &h), RD_KAFKA_RESP_ERR_NO_ERROR);
+            assert_int_equal(rd_kafka_header_get_last(h, "ts-reason", &v, &vlen),
+                             RD_KAFKA_RESP_ERR_NO_ERROR);
+            snprintf(reason, cap, "%.*s", (int)vlen, (const char *)v);
+        }
+        rd_kafka_message_destroy(m);
+        if (match)
+            return;
+    }
+}
+
+long long it_query_ll(it_env *env, const char *sql, int nparams, const char *const *params) {
+    PGresult *res = PQexecParams(env->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1) {
+        fprintf(stderr, "query failed: %s: %s\n", sql, PQerrorMessage(env->pg));
+        PQclear(res);
+        fail();
+    }
+    long long v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return v;
+}

@@ -1,0 +1,224 @@
+/* Integration: commands produced to the real Kafka broker are applied by
+ * the real worker binary to the real PostgreSQL, and answered on the reply
+ * topic. The stack must be up (scripts/stack up); if it is not, the group
+ * setup fails and so does this test. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "harness.h"
+#include "ts_avro.h"
+#include "ts_time.h"
+#include "ts_uuid.h"
+
+#define WAIT_MS 60000 /* a first reply includes the worker joining its group */
+
+static it_env env;
+
+static int setup(void **state) {
+    (void)state;
+    if (it_setup(&env, 3))
+        return -1;
+    it_start_worker(&env, 0);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    it_teardown(&env);
+    return 0;
+}
+
+/* Creates an event through Kafka and returns its id in id[37]. */
+static void create_event(char id[TS_UUID_LEN + 1], int64_t capacity, int64_t starts_at_ms) {
+    ts_uuid_new(id);
+    ts_command c = it_command(&env, TS_CMD_CREATE_EVENT, id);
+    snprintf(c.u.create.title, sizeof c.u.create.title, "Launch party");
+    snprintf(c.u.create.location, sizeof c.u.create.location, "Hall A");
+    c.u.create.starts_at_ms = starts_at_ms;
+    c.u.create.capacity = capacity;
+    it_produce(&env, &c);
+    ts_reply r = it_await_reply(&env, c.command_id, 1, WAIT_MS);
+    assert_string_equal(ts_outcome_name(r.outcome), "CREATED");
+}
+
+static ts_reply do_register(const char *event_id, const char *email) {
+    ts_command c = it_command(&env, TS_CMD_REGISTER, event_id);
+    snprintf(c.u.reg.name, sizeof c.u.reg.name, "Someone");
+    snprintf(c.u.reg.email, sizeof c.u.reg.email, "%s", email);
+    it_produce(&env, &c);
+    return it_await_reply(&env, c.command_id, 1, WAIT_MS);
+}
+
+static long long registrations(const char *event_id) {
+    const char *p[] = {event_id};
+    return it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1", 1, p);
+}
+
+static long long counter(const char *event_id) {
+    const char *p[] = {event_id};
+    return it_query_ll(&env, "SELECT registered FROM events WHERE id = $1", 1, p);
+}
+
+static int64_t in_days(int days) { return ts_now_ms() + (int64_t)days * 86400000; }
+
+static void a_created_event_is_written_to_postgresql(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1];
+    create_event(id, 42, in_days(30));
+    const char *p[] = {id};
+    assert_int_equal(it_query_ll(&env, "SELECT capacity FROM events WHERE id = $1", 1, p), 42);
+    assert_int_equal(counter(id), 0);
+    assert_int_equal(it_query_ll(&env,
+                                 "SELECT count(*) FROM processed_commands"
+                                 " WHERE event_id = $1 AND outcome = 'CREATED'",
+                                 1, p),
+                     1);
+}
+
+static void a_registration_is_applied_and_answered_with_the_user_id(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], uid[TS_UUID_LEN + 1];
+    create_event(id, 10, in_days(30));
+    ts_reply r = do_register(id, "Ada@Example.org");
+    assert_string_equal(ts_outcome_name(r.outcome), "REGISTERED");
+    ts_uuid_for_email("ada@example.org", uid);
+    assert_string_equal(r.user_id, uid);
+    assert_int_equal(registrations(id), 1);
+    assert_int_equal(counter(id), 1);
+}
+
+static void the_original_edge_cases_are_refused(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], past[TS_UUID_LEN + 1], unknown[TS_UUID_LEN + 1];
+    create_event(id, 1, in_days(30));
+    assert_string_equal(ts_outcome_name(do_register(id, "a@example.org").outcome), "REGISTERED");
+    /* duplicate, whatever the case of the email */
+    ts_reply r = do_register(id, "A@EXAMPLE.ORG");
+    assert_string_equal(ts_outcome_name(r.outcome), "ALREADY_REGISTERED");
+    assert_string_equal(r.message, "User already registered");
+    /* full */
+    r = do_register(id, "b@example.org");
+    assert_string_equal(ts_outcome_name(r.outcome), "EVENT_FULL");
+    assert_string_equal(r.message, "Event is full");
+    /* past */
+    create_event(past, 5, in_days(-1));
+    r = do_register(past, "c@example.org");
+    assert_string_equal(ts_outcome_name(r.outcome), "PAST_EVENT");
+    assert_string_equal(r.message, "Cannot register for past events");
+    /* unknown event */
+    ts_uuid_new(unknown);
+    r = do_register(unknown, "d@example.org");
+    assert_string_equal(ts_outcome_name(r.outcome), "EVENT_NOT_FOUND");
+    assert_int_equal(registrations(id), 1);
+    assert_int_equal(counter(id), 1);
+    assert_int_equal(registrations(past), 0);
+}
+
+static void cancel_frees_the_seat_for_someone_else(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1];
+    create_event(id, 2, in_days(30));
+    ts_reply a = do_register(id, "first@example.org");
+    ts_reply b = do_register(id, "second@example.org");
+    assert_string_equal(ts_outcome_name(b.outcome), "REGISTERED");
+
+    ts_command c = it_command(&env, TS_CMD_CANCEL, id);
+    strcpy(c.u.cancel.user_id, a.user_id);
+    it_produce(&env, &c);
+    assert_string_equal(ts_outcome_name(it_await_reply(&env, c.command_id, 1, WAIT_MS).outcome),
+                        "CANCELLED");
+    /* cancelling again finds nothing */
+    c = it_command(&env, TS_CMD_CANCEL, id);
+    strcpy(c.u.cancel.user_id, a.user_id);
+    it_produce(&env, &c);
+    assert_string_equal(ts_outcome_name(it_await_reply(&env, c.command_id, 1, WAIT_MS).outcome),
+                        "REGISTRATION_NOT_FOUND");
+    assert_int_equal(counter(id), 1);
+    /* the freed seat goes to a third person, then the event is full again */
+    assert_string_equal(ts_outcome_name(do_register(id, "third@example.org").outcome),
+                        "REGISTERED");
+    assert_string_equal(ts_outcome_name(do_register(id, "fourth@example.org").outcome),
+                        "EVENT_FULL");
+    assert_int_equal(registrations(id), 2);
+    assert_int_equal(counter(id), 2);
+    const char *p[] = {id};
+    /* seats stay dense: exactly 1 and 2 */
+    assert_int_equal(it_query_ll(&env, "SELECT sum(seat) FROM registrations WHERE event_id = $1",
+                                 1, p),
+                     3);
+}
+
+static void a_command_delivered_twice_is_applied_once(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1];
+    create_event(id, 10, in_days(30));
+    ts_command c = it_command(&env, TS_CMD_REGISTER, id);
+    strcpy(c.u.reg.name, "Twice");
+    strcpy(c.u.reg.email, "twice@example.org");
+    it_produce(&env, &c);
+    it_produce(&env, &c);
+    ts_reply first = it_await_reply(&env, c.command_id, 1, WAIT_MS);
+    ts_reply second = it_await_reply(&env, c.command_id, 2, WAIT_MS);
+    assert_string_equal(ts_outcome_name(first.outcome), "REGISTERED");
+    assert_string_equal(ts_outcome_name(second.outcome), "REGISTERED");
+    assert_string_equal(first.user_id, second.user_id);
+    assert_int_equal(registrations(id), 1);
+    assert_int_equal(counter(id), 1);
+}
+
+static void a_poison_message_goes_to_the_dlq_and_the_partition_flows_on(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], garbage[96], reason[64];
+    create_event(id, 10, in_days(30));
+    /* same key, so same partition, just before a valid command */
+    snprintf(garbage, sizeof garbage, "not avro at all %s", id);
+    it_produce_raw(&env, id, garbage, strlen(garbage));
+    assert_string_equal(ts_outcome_name(do_register(id, "after@example.org").outcome),
+                        "REGISTERED");
+    it_await_dead_letter(&env, garbage, strlen(garbage), reason, sizeof reason, WAIT_MS);
+    assert_string_equal(reason, "no_header");
+
+    /* a decodable command that breaks a rule: dead letter and an INVALID reply */
+    ts_command c = it_command(&env, TS_CMD_REGISTER, id);
+    strcpy(c.u.reg.name, "Bad");
+    strcpy(c.u.reg.email, "not-an-email");
+    uint8_t buf[TS_MESSAGE_BYTES_MAX];
+    size_t len;
+    assert_int_equal(ts_codec_encode_command(env.codec, &c, buf, sizeof buf, &len), TS_CODEC_OK);
+    it_produce_raw(&env, id, buf, len);
+    ts_reply r = it_await_reply(&env, c.command_id, 1, WAIT_MS);
+    assert_string_equal(ts_outcome_name(r.outcome), "INVALID");
+    it_await_dead_letter(&env, buf, len, reason, sizeof reason, WAIT_MS);
+    assert_string_equal(reason, "invalid");
+    assert_int_equal(registrations(id), 1);
+}
+
+static void the_worker_drains_and_exits_zero_on_sigterm(void **state) {
+    (void)state;
+    assert_int_equal(it_stop_worker(&env, 0, SIGTERM), 0);
+    /* the stored offsets cover everything that was answered */
+    const char *p[] = {env.cfg.topic_commands};
+    long long stored = it_query_ll(
+        &env, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE topic = $1", 1,
+        p);
+    assert_true(stored > 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_created_event_is_written_to_postgresql),
+        cmocka_unit_test(a_registration_is_applied_and_answered_with_the_user_id),
+        cmocka_unit_test(the_original_edge_cases_are_refused),
+        cmocka_unit_test(cancel_frees_the_seat_for_someone_else),
+        cmocka_unit_test(a_command_delivered_twice_is_applied_once),
+        cmocka_unit_test(a_poison_message_goes_to_the_dlq_and_the_partition_flows_on),
+        cmocka_unit_test(the_worker_drains_and_exits_zero_on_sigterm),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

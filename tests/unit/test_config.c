@@ -1,0 +1,83 @@
+/* Unit tests of ts_config: defaults, overrides, and errors naming the
+ * variable at fault. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "ts_config.h"
+
+static void clear_env(void) {
+    const char *names[] = {"TS_HTTP_PORT", "TS_TOPIC_PREFIX", "TS_LOG_LEVEL", "TS_BATCH_MAX"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        unsetenv(names[i]);
+}
+
+static void defaults_fit_the_local_stack(void **state) {
+    (void)state;
+    clear_env();
+    ts_config c;
+    char err[256];
+    assert_int_equal(ts_config_load(&c, err, sizeof err), 0);
+    assert_int_equal(c.http_port, 4000);
+    assert_string_equal(c.kafka_brokers, "127.0.0.1:9092");
+    assert_string_equal(c.topic_commands, "turnstile.commands");
+    assert_string_equal(c.topic_replies, "turnstile.replies");
+    assert_string_equal(c.topic_dlq, "turnstile.dlq");
+    assert_true(c.reply_timeout_ms > 0);
+}
+
+static void the_environment_overrides_defaults(void **state) {
+    (void)state;
+    clear_env();
+    setenv("TS_HTTP_PORT", "8080", 1);
+    setenv("TS_TOPIC_PREFIX", "test7", 1);
+    ts_config c;
+    char err[256];
+    assert_int_equal(ts_config_load(&c, err, sizeof err), 0);
+    assert_int_equal(c.http_port, 8080);
+    assert_string_equal(c.topic_commands, "test7.commands");
+    clear_env();
+}
+
+static void a_bad_value_names_its_variable(void **state) {
+    (void)state;
+    const char *bad[][2] = {{"TS_HTTP_PORT", "eighty"}, {"TS_HTTP_PORT", "70000"},
+                            {"TS_BATCH_MAX", "0"}, {"TS_LOG_LEVEL", "loud"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        clear_env();
+        setenv(bad[i][0], bad[i][1], 1);
+        ts_config c;
+        char err[256] = "";
+        assert_int_equal(ts_config_load(&c, err, sizeof err), -1);
+        assert_non_null(strstr(err, bad[i][0]));
+    }
+    clear_env();
+}
+
+static void usage_lists_every_variable(void **state) {
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    ts_config_usage(f);
+    fclose(f);
+    assert_non_null(strstr(text, "TS_HTTP_PORT"));
+    assert_non_null(strstr(text, "TS_PG_DSN"));
+    assert_non_null(strstr(text, "TS_KAFKA_BROKERS"));
+    free(text);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults_fit_the_local_stack),
+        cmocka_unit_test(the_environment_overrides_defaults),
+        cmocka_unit_test(a_bad_value_names_its_variable),
+        cmocka_unit_test(usage_lists_every_variable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,61 @@
+/* apply.h — applying a partition's commands to PostgreSQL.
+ *
+ * A batch is the run of messages of one partition that the consumer took in
+ * one poll. It is applied in ONE transaction that first moves the
+ * partition's stored offset from the value this worker expects to the end
+ * of the batch: if another worker moved it first, this one is a zombie and
+ * the transaction is rolled back before anything else happens. Capacity,
+ * duplicate and past-event checks run inside the transaction; each event's
+ * counter is written once per batch. Not thread-safe: one applier per
+ * worker thread. */
+#ifndef TS_APPLY_H
+#define TS_APPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ts_codec.h"
+
+typedef struct ts_applier ts_applier;
+
+/* One message of a batch. Messages that did not decode or broke a rule
+ * (skip = true) still count for the offset but are not applied. */
+typedef struct ts_batch_item {
+    int64_t offset;
+    bool skip;
+    ts_command cmd;
+    ts_reply reply;      /* filled by ts_applier_apply */
+    bool replayed;       /* the command was applied before: reply is its first outcome */
+} ts_batch_item;
+
+typedef enum ts_apply_status {
+    TS_APPLY_OK = 0,
+    TS_APPLY_FENCED,     /* the stored offset is not the expected one */
+    TS_APPLY_RETRY,      /* transient: the database is down or busy; try again */
+    TS_APPLY_REJECTED,   /* a statement was refused (a constraint, bad data) */
+} ts_apply_status;
+
+/* Connects (and migrates when `migrate`); NULL with `err` set on failure. */
+ts_applier *ts_applier_new(const char *dsn, int migrate, char *err, size_t errlen);
+void ts_applier_free(ts_applier *a);
+
+/* Drops the connection and opens a new one. 0, or -1 with `err` set. */
+int ts_applier_reconnect(ts_applier *a, char *err, size_t errlen);
+
+/* True when the connection to PostgreSQL is lost. */
+int ts_applier_connection_lost(const ts_applier *a);
+
+/* The next offset to apply for a partition (0 if none is stored yet; the
+ * row is created then). 0, or -1 with `err` set. */
+int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, int64_t *next,
+                           char *err, size_t errlen);
+
+/* Applies items[0..n) of `partition`, moving its stored offset from
+ * `expected` to `next`. On TS_APPLY_OK every item that is not skipped has
+ * its reply filled. On any other status nothing was written. */
+ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, int32_t partition,
+                                 int64_t expected, int64_t next, ts_batch_item *items,
+                                 size_t n, char *err, size_t errlen);
+
+#endif

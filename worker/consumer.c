@@ -1,0 +1,453 @@
+/* consumer.c — see consumer.h.
+ *
+ * The loop takes what the consumer has (up to TS_BATCH_MAX messages, or
+ * TS_BATCH_WAIT_MS after the first), splits it by partition, and hands each
+ * partition's run to the applier as one transaction. Where each partition
+ * resumes is the offset stored in PostgreSQL with the data, read on
+ * assignment; Kafka's committed offsets only feed lag monitoring.
+ *
+ *   - a message that does not decode, or breaks a rule, goes to the
+ *     dead-letter topic (with the reason in headers, and an INVALID reply
+ *     when it has a readable reply address) and is skipped; the partition
+ *     keeps flowing.
+ *   - a database outage is retried in place, with backoff: never skipped.
+ *   - a statement refused by the database (a constraint) is retried one
+ *     command per transaction, so that one bad command goes to the
+ *     dead-letter topic and the others are applied.
+ *   - a fenced batch (another worker moved the offset) is dropped and the
+ *     partition re-read from the stored offset. */
+#include "consumer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "apply.h"
+#include "ts_codec.h"
+#include "ts_kafka.h"
+#include "ts_log.h"
+#include "ts_time.h"
+#include "ts_validate.h"
+
+#define MAX_PARTITIONS 1024
+
+typedef struct partition_state {
+    bool owned;
+    int64_t next; /* the offset stored in PostgreSQL */
+} partition_state;
+
+struct ts_worker {
+    const ts_config *cfg;
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    ts_codec *codec;
+    ts_applier *applier;
+    partition_state parts[MAX_PARTITIONS];
+    volatile sig_atomic_t *stop;
+    rd_kafka_message_t **msgs;
+    ts_batch_item *items;
+    uint8_t reply_buf[TS_MESSAGE_BYTES_MAX];
+};
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Reconnects until PostgreSQL answers or the worker is told to stop. */
+static int reconnect(ts_worker *w) {
+    int backoff = 100;
+    char err[512];
+    while (!*w->stop) {
+        if (ts_applier_reconnect(w->applier, err, sizeof err) == 0) {
+            ts_info("worker", "event=pg_reconnected");
+            return 0;
+        }
+        ts_warn("worker", "event=pg_unavailable retry_ms=%d err=\"%s\"", backoff, err);
+        sleep_ms(backoff);
+        backoff = backoff < 5000 ? backoff * 2 : 5000;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------ assignment */
+
+static int load_offset(ts_worker *w, int32_t p, int64_t *next) {
+    char err[512];
+    while (!*w->stop) {
+        if (ts_applier_load_offset(w->applier, w->cfg->topic_commands, p, next, err,
+                                   sizeof err) == 0)
+            return 0;
+        ts_warn("worker", "event=load_offset_failed partition=%d err=\"%s\"", p, err);
+        if (reconnect(w))
+            break;
+    }
+    return -1;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    ts_worker *w = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &parts->elems[i];
+            int64_t next = RD_KAFKA_OFFSET_BEGINNING;
+            if (tp->partition < 0 || tp->partition >= MAX_PARTITIONS ||
+                load_offset(w, tp->partition, &next)) {
+                tp->offset = RD_KAFKA_OFFSET_END; /* never applied: we are stopping */
+                continue;
+            }
+            w->parts[tp->partition].owned = true;
+            w->parts[tp->partition].next = next;
+            tp->offset = next;
+            ts_info("worker", "event=assigned partition=%d next_offset=%lld", tp->partition,
+                    (long long)next);
+        }
+        rd_kafka_assign(rk, parts);
+    } else {
+        for (int i = 0; i < parts->cnt; i++) {
+            int32_t p = parts->elems[i].partition;
+            if (p >= 0 && p < MAX_PARTITIONS)
+                w->parts[p].owned = false;
+            ts_info("worker", "event=revoked partition=%d", p);
+        }
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* ------------------------------------------------------------ setup */
+
+ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
+    ts_worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->cfg = cfg;
+    w->msgs = calloc((size_t)cfg->batch_max, sizeof *w->msgs);
+    w->items = calloc((size_t)cfg->batch_max, sizeof *w->items);
+    if (!w->msgs || !w->items) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (!(w->codec = ts_codec_new(err, errlen)))
+        goto fail;
+    if (!(w->applier = ts_applier_new(cfg->pg_dsn, cfg->migrate, err, errlen)))
+        goto fail;
+    if (!(w->producer = ts_kafka_producer_new(cfg, "turnstile-worker", err, errlen)))
+        goto fail;
+
+    rd_kafka_conf_t *conf = ts_kafka_conf_new(cfg, "turnstile-worker", err, errlen);
+    if (!conf)
+        goto fail;
+    const char *pairs[] = {
+        "group.id", cfg->group_id,
+        "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest",
+        "isolation.level", "read_committed",
+        /* a dead worker's partitions move on within seconds */
+        "session.timeout.ms", "6000",
+        "heartbeat.interval.ms", "1500",
+        "fetch.wait.max.ms", "50",
+        NULL,
+    };
+    if (ts_kafka_conf_set(conf, pairs, err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, w);
+    char why[256];
+    w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!w->consumer) {
+        snprintf(err, errlen, "kafka consumer: %s", why);
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(w->consumer);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, cfg->topic_commands, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(w->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        snprintf(err, errlen, "subscribe %s: %s", cfg->topic_commands, rd_kafka_err2str(e));
+        goto fail;
+    }
+    return w;
+fail:
+    ts_worker_free(w);
+    return NULL;
+}
+
+void ts_worker_free(ts_worker *w) {
+    if (!w)
+        return;
+    if (w->consumer)
+        rd_kafka_destroy(w->consumer);
+    if (w->producer) {
+        rd_kafka_flush(w->producer, 10000);
+        rd_kafka_destroy(w->producer);
+    }
+    ts_applier_free(w->applier);
+    ts_codec_free(w->codec);
+    free(w->msgs);
+    free(w->items);
+    free(w);
+}
+
+/* ------------------------------------------------------------ output */
+
+static void send_reply(ts_worker *w, const ts_command *cmd, const ts_reply *r) {
+    if (!cmd->reply_topic[0])
+        return;
+    size_t len;
+    if (ts_codec_encode_reply(w->codec, r, w->reply_buf, sizeof w->reply_buf, &len)) {
+        ts_error("worker", "event=reply_encode_failed command_id=%s", r->command_id);
+        return;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        w->producer, RD_KAFKA_V_TOPIC(cmd->reply_topic),
+        RD_KAFKA_V_PARTITION(cmd->reply_partition),
+        RD_KAFKA_V_KEY(r->command_id, strlen(r->command_id)),
+        RD_KAFKA_V_VALUE(w->reply_buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_END);
+    if (e) /* the outcome is in PostgreSQL; GET /api/commands/:id finds it */
+        ts_warn("worker", "event=reply_not_sent command_id=%s err=%s", r->command_id,
+                rd_kafka_err2str(e));
+}
+
+/* Sends a message to the dead-letter topic and waits for the broker's
+ * acknowledgement: the source offset is committed right after. */
+static void dead_letter(ts_worker *w, const rd_kafka_message_t *m, const char *reason,
+                        const char *detail) {
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", m->partition);
+    snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+    rd_kafka_header_add(h, "ts-reason", -1, reason, -1);
+    rd_kafka_header_add(h, "ts-detail", -1, detail, -1);
+    rd_kafka_header_add(h, "ts-source-topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    rd_kafka_header_add(h, "ts-source-partition", -1, part, -1);
+    rd_kafka_header_add(h, "ts-source-offset", -1, off, -1);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        w->producer, RD_KAFKA_V_TOPIC(w->cfg->topic_dlq), RD_KAFKA_V_KEY(m->key, m->key_len),
+        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        ts_error("worker", "event=dlq_failed partition=%d offset=%lld err=%s", m->partition,
+                 (long long)m->offset, rd_kafka_err2str(e));
+        return;
+    }
+    rd_kafka_flush(w->producer, 10000);
+    ts_warn("worker", "event=dead_letter partition=%d offset=%lld reason=%s detail=\"%s\"",
+            m->partition, (long long)m->offset, reason, detail);
+}
+
+/* ------------------------------------------------------------ a partition's batch */
+
+/* Decodes and checks msgs[0..n) into w->items; sends the bad ones away. */
+static void prepare(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        ts_batch_item *it = &w->items[i];
+        char why[256];
+        memset(it, 0, sizeof *it);
+        it->offset = msgs[i]->offset;
+        ts_codec_status st =
+            ts_codec_decode_command(w->codec, msgs[i]->payload, msgs[i]->len, &it->cmd, why,
+                                    sizeof why);
+        ts_violation v;
+        if (st != TS_CODEC_OK) {
+            it->skip = true;
+            dead_letter(w, msgs[i], ts_codec_status_name(st), why);
+            /* a readable reply address gets an answer, so no client waits */
+            if (st == TS_CODEC_INVALID && it->cmd.reply_topic[0] && it->cmd.command_id[0]) {
+                ts_reply r = {.outcome = TS_OUT_INVALID, .applied_at_ms = ts_now_ms()};
+                strcpy(r.command_id, it->cmd.command_id);
+                snprintf(r.event_id, sizeof r.event_id, "%s", it->cmd.event_id);
+                snprintf(r.message, sizeof r.message, "%s", why);
+                if (r.event_id[0])
+                    send_reply(w, &it->cmd, &r);
+            }
+        } else if (ts_validate_command(&it->cmd, &v)) {
+            it->skip = true;
+            snprintf(why, sizeof why, "%s: %s", v.field, v.message);
+            dead_letter(w, msgs[i], "invalid", why);
+            ts_reply r = {.outcome = TS_OUT_INVALID, .applied_at_ms = ts_now_ms()};
+            strcpy(r.command_id, it->cmd.command_id);
+            strcpy(r.event_id, it->cmd.event_id);
+            snprintf(r.message, sizeof r.message, "%s", v.message);
+            send_reply(w, &it->cmd, &r);
+        }
+    }
+}
+
+static void seek_to_stored(ts_worker *w, int32_t p) {
+    int64_t next;
+    if (load_offset(w, p, &next))
+        return;
+    w->parts[p].next = next;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p)->offset = next;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, l, 5000);
+    if (e) {
+        ts_error("worker", "event=seek_failed partition=%d err=\"%s\"", p,
+                 rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Applies items[0..n) as one transaction, retrying in place while the
+ * database is unavailable. */
+static ts_apply_status apply_retrying(ts_worker *w, int32_t p, int64_t next, ts_batch_item *items,
+                                      size_t n, char *err, size_t errlen) {
+    int backoff = 100;
+    for (;;) {
+        ts_apply_status st = ts_applier_apply(w->applier, w->cfg->topic_commands, p,
+                                              w->parts[p].next, next, items, n, err, errlen);
+        if (st != TS_APPLY_RETRY || *w->stop)
+            return st;
+        ts_warn("worker", "event=apply_retry partition=%d retry_ms=%d err=\"%s\"", p, backoff,
+                err);
+        sleep_ms(backoff);
+        backoff = backoff < 5000 ? backoff * 2 : 5000;
+        if (ts_applier_connection_lost(w->applier) && reconnect(w))
+            return TS_APPLY_RETRY;
+    }
+}
+
+static void committed(ts_worker *w, int32_t p, int64_t next, ts_batch_item *items, size_t n) {
+    w->parts[p].next = next;
+    for (size_t i = 0; i < n; i++)
+        if (!items[i].skip)
+            send_reply(w, &items[i].cmd, &items[i].reply);
+    /* For lag monitoring only; resuming uses the offset in PostgreSQL. */
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p)->offset = next;
+    rd_kafka_commit(w->consumer, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void process_partition(ts_worker *w, int32_t p, rd_kafka_message_t **msgs, size_t n) {
+    if (p < 0 || p >= MAX_PARTITIONS || !w->parts[p].owned)
+        return;
+    /* Messages below the stored offset were applied already (a redelivery
+     * after a seek): drop them. */
+    size_t skip = 0;
+    while (skip < n && msgs[skip]->offset < w->parts[p].next)
+        skip++;
+    msgs += skip;
+    n -= skip;
+    if (n == 0)
+        return;
+
+    prepare(w, msgs, n);
+    ts_batch_item *items = w->items;
+    int64_t next = msgs[n - 1]->offset + 1;
+    char err[512];
+    ts_apply_status st = apply_retrying(w, p, next, items, n, err, sizeof err);
+    switch (st) {
+    case TS_APPLY_OK:
+        committed(w, p, next, items, n);
+        return;
+    case TS_APPLY_RETRY: /* stopping during an outage: nothing was written */
+        return;
+    case TS_APPLY_FENCED:
+        ts_warn("worker", "event=fenced partition=%d err=\"%s\"", p, err);
+        seek_to_stored(w, p);
+        return;
+    case TS_APPLY_REJECTED:
+        break;
+    }
+
+    /* One command per transaction, to find the one the database refuses. */
+    ts_warn("worker", "event=batch_rejected partition=%d count=%zu err=\"%s\"", p, n, err);
+    for (size_t i = 0; i < n && !*w->stop; i++) {
+        next = msgs[i]->offset + 1;
+        st = apply_retrying(w, p, next, &items[i], 1, err, sizeof err);
+        if (st == TS_APPLY_REJECTED) {
+            dead_letter(w, msgs[i], "rejected", err);
+            items[i].skip = true;
+            st = apply_retrying(w, p, next, &items[i], 1, err, sizeof err);
+        }
+        if (st == TS_APPLY_OK) {
+            committed(w, p, next, &items[i], 1);
+        } else {
+            if (st == TS_APPLY_FENCED)
+                seek_to_stored(w, p);
+            return;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static size_t collect(ts_worker *w) {
+    size_t n = 0;
+    int64_t deadline = 0;
+    while (n < (size_t)w->cfg->batch_max && !*w->stop) {
+        int timeout = 100;
+        if (n > 0) {
+            int64_t left = deadline - ts_monotonic_ms();
+            if (left <= 0)
+                break;
+            timeout = (int)left;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, timeout);
+        if (!m) {
+            if (n > 0)
+                break;
+            rd_kafka_poll(w->producer, 0);
+            continue;
+        }
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                ts_warn("worker", "event=consume_error err=\"%s\"", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (n == 0)
+            deadline = ts_monotonic_ms() + w->cfg->batch_wait_ms;
+        w->msgs[n++] = m;
+    }
+    return n;
+}
+
+int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
+    w->stop = stop;
+    ts_info("worker", "event=started topic=%s group=%s", w->cfg->topic_commands,
+            w->cfg->group_id);
+    while (!*stop) {
+        size_t n = collect(w);
+        /* Messages of one partition arrive in offset order: a stable pass
+         * per partition keeps that order. */
+        size_t done = 0;
+        while (done < n) {
+            int32_t p = -1;
+            rd_kafka_message_t *run[n];
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (!w->msgs[i])
+                    continue;
+                if (p < 0)
+                    p = w->msgs[i]->partition;
+                if (w->msgs[i]->partition == p) {
+                    run[k++] = w->msgs[i];
+                    w->msgs[i] = NULL;
+                }
+            }
+            process_partition(w, p, run, k);
+            for (size_t i = 0; i < k; i++)
+                rd_kafka_message_destroy(run[i]);
+            done += k;
+        }
+        rd_kafka_poll(w->producer, 0);
+    }
+    ts_info("worker", "event=draining");
+    rd_kafka_consumer_close(w->consumer);
+    rd_kafka_flush(w->producer, 10000);
+    return 0;
+}
