@@ -324,18 +324,28 @@ static void get_optional_string(decoder *d, const char *name, char *dst, size_t 
 }
 
 /* Reads the body after the header into the slot's value; the body must be
- * consumed exactly. */
+ * consumed exactly.
+ *
+ * avro-c 1.11 allocates a string's buffer before it reads the bytes, and
+ * leaks it when the input ends early. So a first pass skips through the
+ * body (avro_skip_data: bounds-checked, no allocation), and the decoding
+ * pass only runs on a body whose every length fits. */
 static ts_codec_status read_body(ts_codec *c, slot *s, const uint8_t *body, size_t len,
                                  decoder *d) {
-    avro_value_reset(&s->value);
+    char extra;
     avro_reader_memory_set_source(c->reader, (const char *)body, (int64_t)len);
-    if (avro_value_read(c->reader, &s->value)) {
+    if (avro_skip_data(c->reader, s->schema)) {
         reject(d, TS_CODEC_CORRUPT, "body does not decode: %s", avro_strerror());
         return d->status;
     }
-    char extra;
-    if (avro_read(c->reader, &extra, 1) == 0)
+    if (avro_read(c->reader, &extra, 1) == 0) {
         reject(d, TS_CODEC_CORRUPT, "trailing bytes after the body");
+        return d->status;
+    }
+    avro_value_reset(&s->value);
+    avro_reader_memory_set_source(c->reader, (const char *)body, (int64_t)len);
+    if (avro_value_read(c->reader, &s->value))
+        reject(d, TS_CODEC_CORRUPT, "body does not decode: %s", avro_strerror());
     return d->status;
 }
 
