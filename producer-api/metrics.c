@@ -1,0 +1,40 @@
+/* metrics.c — see metrics.h. */
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+char *ts_metrics_render(const ts_metrics *m) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fprintf(f, "# HELP turnstile_http_requests_total HTTP responses by status class.\n"
+               "# TYPE turnstile_http_requests_total counter\n");
+    for (int c = 1; c <= 5; c++)
+        fprintf(f, "turnstile_http_requests_total{class=\"%dxx\"} %lu\n", c,
+                atomic_load_explicit(&m->requests[c], memory_order_relaxed));
+    const struct {
+        const char *name, *help, *type;
+        unsigned long value;
+    } rows[] = {
+        {"turnstile_commands_produced_total", "Commands produced to Kafka.", "counter",
+         atomic_load(&m->commands_produced)},
+        {"turnstile_produce_failures_total", "Commands Kafka did not take (answered 503).",
+         "counter", atomic_load(&m->produce_failures)},
+        {"turnstile_replies_received_total", "Replies read from this instance's partition.",
+         "counter", atomic_load(&m->replies_received)},
+        {"turnstile_replies_unmatched_total", "Replies no request here was waiting for.",
+         "counter", atomic_load(&m->replies_unmatched)},
+        {"turnstile_accepted_total", "Requests answered 202 at the reply deadline.", "counter",
+         atomic_load(&m->accepted_202)},
+        {"turnstile_waiting_requests", "Requests waiting for a reply.", "gauge",
+         (unsigned long)atomic_load(&m->waiting)},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %lu\n", rows[i].name, rows[i].help,
+                rows[i].name, rows[i].type, rows[i].name, rows[i].value);
+    fclose(f);
+    return text;
+}

@@ -1,0 +1,53 @@
+/* outcome.c — see outcome.h. One row per outcome: status, machine code and
+ * (for refusals) the message of the original service. */
+#include "outcome.h"
+
+static const struct {
+    unsigned status;
+    const char *code;
+    const char *message;
+} rows[TS_OUT_COUNT_] = {
+    [TS_OUT_CREATED] = {201, NULL, NULL},
+    [TS_OUT_REGISTERED] = {201, NULL, NULL},
+    [TS_OUT_CANCELLED] = {200, NULL, NULL},
+    [TS_OUT_EVENT_NOT_FOUND] = {404, "event_not_found", "Event not found"},
+    [TS_OUT_PAST_EVENT] = {400, "past_event", "Cannot register for past events"},
+    [TS_OUT_EVENT_FULL] = {400, "event_full", "Event is full"},
+    [TS_OUT_ALREADY_REGISTERED] = {400, "already_registered", "User already registered"},
+    [TS_OUT_REGISTRATION_NOT_FOUND] = {404, "registration_not_found", "Registration not found"},
+    [TS_OUT_INVALID] = {400, "invalid_command", "Invalid command"},
+};
+
+json_t *ts_error_body(const char *code, const char *message, const char *field) {
+    json_t *body = json_pack("{s:s, s:s}", "error", message, "code", code);
+    if (body && field)
+        json_object_set_new(body, "field", json_string(field));
+    return body;
+}
+
+unsigned ts_outcome_http(const ts_reply *r, json_t **body) {
+    if ((unsigned)r->outcome >= TS_OUT_COUNT_) {
+        *body = ts_error_body("internal", "Unknown outcome", NULL);
+        return 500;
+    }
+    switch (r->outcome) {
+    case TS_OUT_CREATED:
+        *body = json_pack("{s:s}", "id", r->event_id);
+        break;
+    case TS_OUT_REGISTERED:
+        *body = json_pack("{s:s}", "user_id", r->user_id);
+        break;
+    case TS_OUT_CANCELLED:
+        *body = json_pack("{s:b}", "ok", 1);
+        break;
+    default:
+        /* An INVALID reply carries the worker's reason; the others the
+         * original service's fixed messages. */
+        *body = ts_error_body(rows[r->outcome].code,
+                              r->outcome == TS_OUT_INVALID && r->message[0]
+                                  ? r->message
+                                  : rows[r->outcome].message,
+                              NULL);
+    }
+    return rows[r->outcome].status;
+}

@@ -1,0 +1,203 @@
+/* reads.c — see reads.h. Times are returned as ISO 8601 in UTC with
+ * milliseconds, formatted by PostgreSQL. */
+#include "reads.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "outcome.h"
+#include "ts_codec.h"
+#include "ts_log.h"
+#include "ts_pg.h"
+
+#define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+enum { Q_EVENT, Q_REGISTRATIONS, Q_UPCOMING, Q_STATS, Q_COMMAND, Q_COUNT_ };
+
+static const struct {
+    const char *name, *sql;
+} queries[Q_COUNT_] = {
+    [Q_EVENT] = {"event", "SELECT id, title, description, " ISO("starts_at") ", location,"
+                          " capacity, registered FROM events WHERE id = $1"},
+    [Q_REGISTRATIONS] = {"registrations",
+                         "SELECT r.user_id, r.name, u.email, " ISO("r.registered_at")
+                         " FROM registrations r JOIN users u ON u.id = r.user_id"
+                         " WHERE r.event_id = $1 ORDER BY r.registered_at, r.seat"
+                         " LIMIT $2 OFFSET $3"},
+    [Q_UPCOMING] = {"upcoming", "SELECT id, title, description, " ISO("starts_at") ", location,"
+                                " capacity, registered FROM events WHERE starts_at > now()"
+                                " ORDER BY starts_at, location, id LIMIT $1 OFFSET $2"},
+    [Q_STATS] = {"stats", "SELECT capacity, registered FROM events WHERE id = $1"},
+    [Q_COMMAND] = {"command", "SELECT kind, outcome, event_id, coalesce(user_id::text, ''),"
+                              " coalesce(message, ''), " ISO("processed_at")
+                              " FROM processed_commands WHERE command_id = $1"},
+};
+
+static pthread_key_t conn_key;
+static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
+static void close_conn(void *c) { PQfinish(c); }
+static void make_key(void) { pthread_key_create(&conn_key, close_conn); }
+
+static PGconn *conn_for_thread(const ts_config *cfg) {
+    pthread_once(&conn_once, make_key);
+    PGconn *c = pthread_getspecific(conn_key);
+    if (c && PQstatus(c) == CONNECTION_OK)
+        return c;
+    if (c)
+        PQfinish(c);
+    char err[512];
+    c = ts_pg_connect(cfg->pg_dsn, err, sizeof err);
+    for (int i = 0; c && i < Q_COUNT_; i++) {
+        PGresult *res = PQprepare(c, queries[i].name, queries[i].sql, 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            snprintf(err, sizeof err, "prepare %s: %s", queries[i].name, PQerrorMessage(c));
+            PQfinish(c);
+            c = NULL;
+        }
+        PQclear(res);
+    }
+    if (!c)
+        ts_warn("api", "event=pg_unavailable err=\"%s\"", err);
+    pthread_setspecific(conn_key, c);
+    return c;
+}
+
+static PGresult *query(const ts_config *cfg, int q, int n, const char *const *params) {
+    PGconn *c = conn_for_thread(cfg);
+    if (!c)
+        return NULL;
+    PGresult *res = PQexecPrepared(c, queries[q].name, n, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ts_warn("api", "event=query_failed query=%s err=\"%s\"", queries[q].name,
+                PQerrorMessage(c));
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+static unsigned db_unavailable(json_t **body) {
+    *body = ts_error_body("unavailable", "Database unavailable, retry later", NULL);
+    return 503;
+}
+
+static json_t *text_or_null(PGresult *res, int row, int col) {
+    return PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col));
+}
+
+static json_t *event_json(PGresult *res, int row) {
+    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I}", "id", PQgetvalue(res, row, 0),
+                     "title", PQgetvalue(res, row, 1), "description", text_or_null(res, row, 2),
+                     "starts_at", PQgetvalue(res, row, 3), "location", PQgetvalue(res, row, 4),
+                     "capacity", (json_int_t)atoll(PQgetvalue(res, row, 5)), "registered",
+                     (json_int_t)atoll(PQgetvalue(res, row, 6)));
+}
+
+static unsigned not_found(json_t **body) {
+    *body = ts_error_body("event_not_found", "Event not found", NULL);
+    return 404;
+}
+
+unsigned ts_read_event(const ts_config *cfg, const char *event_id, long limit, long offset,
+                       json_t **body) {
+    const char *p1[] = {event_id};
+    PGresult *ev = query(cfg, Q_EVENT, 1, p1);
+    if (!ev)
+        return db_unavailable(body);
+    if (PQntuples(ev) == 0) {
+        PQclear(ev);
+        return not_found(body);
+    }
+    char lim[24], off[24];
+    snprintf(lim, sizeof lim, "%ld", limit);
+    snprintf(off, sizeof off, "%ld", offset);
+    const char *p3[] = {event_id, lim, off};
+    PGresult *regs = query(cfg, Q_REGISTRATIONS, 3, p3);
+    if (!regs) {
+        PQclear(ev);
+        return db_unavailable(body);
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < PQntuples(regs); i++)
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s}", "id",
+                                              PQgetvalue(regs, i, 0), "name",
+                                              PQgetvalue(regs, i, 1), "email",
+                                              PQgetvalue(regs, i, 2), "registered_at",
+                                              PQgetvalue(regs, i, 3)));
+    *body = event_json(ev, 0);
+    json_object_set_new(*body, "registrations", list);
+    /* paging of large events: ?limit=&offset= over registrations */
+    json_object_set_new(*body, "registrations_limit", json_integer(limit));
+    json_object_set_new(*body, "registrations_offset", json_integer(offset));
+    PQclear(ev);
+    PQclear(regs);
+    return 200;
+}
+
+unsigned ts_read_upcoming(const ts_config *cfg, long limit, long offset, json_t **body) {
+    char lim[24], off[24];
+    snprintf(lim, sizeof lim, "%ld", limit);
+    snprintf(off, sizeof off, "%ld", offset);
+    const char *p[] = {lim, off};
+    PGresult *res = query(cfg, Q_UPCOMING, 2, p);
+    if (!res)
+        return db_unavailable(body);
+    *body = json_array();
+    for (int i = 0; i < PQntuples(res); i++)
+        json_array_append_new(*body, event_json(res, i));
+    PQclear(res);
+    return 200;
+}
+
+unsigned ts_read_stats(const ts_config *cfg, const char *event_id, json_t **body) {
+    const char *p[] = {event_id};
+    PGresult *res = query(cfg, Q_STATS, 1, p);
+    if (!res)
+        return db_unavailable(body);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return not_found(body);
+    }
+    long long capacity = atoll(PQgetvalue(res, 0, 0));
+    long long registered = atoll(PQgetvalue(res, 0, 1));
+    PQclear(res);
+    /* percentage rounded to 2 decimals, as the original service did */
+    long long hundredths = (registered * 10000 + capacity / 2) / capacity;
+    *body = json_pack("{s:I, s:I, s:f}", "total_registrations", (json_int_t)registered,
+                      "remaining_capacity", (json_int_t)(capacity - registered),
+                      "percentage_used", (double)hundredths / 100.0);
+    return 200;
+}
+
+unsigned ts_read_command(const ts_config *cfg, const char *command_id, json_t **body) {
+    const char *p[] = {command_id};
+    PGresult *res = query(cfg, Q_COMMAND, 1, p);
+    if (!res)
+        return db_unavailable(body);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        *body = ts_error_body("command_not_found", "Command not found", NULL);
+        return 404;
+    }
+    ts_reply reply;
+    memset(&reply, 0, sizeof reply);
+    strcpy(reply.command_id, command_id);
+    snprintf(reply.event_id, sizeof reply.event_id, "%s", PQgetvalue(res, 0, 2));
+    reply.outcome = TS_OUT_INVALID;
+    for (int o = 0; o < TS_OUT_COUNT_; o++)
+        if (strcmp(PQgetvalue(res, 0, 1), ts_outcome_name((ts_outcome)o)) == 0)
+            reply.outcome = (ts_outcome)o;
+    snprintf(reply.user_id, sizeof reply.user_id, "%s", PQgetvalue(res, 0, 3));
+    snprintf(reply.message, sizeof reply.message, "%s", PQgetvalue(res, 0, 4));
+    json_t *result;
+    unsigned status = ts_outcome_http(&reply, &result);
+    *body = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s}", "command_id", command_id, "status",
+                      "done", "kind", PQgetvalue(res, 0, 0), "outcome",
+                      ts_outcome_name(reply.outcome), "http_status", (json_int_t)status,
+                      "result", result, "processed_at", PQgetvalue(res, 0, 5));
+    PQclear(res);
+    return 200;
+}

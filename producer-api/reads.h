@@ -1,0 +1,20 @@
+/* reads.h — the GET endpoints, answered from PostgreSQL directly. Each
+ * libmicrohttpd thread has a connection of its own, opened on first use and
+ * reopened after a failure. Thread-safe. */
+#ifndef TS_READS_H
+#define TS_READS_H
+
+#include <jansson.h>
+
+#include "ts_config.h"
+
+/* Each returns the HTTP status and sets *body (caller decrefs). A database
+ * that cannot be reached is a 503. */
+unsigned ts_read_event(const ts_config *cfg, const char *event_id, long limit, long offset,
+                       json_t **body);
+unsigned ts_read_upcoming(const ts_config *cfg, long limit, long offset, json_t **body);
+unsigned ts_read_stats(const ts_config *cfg, const char *event_id, json_t **body);
+/* A processed command's outcome: 200 with it, or 404 when not applied. */
+unsigned ts_read_command(const ts_config *cfg, const char *command_id, json_t **body);
+
+#endif

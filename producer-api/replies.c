@@ -1,0 +1,527 @@
+/* replies.c — see replies.h.
+ *
+ * A waiter is one command sent from here. It is referenced twice: by the
+ * table (until its reply arrives, or it expires) and by the producer's
+ * delivery report; it is freed when both let go. It points at the
+ * request's answer and connection while the request waits ("attached");
+ * once the request has been answered it is detached and never touches the
+ * request again. Everything below happens under one mutex; the work under
+ * it is a few pointer moves.
+ *
+ * A request is answered:
+ *   - by the reply, when it comes in time;
+ *   - 202 at the deadline, when Kafka has acknowledged the command (it will
+ *     be applied; GET /api/commands/:id follows it);
+ *   - 503 when Kafka refuses it or does not acknowledge it: the producer's
+ *     message timeout equals the reply deadline, so an unacknowledged
+ *     command is given up, never sent later. */
+#include "replies.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ts_kafka.h"
+#include "ts_log.h"
+#include "ts_time.h"
+
+#define BUCKETS 65536
+#define LATE_MS (10 * 60 * 1000) /* how long a 202'd command is remembered */
+
+typedef struct waiter {
+    char command_id[TS_UUID_LEN + 1];
+    struct MHD_Connection *conn; /* NULL once detached */
+    ts_answer *answer;           /* NULL once detached */
+    bool suspended;
+    bool delivered;
+    bool expired;      /* the deadline passed before the delivery report */
+    bool in_table;
+    int refs;
+    int64_t due;       /* monotonic ms: the reply deadline, or the late expiry */
+    struct waiter *hnext;
+    struct waiter *prev, *next; /* in `waiting` or `late` */
+    struct queue *queue;
+} waiter;
+
+typedef struct queue {
+    waiter *head, *tail;
+} queue;
+
+struct ts_replies {
+    const ts_config *cfg;
+    ts_metrics *metrics;
+    rd_kafka_t *producer;
+    rd_kafka_t *consumer;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    waiter *table[BUCKETS];
+    queue waiting; /* attached, by deadline (= by submission: one fixed timeout) */
+    queue late;    /* answered 202, waiting for the reply, by expiry */
+    long attached;
+    bool draining;
+    volatile bool stop;
+    atomic_llong brokers_down_since; /* 0 when Kafka is reachable */
+    ts_codec *codec;                 /* the thread's own, for replies */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static uint32_t hash(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h % BUCKETS;
+}
+
+static void enqueue(queue *q, waiter *w) {
+    w->queue = q;
+    w->prev = q->tail;
+    w->next = NULL;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+}
+
+static void dequeue(waiter *w) {
+    queue *q = w->queue;
+    if (!q)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->queue = NULL;
+    w->prev = w->next = NULL;
+}
+
+static void table_remove(ts_replies *r, waiter *w) {
+    if (!w->in_table)
+        return;
+    waiter **p = &r->table[hash(w->command_id)];
+    while (*p && *p != w)
+        p = &(*p)->hnext;
+    if (*p)
+        *p = w->hnext;
+    w->in_table = false;
+    dequeue(w);
+}
+
+static void release(waiter *w) {
+    if (--w->refs == 0)
+        free(w);
+}
+
+/* Writes the final answer and wakes the request; detaches the waiter. */
+static void resolve(ts_replies *r, waiter *w, ts_wait_result result, const ts_reply *reply) {
+    if (!w->answer)
+        return;
+    w->answer->result = result;
+    if (reply)
+        w->answer->reply = *reply;
+    if (w->suspended)
+        MHD_resume_connection(w->conn);
+    w->answer = NULL;
+    w->conn = NULL;
+    r->attached--;
+    atomic_fetch_sub(&r->metrics->waiting, 1);
+    if (result == TS_WAIT_ACCEPTED)
+        atomic_fetch_add(&r->metrics->accepted_202, 1);
+}
+
+/* A 202'd command stays known (pending) until its reply or LATE_MS. */
+static void make_late(ts_replies *r, waiter *w) {
+    resolve(r, w, TS_WAIT_ACCEPTED, NULL);
+    dequeue(w);
+    w->due = ts_monotonic_ms() + LATE_MS;
+    enqueue(&r->late, w);
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    ts_replies *r = opaque;
+    waiter *w = m->_private;
+    int drop = 1; /* the delivery report's reference */
+    pthread_mutex_lock(&r->lock);
+    if (m->err) {
+        atomic_fetch_add(&r->metrics->produce_failures, 1);
+        ts_warn("api", "event=produce_failed command_id=%s err=\"%s\"", w->command_id,
+                rd_kafka_err2str(m->err));
+        if (w->answer) {
+            resolve(r, w, TS_WAIT_UNAVAILABLE, NULL);
+            table_remove(r, w);
+            drop++; /* and the table's */
+        }
+    } else {
+        atomic_store(&r->brokers_down_since, 0);
+        w->delivered = true;
+        if (w->expired && w->answer)
+            make_late(r, w);
+    }
+    w->refs -= drop;
+    if (w->refs == 0)
+        free(w);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk;
+    ts_replies *r = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        long long zero = 0;
+        atomic_compare_exchange_strong(&r->brokers_down_since, &zero, ts_monotonic_ms());
+    }
+    ts_warn("api", "event=kafka_error err=\"%s\"", reason);
+}
+
+/* ------------------------------------------------------------ the thread */
+
+static void on_reply(ts_replies *r, const rd_kafka_message_t *m) {
+    ts_reply reply;
+    char err[256];
+    if (ts_codec_decode_reply(r->codec, m->payload, m->len, &reply, err, sizeof err)) {
+        ts_warn("api", "event=bad_reply offset=%lld err=\"%s\"", (long long)m->offset, err);
+        return;
+    }
+    atomic_fetch_add(&r->metrics->replies_received, 1);
+    pthread_mutex_lock(&r->lock);
+    waiter *w = r->table[hash(reply.command_id)], *late = NULL;
+    for (; w; w = w->hnext) {
+        if (strcmp(w->command_id, reply.command_id) != 0)
+            continue;
+        if (w->answer)
+            break;
+        if (!late)
+            late = w;
+    }
+    if (!w)
+        w = late; /* nobody waits any more: forget the 202'd command */
+    if (w) {
+        resolve(r, w, TS_WAIT_REPLIED, &reply);
+        table_remove(r, w);
+        release(w);
+    } else {
+        atomic_fetch_add(&r->metrics->replies_unmatched, 1);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void expire(ts_replies *r) {
+    int64_t now = ts_monotonic_ms();
+    pthread_mutex_lock(&r->lock);
+    waiter *w;
+    while ((w = r->waiting.head) && w->due <= now) {
+        if (w->delivered) {
+            make_late(r, w);
+        } else { /* the delivery report decides, within the message timeout */
+            w->expired = true;
+            dequeue(w);
+        }
+    }
+    while ((w = r->late.head) && w->due <= now) {
+        table_remove(r, w);
+        release(w);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* While Kafka is down, ask for metadata now and then: it answers again. */
+static void probe_brokers(ts_replies *r) {
+    long long since = atomic_load(&r->brokers_down_since);
+    if (!since || ts_monotonic_ms() - since < 1000)
+        return;
+    const struct rd_kafka_metadata *md;
+    if (rd_kafka_metadata(r->producer, 0, NULL, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        atomic_store(&r->brokers_down_since, 0);
+        ts_info("api", "event=kafka_reachable");
+    } else {
+        atomic_store(&r->brokers_down_since, ts_monotonic_ms());
+    }
+}
+
+static void *run(void *arg) {
+    ts_replies *r = arg;
+    while (!r->stop) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 5);
+        if (m) {
+            if (!m->err)
+                on_reply(r, m);
+            else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                ts_warn("api", "event=reply_consume_error err=\"%s\"",
+                        rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+        }
+        rd_kafka_poll(r->producer, 0);
+        expire(r);
+        probe_brokers(r);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ setup */
+
+static rd_kafka_t *reply_reader(const ts_config *cfg, char *err, size_t errlen) {
+    rd_kafka_conf_t *conf = ts_kafka_conf_new(cfg, "turnstile-api", err, errlen);
+    if (!conf)
+        return NULL;
+    char group[64];
+    snprintf(group, sizeof group, "turnstile-api-%d", cfg->reply_partition);
+    const char *pairs[] = {"group.id", group, "enable.auto.commit", "false",
+                           "fetch.wait.max.ms", "5", "fetch.error.backoff.ms", "50", NULL};
+    if (ts_kafka_conf_set(conf, pairs, err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    char why[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "reply consumer: %s", why);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    /* Start at the partition's current end, read before any command is
+     * sent: "end" resolved later could skip a fast reply. */
+    int64_t low, high;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+        rk, cfg->topic_replies, cfg->reply_partition, &low, &high, 10000);
+    if (e) {
+        snprintf(err, errlen, "reply topic %s partition %d: %s", cfg->topic_replies,
+                 cfg->reply_partition, rd_kafka_err2str(e));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, cfg->topic_replies, cfg->reply_partition)->offset = high;
+    e = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        snprintf(err, errlen, "assign: %s", rd_kafka_err2str(e));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    return rk;
+}
+
+static rd_kafka_t *command_producer(ts_replies *r, char *err, size_t errlen) {
+    const ts_config *cfg = r->cfg;
+    rd_kafka_conf_t *conf = ts_kafka_conf_new(cfg, "turnstile-api", err, errlen);
+    if (!conf)
+        return NULL;
+    char linger[16], timeout[16];
+    snprintf(linger, sizeof linger, "%d", cfg->linger_ms);
+    snprintf(timeout, sizeof timeout, "%d", cfg->reply_timeout_ms < 1000 ? 1000
+                                                                         : cfg->reply_timeout_ms);
+    const char *pairs[] = {
+        "enable.idempotence", "true",
+        "linger.ms", linger,
+        "compression.type", "lz4",
+        /* not acknowledged by the deadline: given up, and answered 503 */
+        "message.timeout.ms", timeout,
+        "queue.buffering.max.messages", "200000",
+        NULL,
+    };
+    if (ts_kafka_conf_set(conf, pairs, err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_opaque(conf, r);
+    char why[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "producer: %s", why);
+    }
+    return rk;
+}
+
+ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *err,
+                             size_t errlen) {
+    ts_replies *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->cfg = cfg;
+    r->metrics = metrics;
+    pthread_mutex_init(&r->lock, NULL);
+    if (!(r->codec = ts_codec_new(err, errlen)) || !(r->producer = command_producer(r, err, errlen)) ||
+        !(r->consumer = reply_reader(cfg, err, errlen))) {
+        ts_replies_stop(r);
+        return NULL;
+    }
+    if (pthread_create(&r->thread, NULL, run, r)) {
+        snprintf(err, errlen, "cannot start the reply thread");
+        ts_replies_stop(r);
+        return NULL;
+    }
+    ts_info("api", "event=replies_ready topic=%s partition=%d", cfg->topic_replies,
+            cfg->reply_partition);
+    return r;
+}
+
+/* ------------------------------------------------------------ requests */
+
+/* Each libmicrohttpd thread encodes with a codec of its own. */
+static pthread_key_t codec_key;
+static pthread_once_t codec_once = PTHREAD_ONCE_INIT;
+static void free_codec(void *c) { ts_codec_free(c); }
+static void make_codec_key(void) { pthread_key_create(&codec_key, free_codec); }
+
+static ts_codec *thread_codec(void) {
+    pthread_once(&codec_once, make_codec_key);
+    ts_codec *c = pthread_getspecific(codec_key);
+    if (!c) {
+        char err[256];
+        c = ts_codec_new(err, sizeof err);
+        if (!c)
+            ts_error("api", "event=codec_failed err=\"%s\"", err);
+        pthread_setspecific(codec_key, c);
+    }
+    return c;
+}
+
+static bool unavailable(ts_replies *r, ts_answer *answer) {
+    atomic_fetch_add(&r->metrics->produce_failures, 1);
+    answer->result = TS_WAIT_UNAVAILABLE;
+    return false;
+}
+
+bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connection *conn,
+                       ts_answer *answer) {
+    memset(answer, 0, sizeof *answer);
+    strcpy(answer->command_id, cmd->command_id);
+
+    long long down = atomic_load(&r->brokers_down_since);
+    if (down && ts_monotonic_ms() - down < 1000)
+        return unavailable(r, answer); /* fast: Kafka is known to be down */
+
+    uint8_t buf[TS_MESSAGE_BYTES_MAX];
+    size_t len;
+    ts_codec *codec = thread_codec();
+    if (!codec || ts_codec_encode_command(codec, cmd, buf, sizeof buf, &len))
+        return unavailable(r, answer);
+
+    waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return unavailable(r, answer);
+    strcpy(w->command_id, cmd->command_id);
+    w->conn = conn;
+    w->answer = answer;
+    w->refs = 2;
+    w->due = ts_monotonic_ms() + r->cfg->reply_timeout_ms;
+
+    pthread_mutex_lock(&r->lock);
+    if (r->draining || r->attached >= r->cfg->max_pending) {
+        pthread_mutex_unlock(&r->lock);
+        free(w);
+        return unavailable(r, answer);
+    }
+    uint32_t h = hash(w->command_id);
+    w->hnext = r->table[h];
+    r->table[h] = w;
+    w->in_table = true;
+    enqueue(&r->waiting, w);
+    r->attached++;
+    atomic_fetch_add(&r->metrics->waiting, 1);
+    pthread_mutex_unlock(&r->lock);
+
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        r->producer, RD_KAFKA_V_TOPIC(r->cfg->topic_commands),
+        RD_KAFKA_V_KEY(cmd->event_id, strlen(cmd->event_id)), RD_KAFKA_V_VALUE(buf, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
+
+    pthread_mutex_lock(&r->lock);
+    if (e) {
+        ts_warn("api", "event=produce_refused err=\"%s\"", rd_kafka_err2str(e));
+        if (w->answer) { /* nothing can have answered it: no report will come */
+            w->answer = NULL;
+            r->attached--;
+            atomic_fetch_sub(&r->metrics->waiting, 1);
+        }
+        table_remove(r, w);
+        pthread_mutex_unlock(&r->lock);
+        free(w);
+        return unavailable(r, answer);
+    }
+    atomic_fetch_add(&r->metrics->commands_produced, 1);
+    bool suspended = false;
+    if (w->answer) { /* not answered yet: wait for it */
+        MHD_suspend_connection(conn);
+        w->suspended = suspended = true;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return suspended;
+}
+
+bool ts_replies_is_pending(ts_replies *r, const char *command_id) {
+    pthread_mutex_lock(&r->lock);
+    waiter *w = r->table[hash(command_id)];
+    while (w && strcmp(w->command_id, command_id) != 0)
+        w = w->hnext;
+    pthread_mutex_unlock(&r->lock);
+    return w != NULL;
+}
+
+void ts_replies_drain(ts_replies *r) {
+    pthread_mutex_lock(&r->lock);
+    r->draining = true;
+    pthread_mutex_unlock(&r->lock);
+    /* Every attached request is answered by its deadline, or by its
+     * delivery report shortly after. */
+    int64_t give_up = ts_monotonic_ms() + r->cfg->reply_timeout_ms + 3000;
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        long left = r->attached;
+        pthread_mutex_unlock(&r->lock);
+        if (left == 0 || ts_monotonic_ms() > give_up)
+            break;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&r->lock);
+    for (int i = 0; i < BUCKETS; i++)
+        for (waiter *w = r->table[i]; w; w = w->hnext)
+            resolve(r, w, TS_WAIT_UNAVAILABLE, NULL);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void ts_replies_stop(ts_replies *r) {
+    if (!r)
+        return;
+    if (r->thread) {
+        r->stop = true;
+        pthread_join(r->thread, NULL);
+    }
+    if (r->producer) {
+        rd_kafka_flush(r->producer, 5000);
+        rd_kafka_destroy(r->producer); /* serves the last delivery reports */
+    }
+    if (r->consumer) {
+        rd_kafka_consumer_close(r->consumer);
+        rd_kafka_destroy(r->consumer);
+    }
+    for (int i = 0; i < BUCKETS; i++) {
+        waiter *w = r->table[i];
+        while (w) {
+            waiter *next = w->hnext;
+            free(w);
+            w = next;
+        }
+    }
+    ts_codec_free(r->codec);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}

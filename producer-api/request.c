@@ -1,0 +1,152 @@
+/* request.c — see request.h.
+ *
+ * One field table per command says what each field must be; one walker
+ * checks a body against it and copies the values into the command. The
+ * rules on the values themselves (ts_validate) are the ones the worker
+ * applies to commands from any producer. */
+#include "request.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ts_time.h"
+#include "ts_uuid.h"
+#include "ts_validate.h"
+
+typedef enum kind { STRING, TEXT, EMAIL, TIME, COUNT, UUID } kind;
+
+typedef struct field {
+    const char *name;
+    const char *alias; /* accepted too, e.g. user_id for userId */
+    kind kind;
+    int required;
+    size_t offset;     /* in ts_command */
+    size_t cap;        /* buffer size, for strings */
+    size_t present_at; /* offset of a bool set when an optional field is there, or 0 */
+    const char *missing_message;
+} field_rule;
+
+#define CMD(f) offsetof(ts_command, f)
+#define CAP(f) sizeof(((ts_command *)0)->f)
+
+static const field_rule create_fields[] = {
+    {"title", NULL, TEXT, 1, CMD(u.create.title), CAP(u.create.title), 0, NULL},
+    {"starts_at", NULL, TIME, 1, CMD(u.create.starts_at_ms), 0, 0, NULL},
+    {"location", NULL, TEXT, 1, CMD(u.create.location), CAP(u.create.location), 0, NULL},
+    {"capacity", NULL, COUNT, 1, CMD(u.create.capacity), 0, 0, NULL},
+    {"description", NULL, STRING, 0, CMD(u.create.description), CAP(u.create.description),
+     CMD(u.create.has_description), NULL},
+};
+
+static const field_rule register_fields[] = {
+    {"name", NULL, TEXT, 1, CMD(u.reg.name), CAP(u.reg.name), 0, NULL},
+    {"email", NULL, EMAIL, 1, CMD(u.reg.email), CAP(u.reg.email), 0, NULL},
+};
+
+static const field_rule cancel_fields[] = {
+    {"userId", "user_id", UUID, 1, CMD(u.cancel.user_id), CAP(u.cancel.user_id), 0,
+     "userId required"},
+};
+
+static int bad(ts_bad_request *why, const char *code, const char *field, const char *fmt,
+               const char *arg) {
+    why->code = code;
+    why->field = field;
+    snprintf(why->message, sizeof why->message, fmt, arg);
+    return -1;
+}
+
+static int set_field(const field_rule *f, json_t *v, ts_command *cmd, ts_bad_request *why) {
+    char *dst = (char *)cmd + f->offset;
+    const char *s = json_string_value(v);
+    switch (f->kind) {
+    case STRING:
+    case TEXT:
+    case EMAIL:
+    case UUID:
+        if (!s)
+            return bad(why, "invalid_field", f->name, "%s must be a string", f->name);
+        if (memchr(s, '\0', json_string_length(v)))
+            return bad(why, "invalid_field", f->name, "%s must not contain NUL", f->name);
+        if (json_string_length(v) >= f->cap && f->kind != UUID) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "%%s must be at most %zu bytes", f->cap - 1);
+            return bad(why, "invalid_field", f->name, msg, f->name);
+        }
+        if (f->kind == TEXT && ts_validate_text(s))
+            return bad(why, "invalid_field", f->name, "%s must be a non-empty string", f->name);
+        if (f->kind == EMAIL && ts_validate_email(s))
+            return bad(why, "invalid_field", f->name, "%s must be a valid email address",
+                       f->name);
+        if (f->kind == UUID) {
+            if (ts_uuid_normalize(s, dst))
+                return bad(why, "invalid_field", f->name, "%s must be a UUID", f->name);
+        } else {
+            strcpy(dst, s);
+        }
+        return 0;
+    case TIME: {
+        int64_t ms;
+        if (!s || ts_time_parse_iso8601(s, &ms))
+            return bad(why, "invalid_field", f->name,
+                       "%s must be an ISO 8601 date-time, e.g. 2030-01-31T18:00:00Z", f->name);
+        *(int64_t *)dst = ms;
+        return 0;
+    }
+    case COUNT:
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > TS_CAPACITY_MAX)
+            return bad(why, "invalid_field", f->name, "%s must be an integer >= 1", f->name);
+        *(int64_t *)dst = json_integer_value(v);
+        return 0;
+    }
+    return -1;
+}
+
+static int parse(const char *body, size_t len, const field_rule *fields, size_t n, ts_command *cmd,
+                 ts_bad_request *why) {
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return bad(why, "invalid_json", NULL, "Invalid JSON body: %s", jerr.text);
+    int rc = 0;
+    if (!json_is_object(root)) {
+        rc = bad(why, "invalid_json", NULL, "%s", "Body must be a JSON object");
+        goto done;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const field_rule *f = &fields[i];
+        json_t *v = json_object_get(root, f->name);
+        if (!v && f->alias)
+            v = json_object_get(root, f->alias);
+        if (!v || json_is_null(v)) {
+            if (f->required)
+                rc = f->missing_message
+                         ? bad(why, "missing_field", f->name, "%s", f->missing_message)
+                         : bad(why, "missing_field", f->name, "%s is required", f->name);
+            continue;
+        }
+        rc = set_field(f, v, cmd, why);
+        if (rc == 0 && f->present_at)
+            *(bool *)((char *)cmd + f->present_at) = true;
+    }
+done:
+    json_decref(root);
+    return rc;
+}
+
+int ts_request_create_event(const char *body, size_t len, ts_command *cmd, ts_bad_request *why) {
+    return parse(body, len, create_fields, sizeof create_fields / sizeof create_fields[0], cmd,
+                 why);
+}
+
+int ts_request_register(const char *body, size_t len, ts_command *cmd, ts_bad_request *why) {
+    return parse(body, len, register_fields, sizeof register_fields / sizeof register_fields[0],
+                 cmd, why);
+}
+
+int ts_request_cancel(const char *body, size_t len, ts_command *cmd, ts_bad_request *why) {
+    return parse(body, len, cancel_fields, sizeof cancel_fields / sizeof cancel_fields[0], cmd,
+                 why);
+}

@@ -1,0 +1,23 @@
+/* request.h — turning a request's JSON body into a command, with the
+ * contract's error messages. Pure; thread-safe. */
+#ifndef TS_REQUEST_H
+#define TS_REQUEST_H
+
+#include <stddef.h>
+
+#include "ts_codec.h"
+
+/* Why a request is refused: HTTP 400, with a JSON body naming `field`. */
+typedef struct ts_bad_request {
+    const char *code;    /* machine code: invalid_json, missing_field, invalid_field */
+    const char *field;   /* NULL when the body as a whole is at fault */
+    char message[160];
+} ts_bad_request;
+
+/* Each fills the type-specific part of *cmd (and nothing else) from the
+ * JSON text body[0..len). Returns 0, or -1 with *why filled. */
+int ts_request_create_event(const char *body, size_t len, ts_command *cmd, ts_bad_request *why);
+int ts_request_register(const char *body, size_t len, ts_command *cmd, ts_bad_request *why);
+int ts_request_cancel(const char *body, size_t len, ts_command *cmd, ts_bad_request *why);
+
+#endif
