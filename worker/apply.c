@@ -6,6 +6,7 @@
  * believe it owns the partition. Within a batch the events touched are
  * cached, and their counters written back once at the end. */
 #include "apply.h"
+#include "rules.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -287,27 +288,22 @@ static int apply_register(ts_applier *a, const ts_command *c, int64_t now_ms, ts
     event_state *e = event_get(a, c->event_id, err, errlen);
     if (!e)
         return -1;
-    if (!e->found) {
-        refuse(r, TS_OUT_EVENT_NOT_FOUND, "Event not found");
-        return 0;
-    }
-    if (e->starts_at_ms <= now_ms) {
-        refuse(r, TS_OUT_PAST_EVENT, "Cannot register for past events");
-        return 0;
-    }
+    ts_event_view view = {e->found, e->starts_at_ms, e->capacity, e->registered};
+    bool already = false;
     ts_uuid_for_email(c->u.reg.email, r->user_id);
-    const char *key[] = {c->event_id, r->user_id};
-    PGresult *res = run(a, ST_IS_REGISTERED, 2, key, err, errlen);
-    if (!res)
-        return -1;
-    int already = PQntuples(res) > 0;
-    PQclear(res);
-    if (already) {
-        refuse(r, TS_OUT_ALREADY_REGISTERED, "User already registered");
-        return 0;
+    if (ts_rules_needs_lookup(&view, now_ms)) {
+        const char *key[] = {c->event_id, r->user_id};
+        PGresult *res = run(a, ST_IS_REGISTERED, 2, key, err, errlen);
+        if (!res)
+            return -1;
+        already = PQntuples(res) > 0;
+        PQclear(res);
     }
-    if (e->registered >= e->capacity) {
-        refuse(r, TS_OUT_EVENT_FULL, "Event is full");
+    r->outcome = ts_rules_register(&view, now_ms, already);
+    if (r->outcome != TS_OUT_REGISTERED) {
+        snprintf(r->message, sizeof r->message, "%s", ts_rules_message(r->outcome));
+        if (r->outcome != TS_OUT_ALREADY_REGISTERED)
+            r->user_id[0] = '\0';
         return 0;
     }
     const char *user[] = {r->user_id, c->u.reg.email};
@@ -320,7 +316,6 @@ static int apply_register(ts_applier *a, const ts_command *c, int64_t now_ms, ts
         return -1;
     e->registered++;
     e->dirty = true;
-    r->outcome = TS_OUT_REGISTERED;
     return 0;
 }
 
@@ -330,7 +325,7 @@ static int apply_cancel(ts_applier *a, const ts_command *c, ts_reply *r, char *e
     if (!e)
         return -1;
     if (!e->found) {
-        refuse(r, TS_OUT_REGISTRATION_NOT_FOUND, "Registration not found");
+        refuse(r, TS_OUT_REGISTRATION_NOT_FOUND, ts_rules_message(TS_OUT_REGISTRATION_NOT_FOUND));
         return 0;
     }
     const char *key[] = {c->event_id, c->u.cancel.user_id};
@@ -339,7 +334,7 @@ static int apply_cancel(ts_applier *a, const ts_command *c, ts_reply *r, char *e
         return -1;
     if (PQntuples(res) == 0) {
         PQclear(res);
-        refuse(r, TS_OUT_REGISTRATION_NOT_FOUND, "Registration not found");
+        refuse(r, TS_OUT_REGISTRATION_NOT_FOUND, ts_rules_message(TS_OUT_REGISTRATION_NOT_FOUND));
         return 0;
     }
     long long freed = strtoll(PQgetvalue(res, 0, 0), NULL, 10);

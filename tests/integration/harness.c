@@ -11,8 +11,14 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
+
+#include "http_client.h"
 
 #include "ts_kafka.h"
 #include "ts_pg.h"
@@ -44,12 +50,18 @@ static rd_kafka_t *reader(it_env *env, const char *topic, char *err, size_t errl
     return rk;
 }
 
-int it_setup(it_env *env, int command_partitions) {
+int it_setup(it_env *env, int command_partitions, int reply_partitions) {
     char err[512];
     memset(env, 0, sizeof *env);
     if (ts_config_load(&env->cfg, err, sizeof err)) {
         fprintf(stderr, "it_setup: config: %s\n", err);
         return -1;
+    }
+    /* bursts hold a thousand sockets open at once, here and in the API */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536) {
+        rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
     char prefix[64];
     snprintf(prefix, sizeof prefix, "it%dx%lld", (int)getpid(), (long long)ts_now_ms());
@@ -67,7 +79,7 @@ int it_setup(it_env *env, int command_partitions) {
         return -1;
     }
     const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies, env->cfg.topic_dlq};
-    const int parts[] = {command_partitions, 1, 1};
+    const int parts[] = {command_partitions, reply_partitions, 1};
     if (ts_kafka_create_topics(env->producer, names, parts, 3, 15000, err, sizeof err)) {
         fprintf(stderr, "it_setup: is Kafka up (scripts/stack up)? %s\n", err);
         return -1;
@@ -81,6 +93,9 @@ int it_setup(it_env *env, int command_partitions) {
 }
 
 void it_teardown(it_env *env) {
+    for (int i = 0; i < IT_MAX_APIS; i++)
+        if (env->apis[i] > 0)
+            it_stop_api(env, i, SIGKILL);
     for (int i = 0; i < IT_MAX_WORKERS; i++)
         if (env->workers[i] > 0)
             it_stop_worker(env, i, SIGKILL);
@@ -117,12 +132,63 @@ void it_start_worker(it_env *env, int i) {
     env->workers[i] = pid;
 }
 
-int it_stop_worker(it_env *env, int i, int sig) {
+static int stop_child(pid_t *pid, int sig) {
     int status = 0;
-    kill(env->workers[i], sig);
-    waitpid(env->workers[i], &status, 0);
-    env->workers[i] = 0;
+    kill(*pid, sig);
+    waitpid(*pid, &status, 0);
+    *pid = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int it_stop_worker(it_env *env, int i, int sig) { return stop_child(&env->workers[i], sig); }
+
+int it_stop_api(it_env *env, int i, int sig) { return stop_child(&env->apis[i], sig); }
+
+/* A port nobody listens on now: bind to 0 and see what the kernel gives. */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+void it_start_api(it_env *env, int i, int reply_partition, char *url, size_t cap) {
+    int port = free_port();
+    env->api_ports[i] = port;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char p[16], rp[16];
+        snprintf(p, sizeof p, "%d", port);
+        snprintf(rp, sizeof rp, "%d", reply_partition);
+        setenv("TS_HTTP_PORT", p, 1);
+        setenv("TS_REPLY_PARTITION", rp, 1);
+        execl(TS_API_BIN, TS_API_BIN, (char *)NULL);
+        perror("exec " TS_API_BIN);
+        _exit(127);
+    }
+    env->apis[i] = pid;
+    snprintf(url, cap, "http://127.0.0.1:%d", port);
+    char health[128];
+    snprintf(health, sizeof health, "%s/healthz", url);
+    int64_t deadline = ts_monotonic_ms() + 30000;
+    for (;;) {
+        it_http_result r = it_http("GET", health, NULL, NULL);
+        long status = r.status;
+        it_http_free(&r);
+        if (status == 200)
+            return;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            fail_msg("turnstile-api exited before answering /healthz");
+        if (ts_monotonic_ms() > deadline)
+            fail_msg("turnstile-api did not answer /healthz within 30 s");
+        struct timespec ts = {0, 20 * 1000000L}; /* between two probes */
+        nanosleep(&ts, NULL);
+    }
 }
 
 ts_command it_command(it_env *env, ts_command_type type, const char *event_id) {

@@ -18,6 +18,7 @@
 #include "ts_config.h"
 
 #define IT_MAX_WORKERS 4
+#define IT_MAX_APIS 2
 
 typedef struct it_env {
     ts_config cfg;
@@ -27,18 +28,27 @@ typedef struct it_env {
     ts_codec *codec;
     PGconn *pg;
     pid_t workers[IT_MAX_WORKERS];
+    pid_t apis[IT_MAX_APIS];
+    int api_ports[IT_MAX_APIS];
     ts_reply *seen;      /* replies read so far, in arrival order */
     size_t nseen, seen_cap;
 } it_env;
 
-/* Creates the topics and connections. Returns 0, or -1 after printing why. */
-int it_setup(it_env *env, int command_partitions);
+/* Creates the topics (the reply topic with `reply_partitions`) and the
+ * connections. Returns 0, or -1 after printing why. */
+int it_setup(it_env *env, int command_partitions, int reply_partitions);
 void it_teardown(it_env *env);
 
 /* Starts the worker binary in slot `i` with this run's configuration. */
 void it_start_worker(it_env *env, int i);
 /* Sends `sig` to worker `i` and returns its exit status (or 128+signal). */
 int it_stop_worker(it_env *env, int i, int sig);
+
+/* Starts the API binary in slot `i` on a free port, replying on
+ * `reply_partition`, and waits until /healthz answers. Returns its base URL
+ * in url[cap]. */
+void it_start_api(it_env *env, int i, int reply_partition, char *url, size_t cap);
+int it_stop_api(it_env *env, int i, int sig);
 
 /* A command of `type` for `event_id` with a fresh command id, replying to
  * partition 0 of this run's reply topic. */

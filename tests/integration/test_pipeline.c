@@ -22,7 +22,7 @@ static it_env env;
 
 static int setup(void **state) {
     (void)state;
-    if (it_setup(&env, 3))
+    if (it_setup(&env, 3, 1))
         return -1;
     it_start_worker(&env, 0);
     return 0;

@@ -1,0 +1,129 @@
+/* http_client.c — see http_client.h. */
+#include "http_client.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg) {
+    it_http_result *r = arg;
+    size_t n = size * nmemb;
+    char *p = realloc(r->body, r->len + n + 1);
+    if (!p)
+        return 0;
+    r->body = p;
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg) {
+    it_http_result *r = arg;
+    size_t n = size * nmemb;
+    if (n > 10 && strncasecmp(data, "Location: ", 10) == 0)
+        snprintf(r->location, sizeof r->location, "%.*s", (int)strcspn(data + 10, "\r\n"),
+                 data + 10);
+    if (n > 13 && strncasecmp(data, "Retry-After: ", 13) == 0)
+        snprintf(r->retry_after, sizeof r->retry_after, "%.*s",
+                 (int)strcspn(data + 13, "\r\n"), data + 13);
+    return n;
+}
+
+static CURL *make(const char *method, const char *url, const char *body,
+                  struct curl_slist *headers, it_http_result *r) {
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    return c;
+}
+
+static void finish(CURL *c, it_http_result *r) {
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    if (r->body)
+        r->json = json_loads(r->body, JSON_DECODE_ANY, NULL);
+}
+
+it_http_result it_http(const char *method, const char *url, const char *body,
+                       const char *const *headers) {
+    it_http_result r = {0};
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    for (; headers && *headers; headers++)
+        h = curl_slist_append(h, *headers);
+    CURL *c = make(method, url, body, h, &r);
+    if (curl_easy_perform(c) == CURLE_OK)
+        finish(c, &r);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    return r;
+}
+
+void it_http_free(it_http_result *r) {
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+void it_http_burst(it_http_request *reqs, size_t n, int concurrency) {
+    CURLM *m = curl_multi_init();
+    curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)concurrency);
+    struct curl_slist **headers = calloc(n, sizeof *headers);
+    CURL **handles = calloc(n, sizeof *handles);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (size_t i = 0; i < n; i++) {
+        memset(&reqs[i].result, 0, sizeof reqs[i].result);
+        headers[i] = curl_slist_append(NULL, "Content-Type: application/json");
+        if (reqs[i].header[0])
+            headers[i] = curl_slist_append(headers[i], reqs[i].header);
+        handles[i] = make(reqs[i].method, reqs[i].url, reqs[i].body[0] ? reqs[i].body : NULL,
+                          headers[i], &reqs[i].result);
+        curl_easy_setopt(handles[i], CURLOPT_PRIVATE, &reqs[i]);
+        curl_multi_add_handle(m, handles[i]);
+    }
+    int running = 1;
+    while (running) {
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            it_http_request *req;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            req->seconds = (double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9;
+            if (msg->data.result == CURLE_OK)
+                finish(msg->easy_handle, &req->result);
+        }
+        if (running)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (size_t i = 0; i < n; i++) {
+        curl_multi_remove_handle(m, handles[i]);
+        curl_easy_cleanup(handles[i]);
+        curl_slist_free_all(headers[i]);
+    }
+    free(handles);
+    free(headers);
+    curl_multi_cleanup(m);
+}
+
+const char *it_json_str(const it_http_result *r, const char *key) {
+    const char *s = json_string_value(json_object_get(r->json, key));
+    return s ? s : "";
+}

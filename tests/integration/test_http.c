@@ -1,0 +1,414 @@
+/* Integration over HTTP: the real turnstile-api and turnstile-worker
+ * binaries on the real broker and PostgreSQL, driven through the API's
+ * port as a client of the original service would. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "harness.h"
+#include "http_client.h"
+#include "ts_time.h"
+#include "ts_uuid.h"
+
+static it_env env;
+static char base[64];
+
+static int setup(void **state) {
+    (void)state;
+    if (it_setup(&env, 4, 1))
+        return -1;
+    it_start_worker(&env, 0);
+    it_start_api(&env, 0, 0, base, sizeof base);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    it_teardown(&env);
+    return 0;
+}
+
+static it_http_result post(const char *path, const char *body) {
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    return it_http("POST", url, body, NULL);
+}
+
+static it_http_result get(const char *path) {
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    return it_http("GET", url, NULL, NULL);
+}
+
+static void iso_in_days(int days, char out[TS_ISO8601_LEN + 1]) {
+    ts_time_format_iso8601(ts_now_ms() + (int64_t)days * 86400000, out);
+}
+
+/* POST /api/events; returns the new id in id[37]. */
+static void create_event(const char *title, const char *location, int days, int capacity,
+                         char id[TS_UUID_LEN + 1]) {
+    char when[TS_ISO8601_LEN + 1], body[512];
+    iso_in_days(days, when);
+    snprintf(body, sizeof body,
+             "{\"title\":\"%s\",\"starts_at\":\"%s\",\"location\":\"%s\",\"capacity\":%d}", title,
+             when, location, capacity);
+    it_http_result r = post("/api/events", body);
+    assert_int_equal(r.status, 201);
+    assert_int_equal(ts_uuid_normalize(it_json_str(&r, "id"), id), 0);
+    it_http_free(&r);
+}
+
+static long do_register(const char *id, const char *name, const char *email, char *user_id) {
+    char path[128], body[256];
+    snprintf(path, sizeof path, "/api/events/%s/register", id);
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"email\":\"%s\"}", name, email);
+    it_http_result r = post(path, body);
+    long status = r.status;
+    if (user_id)
+        snprintf(user_id, TS_UUID_LEN + 1, "%s", it_json_str(&r, "user_id"));
+    it_http_free(&r);
+    return status;
+}
+
+static void expect_error(it_http_result r, long status, const char *error, const char *field) {
+    assert_int_equal(r.status, status);
+    assert_non_null(r.json);
+    if (error)
+        assert_string_equal(it_json_str(&r, "error"), error);
+    else
+        assert_true(strlen(it_json_str(&r, "error")) > 0);
+    assert_true(strlen(it_json_str(&r, "code")) > 0);
+    if (field)
+        assert_string_equal(it_json_str(&r, "field"), field);
+    it_http_free(&r);
+}
+
+static void stats(const char *id, long long *total, long long *remaining, double *pct) {
+    char path[128];
+    snprintf(path, sizeof path, "/api/events/%s/stats", id);
+    it_http_result r = get(path);
+    assert_int_equal(r.status, 200);
+    *total = json_integer_value(json_object_get(r.json, "total_registrations"));
+    *remaining = json_integer_value(json_object_get(r.json, "remaining_capacity"));
+    *pct = json_number_value(json_object_get(r.json, "percentage_used"));
+    it_http_free(&r);
+}
+
+static void an_event_is_created_read_back_and_listed(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], path[128];
+    create_event("Launch", "Hall A", 30, 3, id);
+    snprintf(path, sizeof path, "/api/events/%s", id);
+    it_http_result r = get(path);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(it_json_str(&r, "id"), id);
+    assert_string_equal(it_json_str(&r, "title"), "Launch");
+    assert_string_equal(it_json_str(&r, "location"), "Hall A");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "capacity")), 3);
+    assert_true(json_is_array(json_object_get(r.json, "registrations")));
+    assert_int_equal(json_array_size(json_object_get(r.json, "registrations")), 0);
+    it_http_free(&r);
+}
+
+static void upcoming_events_are_sorted_by_start_then_location(void **state) {
+    (void)state;
+    char a[TS_UUID_LEN + 1], b[TS_UUID_LEN + 1], c[TS_UUID_LEN + 1], past[TS_UUID_LEN + 1];
+    char when[TS_ISO8601_LEN + 1], body[256];
+    /* b and c start at the same instant: location breaks the tie */
+    iso_in_days(400, when);
+    snprintf(body, sizeof body,
+             "{\"title\":\"B\",\"starts_at\":\"%s\",\"location\":\"Zurich\",\"capacity\":1}", when);
+    it_http_result r = post("/api/events", body);
+    assert_int_equal(r.status, 201);
+    ts_uuid_normalize(it_json_str(&r, "id"), b);
+    it_http_free(&r);
+    snprintf(body, sizeof body,
+             "{\"title\":\"C\",\"starts_at\":\"%s\",\"location\":\"Amsterdam\",\"capacity\":1}",
+             when);
+    r = post("/api/events", body);
+    assert_int_equal(r.status, 201);
+    ts_uuid_normalize(it_json_str(&r, "id"), c);
+    it_http_free(&r);
+    create_event("A", "Berlin", 399, 1, a);
+    create_event("Past", "Rome", -2, 1, past);
+
+    r = get("/api/events?limit=10000");
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_array(r.json));
+    int pos_a = -1, pos_b = -1, pos_c = -1, pos_past = -1;
+    const char *prev = "";
+    for (size_t i = 0; i < json_array_size(r.json); i++) {
+        json_t *e = json_array_get(r.json, i);
+        const char *id = json_string_value(json_object_get(e, "id"));
+        const char *starts = json_string_value(json_object_get(e, "starts_at"));
+        assert_true(strcmp(prev, starts) <= 0); /* ISO 8601 UTC sorts as text */
+        prev = starts;
+        if (!strcmp(id, a)) pos_a = (int)i;
+        if (!strcmp(id, b)) pos_b = (int)i;
+        if (!strcmp(id, c)) pos_c = (int)i;
+        if (!strcmp(id, past)) pos_past = (int)i;
+    }
+    assert_true(pos_a >= 0 && pos_b >= 0 && pos_c >= 0);
+    assert_int_equal(pos_past, -1);
+    assert_true(pos_a < pos_c && pos_c < pos_b);
+    it_http_free(&r);
+}
+
+static void the_original_edge_cases_over_http(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], past[TS_UUID_LEN + 1], uid[TS_UUID_LEN + 1], path[128];
+    long long total, remaining;
+    double pct;
+    create_event("Small", "Room 1", 10, 3, id);
+    stats(id, &total, &remaining, &pct);
+    assert_int_equal(total, 0);
+    assert_int_equal(remaining, 3);
+    assert_true(pct == 0.0);
+
+    assert_int_equal(do_register(id, "Ada", "ada@example.org", uid), 201);
+    /* duplicate, also with another case */
+    snprintf(path, sizeof path, "/api/events/%s/register", id);
+    expect_error(post(path, "{\"name\":\"Ada\",\"email\":\"ADA@example.org\"}"), 400,
+                 "User already registered", NULL);
+    assert_int_equal(do_register(id, "Bob", "bob@example.org", NULL), 201);
+    stats(id, &total, &remaining, &pct);
+    assert_int_equal(total, 2);
+    assert_int_equal(remaining, 1);
+    assert_true(pct == 66.67);
+    assert_int_equal(do_register(id, "Cy", "cy@example.org", NULL), 201);
+    /* full */
+    expect_error(post(path, "{\"name\":\"Dee\",\"email\":\"dee@example.org\"}"), 400,
+                 "Event is full", NULL);
+    /* cancel, then the seat is free again */
+    char body[128];
+    snprintf(path, sizeof path, "/api/events/%s/cancel", id);
+    snprintf(body, sizeof body, "{\"userId\":\"%s\"}", uid);
+    it_http_result r = post(path, body);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(r.json, "ok")));
+    it_http_free(&r);
+    expect_error(post(path, body), 404, "Registration not found", NULL);
+    stats(id, &total, &remaining, &pct);
+    assert_int_equal(total, 2);
+    assert_int_equal(remaining, 1);
+    assert_int_equal(do_register(id, "Dee", "dee@example.org", NULL), 201);
+    /* re-register after cancelling: full again now */
+    snprintf(path, sizeof path, "/api/events/%s/register", id);
+    expect_error(post(path, "{\"name\":\"Ada\",\"email\":\"ada@example.org\"}"), 400,
+                 "Event is full", NULL);
+    stats(id, &total, &remaining, &pct);
+    assert_int_equal(total, 3);
+    assert_int_equal(remaining, 0);
+    assert_true(pct == 100.0);
+
+    /* past event */
+    create_event("Yesterday", "Room 2", -1, 10, past);
+    snprintf(path, sizeof path, "/api/events/%s/register", past);
+    expect_error(post(path, "{\"name\":\"Ada\",\"email\":\"ada@example.org\"}"), 400,
+                 "Cannot register for past events", NULL);
+
+    /* the event lists its registrations oldest first */
+    snprintf(path, sizeof path, "/api/events/%s", id);
+    r = get(path);
+    json_t *regs = json_object_get(r.json, "registrations");
+    assert_int_equal(json_array_size(regs), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(regs, 0), "email")),
+                        "bob@example.org");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(regs, 2), "email")),
+                        "dee@example.org");
+    it_http_free(&r);
+    /* paged */
+    snprintf(path, sizeof path, "/api/events/%s?limit=1&offset=1", id);
+    r = get(path);
+    regs = json_object_get(r.json, "registrations");
+    assert_int_equal(json_array_size(regs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(regs, 0), "email")),
+                        "cy@example.org");
+    it_http_free(&r);
+}
+
+static void unknown_events_and_registrations_are_404(void **state) {
+    (void)state;
+    char unknown[TS_UUID_LEN + 1], path[128], body[128];
+    ts_uuid_new(unknown);
+    snprintf(path, sizeof path, "/api/events/%s", unknown);
+    expect_error(get(path), 404, "Event not found", NULL);
+    snprintf(path, sizeof path, "/api/events/%s/stats", unknown);
+    expect_error(get(path), 404, "Event not found", NULL);
+    snprintf(path, sizeof path, "/api/events/%s/register", unknown);
+    expect_error(post(path, "{\"name\":\"A\",\"email\":\"a@example.org\"}"), 404,
+                 "Event not found", NULL);
+    snprintf(path, sizeof path, "/api/events/%s/cancel", unknown);
+    snprintf(body, sizeof body, "{\"userId\":\"%s\"}", unknown);
+    expect_error(post(path, body), 404, "Registration not found", NULL);
+}
+
+static void bad_input_is_a_clear_4xx_and_nothing_else(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], path[128];
+    create_event("Input", "Lab", 5, 10, id);
+    snprintf(path, sizeof path, "/api/events/%s/register", id);
+    expect_error(post("/api/events", "{\"title\":"), 400, NULL, NULL);
+    expect_error(post("/api/events", "not json"), 400, NULL, NULL);
+    expect_error(post("/api/events", "[]"), 400, NULL, NULL);
+    expect_error(post("/api/events", ""), 400, NULL, NULL);
+    expect_error(post("/api/events", "{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\","
+                                     "\"location\":\"L\",\"capacity\":\"ten\"}"),
+                 400, NULL, "capacity");
+    expect_error(post("/api/events", "{\"title\":\"T\",\"starts_at\":\"yesterday\","
+                                     "\"location\":\"L\",\"capacity\":1}"),
+                 400, NULL, "starts_at");
+    expect_error(post("/api/events", "{\"starts_at\":\"2030-01-01T00:00:00Z\","
+                                     "\"location\":\"L\",\"capacity\":1}"),
+                 400, NULL, "title");
+    expect_error(post(path, "{\"name\":\"A\",\"email\":\"not-an-email\"}"), 400, NULL, "email");
+    expect_error(post(path, "{\"email\":\"a@example.org\"}"), 400, NULL, "name");
+    expect_error(post(path, "{\"name\":42,\"email\":\"a@example.org\"}"), 400, NULL, "name");
+    expect_error(post("/api/events/not-a-uuid/register", "{\"name\":\"A\",\"email\":\"a@b.co\"}"),
+                 400, "Invalid event id", "id");
+    expect_error(get("/api/events/not-a-uuid"), 400, "Invalid event id", "id");
+    expect_error(get("/api/events/not-a-uuid/stats"), 400, "Invalid event id", "id");
+    snprintf(path, sizeof path, "/api/events/%s/cancel", id);
+    expect_error(post(path, "{}"), 400, "userId required", "userId");
+    expect_error(post(path, "{\"userId\":\"x\"}"), 400, NULL, "userId");
+    expect_error(get("/api/nowhere"), 404, "Not found", NULL);
+    expect_error(get("/api/events?limit=lots"), 400, NULL, NULL);
+
+    char url[256];
+    snprintf(url, sizeof url, "%s/api/events", base);
+    it_http_result r = it_http("DELETE", url, NULL, NULL);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(it_json_str(&r, "code"), "method_not_allowed");
+    it_http_free(&r);
+
+    /* a huge body: 413, and the service goes on */
+    size_t big = 1 << 20;
+    char *huge = malloc(big + 1);
+    memset(huge, 'x', big);
+    huge[big] = '\0';
+    expect_error(post("/api/events", huge), 413, NULL, NULL);
+    free(huge);
+
+    /* nothing of the above reached the event */
+    long long total, remaining;
+    double pct;
+    stats(id, &total, &remaining, &pct);
+    assert_int_equal(total, 0);
+    assert_int_equal(do_register(id, "Still", "still@example.org", NULL), 201);
+}
+
+static void a_retried_request_with_an_idempotency_key_gets_the_first_outcome(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], url[256], key[80], uid1[TS_UUID_LEN + 1];
+    create_event("Idem", "Hall", 5, 1, id);
+    char unique[TS_UUID_LEN + 1];
+    ts_uuid_new(unique);
+    snprintf(key, sizeof key, "Idempotency-Key: %s", unique);
+    const char *headers[] = {key, NULL};
+    snprintf(url, sizeof url, "%s/api/events/%s/register", base, id);
+    it_http_result r1 = it_http("POST", url, "{\"name\":\"A\",\"email\":\"a@example.org\"}",
+                                headers);
+    assert_int_equal(r1.status, 201);
+    snprintf(uid1, sizeof uid1, "%s", it_json_str(&r1, "user_id"));
+    /* the retry is the same command: 201 again, not "already registered" */
+    it_http_result r2 = it_http("POST", url, "{\"name\":\"A\",\"email\":\"a@example.org\"}",
+                                headers);
+    assert_int_equal(r2.status, 201);
+    assert_string_equal(it_json_str(&r2, "user_id"), uid1);
+    it_http_free(&r1);
+    it_http_free(&r2);
+    /* and it is still one registration */
+    long long total, remaining;
+    double pct;
+    stats(id, &total, &remaining, &pct);
+    assert_int_equal(total, 1);
+
+    /* creating an event with a key twice gives one event */
+    snprintf(url, sizeof url, "%s/api/events", base);
+    const char *body = "{\"title\":\"Once\",\"starts_at\":\"2031-01-01T00:00:00Z\","
+                       "\"location\":\"X\",\"capacity\":5}";
+    r1 = it_http("POST", url, body, headers);
+    r2 = it_http("POST", url, body, headers);
+    assert_int_equal(r1.status, 201);
+    assert_int_equal(r2.status, 201);
+    assert_string_equal(it_json_str(&r1, "id"), it_json_str(&r2, "id"));
+    it_http_free(&r1);
+    it_http_free(&r2);
+}
+
+/* 1,000 people, 100 seats, all at once: exactly 100 are in. */
+static void a_thousand_concurrent_registrations_for_a_hundred_seats(void **state) {
+    (void)state;
+    enum { N = 1000, SEATS = 100 };
+    char id[TS_UUID_LEN + 1];
+    create_event("Burst", "Arena", 20, SEATS, id);
+    it_http_request *reqs = calloc(N, sizeof *reqs);
+    for (int i = 0; i < N; i++) {
+        reqs[i].method = "POST";
+        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/api/events/%s/register", base, id);
+        snprintf(reqs[i].body, sizeof reqs[i].body,
+                 "{\"name\":\"Person %d\",\"email\":\"p%d@burst.example\"}", i, i);
+    }
+    int64_t t0 = ts_monotonic_ms();
+    it_http_burst(reqs, N, N);
+    int64_t wall = ts_monotonic_ms() - t0;
+    int created = 0, full = 0, other = 0;
+    for (int i = 0; i < N; i++) {
+        long s = reqs[i].result.status;
+        if (s == 201) {
+            char expect[TS_UUID_LEN + 1], email[64];
+            snprintf(email, sizeof email, "p%d@burst.example", i);
+            ts_uuid_for_email(email, expect);
+            assert_string_equal(it_json_str(&reqs[i].result, "user_id"), expect);
+            created++;
+        } else if (s == 400 && !strcmp(it_json_str(&reqs[i].result, "error"), "Event is full")) {
+            full++;
+        } else {
+            fprintf(stderr, "request %d: status %ld body %s\n", i, s,
+                    reqs[i].result.body ? reqs[i].result.body : "");
+            other++;
+        }
+        it_http_free(&reqs[i].result);
+    }
+    free(reqs);
+    printf("burst: %d requests, %d accepted, %d full, %d other, %lld ms\n", N, created, full,
+           other, (long long)wall);
+    assert_int_equal(created, SEATS);
+    assert_int_equal(full, N - SEATS);
+    assert_int_equal(other, 0);
+    long long total, remaining;
+    double pct;
+    stats(id, &total, &remaining, &pct);
+    assert_int_equal(total, SEATS);
+    assert_int_equal(remaining, 0);
+    const char *p[] = {id};
+    assert_int_equal(it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1",
+                                 1, p),
+                     SEATS);
+}
+
+static void the_api_drains_and_exits_zero_on_sigterm(void **state) {
+    (void)state;
+    assert_int_equal(it_stop_api(&env, 0, SIGTERM), 0);
+    assert_int_equal(it_stop_worker(&env, 0, SIGTERM), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(an_event_is_created_read_back_and_listed),
+        cmocka_unit_test(upcoming_events_are_sorted_by_start_then_location),
+        cmocka_unit_test(the_original_edge_cases_over_http),
+        cmocka_unit_test(unknown_events_and_registrations_are_404),
+        cmocka_unit_test(bad_input_is_a_clear_4xx_and_nothing_else),
+        cmocka_unit_test(a_retried_request_with_an_idempotency_key_gets_the_first_outcome),
+        cmocka_unit_test(a_thousand_concurrent_registrations_for_a_hundred_seats),
+        cmocka_unit_test(the_api_drains_and_exits_zero_on_sigterm),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
