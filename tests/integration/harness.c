@@ -220,6 +220,24 @@ void it_produce(it_env *env, const ts_command *cmd) {
     it_produce_raw(env, cmd->event_id, buf, len);
 }
 
+void it_produce_many(it_env *env, const ts_command *cmds, size_t n) {
+    uint8_t buf[TS_MESSAGE_BYTES_MAX];
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        assert_int_equal(ts_codec_encode_command(env->codec, &cmds[i], buf, sizeof buf, &len),
+                         TS_CODEC_OK);
+        rd_kafka_resp_err_t e;
+        while ((e = rd_kafka_producev(env->producer, RD_KAFKA_V_TOPIC(env->cfg.topic_commands),
+                                      RD_KAFKA_V_KEY(cmds[i].event_id, strlen(cmds[i].event_id)),
+                                      RD_KAFKA_V_VALUE(buf, len),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(env->producer, 100);
+        assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    assert_int_equal(rd_kafka_flush(env->producer, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
 static void remember(it_env *env, const ts_reply *r) {
     if (env->nseen == env->seen_cap) {
         env->seen_cap = env->seen_cap ? env->seen_cap * 2 : 256;

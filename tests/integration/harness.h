@@ -56,6 +56,8 @@ ts_command it_command(it_env *env, ts_command_type type, const char *event_id);
 /* Produces a command keyed by its event id and waits for the broker's ack. */
 void it_produce(it_env *env, const ts_command *cmd);
 void it_produce_raw(it_env *env, const char *key, const void *value, size_t len);
+/* Produces n commands in one go, then waits for all the acks. */
+void it_produce_many(it_env *env, const ts_command *cmds, size_t n);
 
 /* Waits up to timeout_ms for the reply to `command_id` (the `nth` one, from
  * 1, when a command is answered more than once). Fails the test if none. */

@@ -1,0 +1,282 @@
+/* Integration: turnstile under the conditions it exists for — a burst
+ * produced straight to Kafka by another service, a worker killed in the
+ * middle of a burst, and several API instances and workers at once. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "harness.h"
+#include "http_client.h"
+#include "ts_time.h"
+#include "ts_uuid.h"
+
+#define WAIT_MS 120000
+
+static it_env env;
+
+static int setup(void **state) {
+    (void)state;
+    if (it_setup(&env, 6, 3)) /* reply partition 0: this test; 1, 2: the APIs */
+        return -1;
+    it_start_worker(&env, 0);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    it_teardown(&env);
+    return 0;
+}
+
+static void create_event_via_kafka(char id[TS_UUID_LEN + 1], int capacity) {
+    ts_uuid_new(id);
+    ts_command c = it_command(&env, TS_CMD_CREATE_EVENT, id);
+    strcpy(c.u.create.title, "Resilience");
+    strcpy(c.u.create.location, "Stadium");
+    c.u.create.starts_at_ms = ts_now_ms() + 30LL * 86400000;
+    c.u.create.capacity = capacity;
+    it_produce(&env, &c);
+    assert_int_equal(it_await_reply(&env, c.command_id, 1, WAIT_MS).outcome, TS_OUT_CREATED);
+}
+
+static ts_command registration(const char *event_id, const char *email) {
+    ts_command c = it_command(&env, TS_CMD_REGISTER, event_id);
+    snprintf(c.u.reg.name, sizeof c.u.reg.name, "Fan");
+    snprintf(c.u.reg.email, sizeof c.u.reg.email, "%s", email);
+    return c;
+}
+
+static long long count_for(const char *sql, const char *event_id) {
+    const char *p[] = {event_id};
+    return it_query_ll(&env, sql, 1, p);
+}
+
+/* Another service produces Avro commands to Kafka itself and reads the
+ * outcomes from its reply partition. */
+static void a_burst_produced_straight_to_kafka_is_answered_on_the_reply_topic(void **state) {
+    (void)state;
+    enum { N = 1000, SEATS = 100 };
+    char id[TS_UUID_LEN + 1];
+    create_event_via_kafka(id, SEATS);
+    ts_command *cmds = calloc(N, sizeof *cmds);
+    for (int i = 0; i < N; i++) {
+        char email[64];
+        snprintf(email, sizeof email, "k%d@direct.example", i);
+        cmds[i] = registration(id, email);
+    }
+    int64_t t0 = ts_monotonic_ms();
+    it_produce_many(&env, cmds, N);
+    int registered = 0, full = 0;
+    for (int i = 0; i < N; i++) {
+        ts_reply r = it_await_reply(&env, cmds[i].command_id, 1, WAIT_MS);
+        assert_string_equal(r.event_id, id);
+        if (r.outcome == TS_OUT_REGISTERED) {
+            /* one partition, in order: the first SEATS take the seats */
+            assert_true(i < SEATS);
+            registered++;
+        } else {
+            assert_int_equal(r.outcome, TS_OUT_EVENT_FULL);
+            full++;
+        }
+    }
+    printf("kafka burst: %d commands, %d registered, %d full, %lld ms\n", N, registered, full,
+           (long long)(ts_monotonic_ms() - t0));
+    assert_int_equal(registered, SEATS);
+    assert_int_equal(full, N - SEATS);
+    assert_int_equal(count_for("SELECT count(*) FROM registrations WHERE event_id = $1", id),
+                     SEATS);
+    free(cmds);
+}
+
+/* The worker is killed (SIGKILL) twice in the middle of a burst and
+ * restarted. Afterwards the state must be what applying the commands one
+ * by one in partition order gives: nothing lost, nothing applied twice,
+ * never over capacity. */
+static void killing_the_worker_mid_burst_loses_and_doubles_nothing(void **state) {
+    (void)state;
+    enum { EVENTS = 2, UNIQUE = 1500, DUPLICATES = 200, REDELIVERED = 100 };
+    const int capacity[EVENTS] = {700, 400};
+    char ids[EVENTS][TS_UUID_LEN + 1];
+    for (int e = 0; e < EVENTS; e++)
+        create_event_via_kafka(ids[e], capacity[e]);
+
+    /* per event: UNIQUE people, then DUPLICATES of them again (new command
+     * ids), interleaved; then REDELIVERED commands sent a second time */
+    size_t per_event = UNIQUE + DUPLICATES + REDELIVERED;
+    size_t total = EVENTS * per_event;
+    ts_command *cmds = calloc(total, sizeof *cmds);
+    size_t n = 0;
+    for (int e = 0; e < EVENTS; e++) {
+        size_t start = n;
+        for (int i = 0; i < UNIQUE + DUPLICATES; i++) {
+            char email[64];
+            int who = i < UNIQUE ? i : (i - UNIQUE) * 7;
+            snprintf(email, sizeof email, "e%d-p%d@crash.example", e, who);
+            cmds[n++] = registration(ids[e], email);
+        }
+        for (int i = 0; i < REDELIVERED; i++)
+            cmds[n++] = cmds[start + (size_t)i * 13];
+    }
+    assert_int_equal(n, total);
+    it_produce_many(&env, cmds, total);
+
+    const char *applied_sql = "SELECT count(*) FROM processed_commands WHERE event_id = ANY($1::uuid[])";
+    char array[128];
+    snprintf(array, sizeof array, "{%s,%s}", ids[0], ids[1]);
+    const char *p[] = {array};
+    size_t distinct = EVENTS * (UNIQUE + DUPLICATES) + EVENTS; /* + the two creates */
+    int kills = 0;
+    for (double at = 0.25; at < 0.7; at += 0.35) {
+        int64_t deadline = ts_monotonic_ms() + WAIT_MS;
+        while (it_query_ll(&env, applied_sql, 1, p) < (long long)(at * (double)distinct)) {
+            assert_true(ts_monotonic_ms() < deadline);
+            struct timespec ts = {0, 5 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        assert_int_equal(it_stop_worker(&env, 0, SIGKILL), 128 + SIGKILL);
+        kills++;
+        long long applied = it_query_ll(&env, applied_sql, 1, p);
+        printf("crash: killed the worker with %lld of %zu commands applied\n", applied, distinct);
+        it_start_worker(&env, 0);
+    }
+    int64_t deadline = ts_monotonic_ms() + WAIT_MS;
+    while (it_query_ll(&env, applied_sql, 1, p) < (long long)distinct) {
+        assert_true(ts_monotonic_ms() < deadline);
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    /* no command applied twice: every distinct command exactly once */
+    assert_int_equal(it_query_ll(&env, applied_sql, 1, p), (long long)distinct);
+    assert_int_equal(kills, 2);
+
+    for (int e = 0; e < EVENTS; e++) {
+        /* serial application, in the order produced (one key: one partition,
+         * in order): the first `capacity` distinct people get the seats */
+        char (*expected)[TS_UUID_LEN + 1] = calloc((size_t)capacity[e], sizeof *expected);
+        int seats = 0;
+        for (size_t i = 0; i < total && seats < capacity[e]; i++) {
+            if (strcmp(cmds[i].event_id, ids[e]) != 0)
+                continue;
+            char uid[TS_UUID_LEN + 1];
+            ts_uuid_for_email(cmds[i].u.reg.email, uid);
+            int seen = 0;
+            for (int k = 0; k < seats && !seen; k++)
+                seen = !strcmp(expected[k], uid);
+            if (!seen)
+                strcpy(expected[seats++], uid);
+        }
+        long long regs = count_for("SELECT count(*) FROM registrations WHERE event_id = $1",
+                                   ids[e]);
+        printf("crash: event %d: capacity %d, registrations %lld\n", e, capacity[e], regs);
+        assert_int_equal(regs, capacity[e]);
+        assert_int_equal(count_for("SELECT registered FROM events WHERE id = $1", ids[e]),
+                         capacity[e]);
+        assert_int_equal(count_for("SELECT max(seat) FROM registrations WHERE event_id = $1",
+                                   ids[e]),
+                         capacity[e]);
+        /* every REGISTERED outcome has its row, and no row lacks one */
+        assert_int_equal(count_for("SELECT count(*) FROM processed_commands WHERE event_id = $1"
+                                   " AND outcome = 'REGISTERED'",
+                                   ids[e]),
+                         capacity[e]);
+        assert_int_equal(count_for("SELECT count(*) FROM registrations r JOIN processed_commands"
+                                   " c ON c.command_id = r.command_id AND c.outcome ="
+                                   " 'REGISTERED' WHERE r.event_id = $1",
+                                   ids[e]),
+                         capacity[e]);
+        for (int k = 0; k < seats; k++) {
+            const char *q[] = {ids[e], expected[k]};
+            assert_int_equal(it_query_ll(&env,
+                                         "SELECT count(*) FROM registrations WHERE event_id = $1"
+                                         " AND user_id = $2",
+                                         2, q),
+                             1);
+        }
+        free(expected);
+    }
+    free(cmds);
+}
+
+/* Two API instances (each its own reply partition) and two workers: every
+ * request gets its own answer, and neither instance sees the other's
+ * replies. */
+static void two_apis_and_two_workers_answer_every_request_its_own(void **state) {
+    (void)state;
+    enum { EVENTS = 3, SEATS = 50, PER_EVENT = 200 };
+    char urls[2][64];
+    it_start_worker(&env, 1);
+    it_start_api(&env, 0, 1, urls[0], sizeof urls[0]);
+    it_start_api(&env, 1, 2, urls[1], sizeof urls[1]);
+
+    char ids[EVENTS][TS_UUID_LEN + 1];
+    for (int e = 0; e < EVENTS; e++) {
+        char url[128];
+        snprintf(url, sizeof url, "%s/api/events", urls[e % 2]);
+        it_http_result r = it_http("POST", url,
+                                   "{\"title\":\"Twin\",\"starts_at\":\"2032-05-01T10:00:00Z\","
+                                   "\"location\":\"Hall\",\"capacity\":50}",
+                                   NULL);
+        assert_int_equal(r.status, 201);
+        ts_uuid_normalize(it_json_str(&r, "id"), ids[e]);
+        it_http_free(&r);
+    }
+    size_t n = EVENTS * PER_EVENT;
+    it_http_request *reqs = calloc(n, sizeof *reqs);
+    for (size_t i = 0; i < n; i++) {
+        reqs[i].method = "POST";
+        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/api/events/%s/register", urls[i % 2],
+                 ids[i % EVENTS]);
+        snprintf(reqs[i].body, sizeof reqs[i].body,
+                 "{\"name\":\"Twin %zu\",\"email\":\"t%zu@twin.example\"}", i, i);
+    }
+    it_http_burst(reqs, n, 400);
+    int accepted[EVENTS] = {0};
+    for (size_t i = 0; i < n; i++) {
+        it_http_result *r = &reqs[i].result;
+        if (r->status == 201) {
+            char email[64], expect[TS_UUID_LEN + 1];
+            snprintf(email, sizeof email, "t%zu@twin.example", i);
+            ts_uuid_for_email(email, expect);
+            assert_string_equal(it_json_str(r, "user_id"), expect); /* its own answer */
+            accepted[i % EVENTS]++;
+        } else {
+            assert_int_equal(r->status, 400);
+            assert_string_equal(it_json_str(r, "error"), "Event is full");
+        }
+        it_http_free(r);
+    }
+    free(reqs);
+    for (int e = 0; e < EVENTS; e++)
+        assert_int_equal(accepted[e], SEATS);
+
+    /* each instance matched every reply it read: none read another's */
+    for (int a = 0; a < 2; a++) {
+        char url[128];
+        snprintf(url, sizeof url, "%s/metrics", urls[a]);
+        it_http_result r = it_http("GET", url, NULL, NULL);
+        assert_int_equal(r.status, 200);
+        if (!strstr(r.body, "turnstile_replies_unmatched_total 0\n"))
+            fprintf(stderr, "metrics of API %d:\n%s\n", a, r.body);
+        assert_non_null(strstr(r.body, "turnstile_replies_unmatched_total 0\n"));
+        assert_null(strstr(r.body, "turnstile_replies_received_total 0\n"));
+        it_http_free(&r);
+    }
+    assert_int_equal(it_stop_api(&env, 0, SIGTERM), 0);
+    assert_int_equal(it_stop_api(&env, 1, SIGTERM), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_burst_produced_straight_to_kafka_is_answered_on_the_reply_topic),
+        cmocka_unit_test(killing_the_worker_mid_burst_loses_and_doubles_nothing),
+        cmocka_unit_test(two_apis_and_two_workers_answer_every_request_its_own),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
