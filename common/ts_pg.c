@@ -25,8 +25,10 @@ static void on_notice(void *arg, const char *message) {
     ts_debug("pg", "event=notice msg=\"%.*s\"", (int)strcspn(message, "\n"), message);
 }
 
-PGconn *ts_pg_connect(const char *dsn, char *err, size_t errlen) {
-    PGconn *conn = PQconnectdb(dsn);
+PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen) {
+    const char *keys[] = {"dbname", "application_name", NULL};
+    const char *values[] = {dsn, application_name, NULL};
+    PGconn *conn = PQconnectdbParams(keys, values, 1 /* dbname is a full dsn */);
     if (!conn) {
         snprintf(err, errlen, "connect: out of memory");
         return NULL;

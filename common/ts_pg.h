@@ -7,8 +7,10 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
-/* Connects with `dsn`. Returns the connection, or NULL with `err` set. */
-PGconn *ts_pg_connect(const char *dsn, char *err, size_t errlen);
+/* Connects with `dsn`, naming the connection `application_name` (shown in
+ * pg_stat_activity; NULL leaves the dsn's). Returns the connection, or NULL
+ * with `err` set. */
+PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen);
 
 /* Applies the compiled-in migrations (sql/NNN_name.sql) not yet recorded in
  * schema_migrations, each in its own transaction, under an advisory lock so

@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (cfg.migrate) {
-        PGconn *conn = ts_pg_connect(cfg.pg_dsn, err, sizeof err);
+        PGconn *conn = ts_pg_connect(cfg.pg_dsn, "turnstile-api", err, sizeof err);
         if (!conn || ts_pg_migrate(conn, NULL, err, sizeof err)) {
             ts_error("api", "event=migrate_failed err=\"%s\"", err);
             if (conn)

@@ -49,7 +49,7 @@ static PGconn *conn_for_thread(const ts_config *cfg) {
     if (c)
         PQfinish(c);
     char err[512];
-    c = ts_pg_connect(cfg->pg_dsn, err, sizeof err);
+    c = ts_pg_connect(cfg->pg_dsn, "turnstile-api", err, sizeof err);
     for (int i = 0; c && i < Q_COUNT_; i++) {
         PGresult *res = PQprepare(c, queries[i].name, queries[i].sql, 0, NULL);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {

@@ -16,7 +16,7 @@
 static int migrate(const ts_config *cfg) {
     char err[512];
     int applied = 0;
-    PGconn *conn = ts_pg_connect(cfg->pg_dsn, err, sizeof err);
+    PGconn *conn = ts_pg_connect(cfg->pg_dsn, "turnstile-admin", err, sizeof err);
     int rc = conn ? ts_pg_migrate(conn, &applied, err, sizeof err) : -1;
     if (conn)
         PQfinish(conn);

@@ -116,7 +116,7 @@ static int prepare_all(ts_applier *a, char *err, size_t errlen) {
 int ts_applier_reconnect(ts_applier *a, char *err, size_t errlen) {
     if (a->conn)
         PQfinish(a->conn);
-    a->conn = ts_pg_connect(a->dsn, err, errlen);
+    a->conn = ts_pg_connect(a->dsn, "turnstile-worker", err, errlen);
     if (!a->conn)
         return -1;
     return prepare_all(a, err, errlen);
@@ -129,7 +129,7 @@ ts_applier *ts_applier_new(const char *dsn, int migrate, char *err, size_t errle
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    a->conn = ts_pg_connect(dsn, err, errlen);
+    a->conn = ts_pg_connect(dsn, "turnstile-worker", err, errlen);
     if (!a->conn || (migrate && ts_pg_migrate(a->conn, NULL, err, errlen)) ||
         prepare_all(a, err, errlen)) {
         ts_applier_free(a);

@@ -72,7 +72,7 @@ int it_setup(it_env *env, int command_partitions, int reply_partitions) {
         return -1;
     }
     if (!(env->codec = ts_codec_new(err, sizeof err)) ||
-        !(env->pg = ts_pg_connect(env->cfg.pg_dsn, err, sizeof err)) ||
+        !(env->pg = ts_pg_connect(env->cfg.pg_dsn, "turnstile-test", err, sizeof err)) ||
         ts_pg_migrate(env->pg, NULL, err, sizeof err) ||
         !(env->producer = ts_kafka_producer_new(&env->cfg, "turnstile-test", err, sizeof err))) {
         fprintf(stderr, "it_setup: is the stack up (scripts/stack up)? %s\n", err);
@@ -121,10 +121,16 @@ void it_teardown(it_env *env) {
     free(env->seen);
 }
 
+const char *it_worker_log(it_env *env, int i) { return env->worker_logs[i]; }
+
 void it_start_worker(it_env *env, int i) {
+    snprintf(env->worker_logs[i], sizeof env->worker_logs[i], "/tmp/%s-worker%d.log",
+             env->cfg.topic_prefix, i);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        FILE *log = freopen(env->worker_logs[i], "a", stderr);
+        (void)log;
         execl(TS_WORKER_BIN, TS_WORKER_BIN, (char *)NULL);
         perror("exec " TS_WORKER_BIN);
         _exit(127);
@@ -138,6 +144,26 @@ static int stop_child(pid_t *pid, int sig) {
     waitpid(*pid, &status, 0);
     *pid = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void it_await_worker_log(it_env *env, int i, const char *needle, int timeout_ms) {
+    int64_t deadline = ts_monotonic_ms() + timeout_ms;
+    for (;;) {
+        FILE *f = fopen(env->worker_logs[i], "r");
+        char line[2048];
+        while (f && fgets(line, sizeof line, f))
+            if (strstr(line, needle)) {
+                fclose(f);
+                return;
+            }
+        if (f)
+            fclose(f);
+        if (ts_monotonic_ms() > deadline)
+            fail_msg("worker %d logged no '%s' within %d ms (see %s)", i, needle, timeout_ms,
+                     env->worker_logs[i]);
+        struct timespec ts = {0, 10 * 1000000L}; /* between two reads of the log */
+        nanosleep(&ts, NULL);
+    }
 }
 
 int it_stop_worker(it_env *env, int i, int sig) { return stop_child(&env->workers[i], sig); }

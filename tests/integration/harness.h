@@ -30,6 +30,7 @@ typedef struct it_env {
     pid_t workers[IT_MAX_WORKERS];
     pid_t apis[IT_MAX_APIS];
     int api_ports[IT_MAX_APIS];
+    char worker_logs[IT_MAX_WORKERS][128];
     ts_reply *seen;      /* replies read so far, in arrival order */
     size_t nseen, seen_cap;
 } it_env;
@@ -39,8 +40,12 @@ typedef struct it_env {
 int it_setup(it_env *env, int command_partitions, int reply_partitions);
 void it_teardown(it_env *env);
 
-/* Starts the worker binary in slot `i` with this run's configuration. */
+/* Starts the worker binary in slot `i` with this run's configuration; its
+ * log goes to the file it_worker_log() names. */
 void it_start_worker(it_env *env, int i);
+const char *it_worker_log(it_env *env, int i);
+/* Waits up to timeout_ms for worker i's log to contain `needle`. */
+void it_await_worker_log(it_env *env, int i, const char *needle, int timeout_ms);
 /* Sends `sig` to worker `i` and returns its exit status (or 128+signal). */
 int it_stop_worker(it_env *env, int i, int sig);
 

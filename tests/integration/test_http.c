@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "harness.h"
@@ -393,6 +394,89 @@ static void a_thousand_concurrent_registrations_for_a_hundred_seats(void **state
                      SEATS);
 }
 
+/* An instance whose reply deadline is 1 ms answers 202 with a Location,
+ * and the command's resource reports the outcome once applied. */
+static void past_the_deadline_a_write_is_202_and_can_be_followed(void **state) {
+    (void)state;
+    char slow[64], id[TS_UUID_LEN + 1], url[256];
+    create_event("Later", "Annex", 9, 5, id);
+    setenv("TS_REPLY_TIMEOUT_MS", "1", 1);
+    it_start_api(&env, 1, 0, slow, sizeof slow);
+    unsetenv("TS_REPLY_TIMEOUT_MS");
+    snprintf(url, sizeof url, "%s/api/events/%s/register", slow, id);
+    it_http_result r = it_http("POST", url, "{\"name\":\"L\",\"email\":\"late@example.org\"}",
+                               NULL);
+    assert_int_equal(r.status, 202);
+    char location[256];
+    snprintf(location, sizeof location, "%s", r.location);
+    assert_non_null(strstr(location, "/api/commands/"));
+    assert_string_equal(it_json_str(&r, "status"), "pending");
+    it_http_free(&r);
+    /* follow it, from the other instance too: the outcome is in PostgreSQL */
+    snprintf(url, sizeof url, "%s%s", base, location);
+    int64_t deadline = ts_monotonic_ms() + 60000;
+    for (;;) {
+        r = it_http("GET", url, NULL, NULL);
+        if (r.status == 200 && !strcmp(it_json_str(&r, "status"), "done"))
+            break;
+        it_http_free(&r);
+        assert_true(ts_monotonic_ms() < deadline);
+        struct timespec ts = {0, 20 * 1000000L}; /* between two polls */
+        nanosleep(&ts, NULL);
+    }
+    assert_string_equal(it_json_str(&r, "outcome"), "REGISTERED");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "http_status")), 201);
+    char expect[TS_UUID_LEN + 1];
+    ts_uuid_for_email("late@example.org", expect);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "result"), "user_id")), expect);
+    it_http_free(&r);
+    snprintf(url, sizeof url, "%s/api/commands/%s", base, id); /* an id of no command */
+    expect_error(it_http("GET", url, NULL, NULL), 404, "Command not found", NULL);
+    assert_int_equal(it_stop_api(&env, 1, SIGTERM), 0);
+}
+
+/* An instance allowed one waiting request at a time refuses the others at
+ * once with 503 and Retry-After; none of them is applied. */
+static void an_overloaded_instance_answers_503_with_retry_after(void **state) {
+    (void)state;
+    enum { N = 40 };
+    char busy[64], id[TS_UUID_LEN + 1];
+    create_event("Busy", "Annex", 9, 100, id);
+    setenv("TS_MAX_PENDING", "1", 1);
+    it_start_api(&env, 1, 0, busy, sizeof busy);
+    unsetenv("TS_MAX_PENDING");
+    it_http_request *reqs = calloc(N, sizeof *reqs);
+    for (int i = 0; i < N; i++) {
+        reqs[i].method = "POST";
+        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/api/events/%s/register", busy, id);
+        snprintf(reqs[i].body, sizeof reqs[i].body,
+                 "{\"name\":\"B\",\"email\":\"b%d@busy.example\"}", i);
+    }
+    it_http_burst(reqs, N, N);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < N; i++) {
+        it_http_result *r = &reqs[i].result;
+        if (r->status == 201) {
+            ok++;
+        } else {
+            assert_int_equal(r->status, 503);
+            assert_string_equal(r->retry_after, "1");
+            assert_string_equal(it_json_str(r, "code"), "unavailable");
+            refused++;
+        }
+        it_http_free(r);
+    }
+    free(reqs);
+    assert_true(ok >= 1);
+    assert_true(refused >= 1);
+    long long total, remaining;
+    double pct;
+    stats(id, &total, &remaining, &pct);
+    assert_int_equal(total, ok); /* a refused request left nothing behind */
+    assert_int_equal(it_stop_api(&env, 1, SIGTERM), 0);
+}
+
 static void the_api_drains_and_exits_zero_on_sigterm(void **state) {
     (void)state;
     assert_int_equal(it_stop_api(&env, 0, SIGTERM), 0);
@@ -408,6 +492,8 @@ int main(void) {
         cmocka_unit_test(bad_input_is_a_clear_4xx_and_nothing_else),
         cmocka_unit_test(a_retried_request_with_an_idempotency_key_gets_the_first_outcome),
         cmocka_unit_test(a_thousand_concurrent_registrations_for_a_hundred_seats),
+        cmocka_unit_test(past_the_deadline_a_write_is_202_and_can_be_followed),
+        cmocka_unit_test(an_overloaded_instance_answers_503_with_retry_after),
         cmocka_unit_test(the_api_drains_and_exits_zero_on_sigterm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

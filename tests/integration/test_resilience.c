@@ -14,6 +14,7 @@
 
 #include "harness.h"
 #include "http_client.h"
+#include "ts_pg.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
 
@@ -29,8 +30,12 @@ static int setup(void **state) {
     return 0;
 }
 
+static void allow_connections(bool allow);
+
 static int teardown(void **state) {
     (void)state;
+    if (env.pg)
+        allow_connections(true); /* whatever a failed test left behind */
     it_teardown(&env);
     return 0;
 }
@@ -204,6 +209,56 @@ static void killing_the_worker_mid_burst_loses_and_doubles_nothing(void **state)
     free(cmds);
 }
 
+/* ALTER DATABASE ... ALLOW_CONNECTIONS must come from another database. */
+static void allow_connections(bool allow) {
+    char dsn[600], err[512], sql[256];
+    snprintf(dsn, sizeof dsn, "%s dbname=postgres", env.cfg.pg_dsn); /* the last dbname wins */
+    PGconn *admin = ts_pg_connect(dsn, "turnstile-test", err, sizeof err);
+    if (!admin)
+        fail_msg("%s", err);
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS %s", PQdb(env.pg),
+             allow ? "true" : "false");
+    PGresult *res = PQexec(admin, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(admin));
+    PQclear(res);
+    PQfinish(admin);
+}
+
+/* PostgreSQL refuses the worker (its connection killed, new ones refused)
+ * while commands keep coming: the worker waits the outage out and applies
+ * every one of them afterwards, none skipped. */
+static void a_database_outage_is_waited_out_and_nothing_is_skipped(void **state) {
+    (void)state;
+    enum { N = 200 };
+    char id[TS_UUID_LEN + 1];
+    create_event_via_kafka(id, 1000);
+    allow_connections(false);
+    long long killed = it_query_ll(&env,
+                                   "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                   " WHERE application_name = 'turnstile-worker'"
+                                   " AND datname = current_database()",
+                                   0, NULL);
+    assert_true(killed >= 1);
+
+    ts_command *cmds = calloc(N, sizeof *cmds);
+    for (int i = 0; i < N; i++) {
+        char email[64];
+        snprintf(email, sizeof email, "o%d@outage.example", i);
+        cmds[i] = registration(id, email);
+    }
+    it_produce_many(&env, cmds, N);
+    /* the worker has met the outage: it retries instead of going on */
+    it_await_worker_log(&env, 0, "event=pg_unavailable", WAIT_MS);
+    allow_connections(true);
+
+    for (int i = 0; i < N; i++)
+        assert_int_equal(it_await_reply(&env, cmds[i].command_id, 1, WAIT_MS).outcome,
+                         TS_OUT_REGISTERED);
+    assert_int_equal(count_for("SELECT count(*) FROM registrations WHERE event_id = $1", id), N);
+    free(cmds);
+}
+
 /* Two API instances (each its own reply partition) and two workers: every
  * request gets its own answer, and neither instance sees the other's
  * replies. */
@@ -276,6 +331,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_burst_produced_straight_to_kafka_is_answered_on_the_reply_topic),
         cmocka_unit_test(killing_the_worker_mid_burst_loses_and_doubles_nothing),
+        cmocka_unit_test(a_database_outage_is_waited_out_and_nothing_is_skipped),
         cmocka_unit_test(two_apis_and_two_workers_answer_every_request_its_own),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
