@@ -8,8 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "harness.h"
 #include "ts_avro.h"
@@ -199,6 +202,68 @@ static void a_poison_message_goes_to_the_dlq_and_the_partition_flows_on(void **s
     assert_int_equal(registrations(id), 1);
 }
 
+/* Runs a command line and returns its standard output (caller frees). */
+static char *run_capture(const char *cmdline, size_t *len) {
+    FILE *p = popen(cmdline, "r");
+    assert_non_null(p);
+    char *out = NULL;
+    size_t n = 0, cap = 0, got;
+    char buf[4096];
+    while ((got = fread(buf, 1, sizeof buf, p)) > 0) {
+        if (n + got + 1 > cap) {
+            cap = (n + got + 1) * 2;
+            out = realloc(out, cap);
+        }
+        memcpy(out + n, buf, got);
+        n += got;
+    }
+    assert_int_equal(pclose(p), 0);
+    if (out)
+        out[n] = '\0';
+    *len = n;
+    return out;
+}
+
+/* Another Avro implementation (Debian's python3-avro, through
+ * scripts/turnstile-avro) writes a command the worker applies, and reads
+ * the reply the C codec wrote. */
+static void another_avro_implementation_speaks_the_same_wire_format(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], cid[TS_UUID_LEN + 1], cmdline[1024];
+    create_event(id, 5, in_days(3));
+    ts_uuid_new(cid);
+    snprintf(cmdline, sizeof cmdline,
+             TS_SOURCE_DIR "/scripts/turnstile-avro register --event-id %s --command-id %s"
+                           " --name Py --email py@example.org --reply-topic %s"
+                           " --reply-partition 0 2>/dev/null",
+             id, cid, env.cfg.topic_replies);
+    size_t len;
+    char *msg = run_capture(cmdline, &len);
+    assert_non_null(msg);
+    it_produce_raw(&env, id, msg, len);
+    free(msg);
+    ts_reply r = it_await_reply(&env, cid, 1, WAIT_MS);
+    assert_string_equal(ts_outcome_name(r.outcome), "REGISTERED");
+
+    uint8_t buf[TS_MESSAGE_BYTES_MAX];
+    assert_int_equal(ts_codec_encode_reply(env.codec, &r, buf, sizeof buf, &len), TS_CODEC_OK);
+    char path[] = "/tmp/turnstile-reply-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, buf, len), (ssize_t)len);
+    close(fd);
+    snprintf(cmdline, sizeof cmdline, TS_SOURCE_DIR "/scripts/turnstile-avro decode < %s", path);
+    char *json_text = run_capture(cmdline, &len);
+    unlink(path);
+    json_t *j = json_loads(json_text, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "command_id")), cid);
+    assert_string_equal(json_string_value(json_object_get(j, "outcome")), "REGISTERED");
+    assert_string_equal(json_string_value(json_object_get(j, "user_id")), r.user_id);
+    json_decref(j);
+    free(json_text);
+}
+
 static void the_worker_drains_and_exits_zero_on_sigterm(void **state) {
     (void)state;
     assert_int_equal(it_stop_worker(&env, 0, SIGTERM), 0);
@@ -218,6 +283,7 @@ int main(void) {
         cmocka_unit_test(cancel_frees_the_seat_for_someone_else),
         cmocka_unit_test(a_command_delivered_twice_is_applied_once),
         cmocka_unit_test(a_poison_message_goes_to_the_dlq_and_the_partition_flows_on),
+        cmocka_unit_test(another_avro_implementation_speaks_the_same_wire_format),
         cmocka_unit_test(the_worker_drains_and_exits_zero_on_sigterm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
