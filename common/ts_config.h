@@ -33,6 +33,7 @@ typedef struct ts_config {
     /* worker */
     int batch_max;
     int batch_wait_ms;
+    int worker_http_port;    /* /healthz and /metrics of the worker; 0: none */
     /* both */
     char log_level[16];
 } ts_config;

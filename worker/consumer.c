@@ -18,6 +18,7 @@
  *     partition re-read from the stored offset. */
 #include "consumer.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,20 @@ typedef struct partition_state {
     int64_t next; /* the offset stored in PostgreSQL */
 } partition_state;
 
+/* Counters for /metrics; written by the worker's thread, read by the
+ * status server's. */
+typedef struct worker_metrics {
+    atomic_ulong batches;
+    atomic_ulong applied[TS_OUT_COUNT_];
+    atomic_ulong replayed;
+    atomic_ulong dead_letters;
+    atomic_ulong fenced;
+    atomic_ulong retries;
+    atomic_long partitions;
+} worker_metrics;
+
 struct ts_worker {
+    worker_metrics metrics;
     const ts_config *cfg;
     rd_kafka_t *consumer;
     rd_kafka_t *producer;
@@ -99,6 +113,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 continue;
             }
             w->parts[tp->partition].owned = true;
+            atomic_fetch_add(&w->metrics.partitions, 1);
             w->parts[tp->partition].next = next;
             tp->offset = next;
             ts_info("worker", "event=assigned partition=%d next_offset=%lld", tp->partition,
@@ -108,8 +123,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else {
         for (int i = 0; i < parts->cnt; i++) {
             int32_t p = parts->elems[i].partition;
-            if (p >= 0 && p < MAX_PARTITIONS)
+            if (p >= 0 && p < MAX_PARTITIONS && w->parts[p].owned) {
                 w->parts[p].owned = false;
+                atomic_fetch_sub(&w->metrics.partitions, 1);
+            }
             ts_info("worker", "event=revoked partition=%d", p);
         }
         rd_kafka_assign(rk, NULL);
@@ -242,6 +259,7 @@ static void dead_letter(ts_worker *w, const rd_kafka_message_t *m, const char *r
         return;
     }
     rd_kafka_flush(w->producer, 10000);
+    atomic_fetch_add(&w->metrics.dead_letters, 1);
     ts_warn("worker", "event=dead_letter partition=%d offset=%lld reason=%s detail=\"%s\"",
             m->partition, (long long)m->offset, reason, detail);
 }
@@ -310,6 +328,7 @@ static ts_apply_status apply_retrying(ts_worker *w, int32_t p, int64_t next, ts_
                                               w->parts[p].next, next, items, n, err, errlen);
         if (st != TS_APPLY_RETRY || *w->stop)
             return st;
+        atomic_fetch_add(&w->metrics.retries, 1);
         ts_warn("worker", "event=apply_retry partition=%d retry_ms=%d err=\"%s\"", p, backoff,
                 err);
         sleep_ms(backoff);
@@ -321,9 +340,16 @@ static ts_apply_status apply_retrying(ts_worker *w, int32_t p, int64_t next, ts_
 
 static void committed(ts_worker *w, int32_t p, int64_t next, ts_batch_item *items, size_t n) {
     w->parts[p].next = next;
-    for (size_t i = 0; i < n; i++)
-        if (!items[i].skip)
-            send_reply(w, &items[i].cmd, &items[i].reply);
+    atomic_fetch_add(&w->metrics.batches, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].skip)
+            continue;
+        if (items[i].replayed)
+            atomic_fetch_add(&w->metrics.replayed, 1);
+        else if ((unsigned)items[i].reply.outcome < TS_OUT_COUNT_)
+            atomic_fetch_add(&w->metrics.applied[items[i].reply.outcome], 1);
+        send_reply(w, &items[i].cmd, &items[i].reply);
+    }
     /* For lag monitoring only; resuming uses the offset in PostgreSQL. */
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p)->offset = next;
@@ -356,6 +382,7 @@ static void process_partition(ts_worker *w, int32_t p, rd_kafka_message_t **msgs
     case TS_APPLY_RETRY: /* stopping during an outage: nothing was written */
         return;
     case TS_APPLY_FENCED:
+        atomic_fetch_add(&w->metrics.fenced, 1);
         ts_warn("worker", "event=fenced partition=%d err=\"%s\"", p, err);
         seek_to_stored(w, p);
         return;
@@ -381,6 +408,44 @@ static void process_partition(ts_worker *w, int32_t p, rd_kafka_message_t **msgs
             return;
         }
     }
+}
+
+/* ------------------------------------------------------------ metrics */
+
+char *ts_worker_metrics(void *arg) {
+    ts_worker *w = arg;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fprintf(f, "# HELP turnstile_worker_commands_total Commands applied, by outcome.\n"
+               "# TYPE turnstile_worker_commands_total counter\n");
+    for (int o = 0; o < TS_OUT_COUNT_; o++)
+        fprintf(f, "turnstile_worker_commands_total{outcome=\"%s\"} %lu\n",
+                ts_outcome_name((ts_outcome)o), atomic_load(&w->metrics.applied[o]));
+    const struct {
+        const char *name, *help, *type;
+        unsigned long v;
+    } rows[] = {
+        {"turnstile_worker_batches_total", "Transactions committed.", "counter",
+         atomic_load(&w->metrics.batches)},
+        {"turnstile_worker_replayed_total", "Commands seen again, answered with their first outcome.",
+         "counter", atomic_load(&w->metrics.replayed)},
+        {"turnstile_worker_dead_letters_total", "Messages sent to the dead-letter topic.",
+         "counter", atomic_load(&w->metrics.dead_letters)},
+        {"turnstile_worker_fenced_total", "Batches refused: another worker owns the partition.",
+         "counter", atomic_load(&w->metrics.fenced)},
+        {"turnstile_worker_retries_total", "Transactions retried after a database failure.",
+         "counter", atomic_load(&w->metrics.retries)},
+        {"turnstile_worker_partitions", "Partitions assigned to this worker.", "gauge",
+         (unsigned long)atomic_load(&w->metrics.partitions)},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %lu\n", rows[i].name, rows[i].help,
+                rows[i].name, rows[i].type, rows[i].name, rows[i].v);
+    fclose(f);
+    return text;
 }
 
 /* ------------------------------------------------------------ the loop */

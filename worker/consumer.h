@@ -21,4 +21,8 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop);
 
 void ts_worker_free(ts_worker *w);
 
+/* The worker's counters in the Prometheus text format (caller frees).
+ * Thread-safe; `arg` is the ts_worker. */
+char *ts_worker_metrics(void *arg);
+
 #endif

@@ -9,6 +9,7 @@
 #include "consumer.h"
 #include "ts_config.h"
 #include "ts_log.h"
+#include "ts_statusd.h"
 
 static volatile sig_atomic_t stop;
 
@@ -41,7 +42,12 @@ int main(int argc, char **argv) {
         ts_error("worker", "event=start_failed err=\"%s\"", err);
         return 1;
     }
+    ts_statusd *status = NULL;
+    if (cfg.worker_http_port > 0 &&
+        !(status = ts_statusd_start(cfg.worker_http_port, ts_worker_metrics, w, err, sizeof err)))
+        ts_warn("worker", "event=status_server_failed err=\"%s\"", err);
     int rc = ts_worker_run(w, &stop);
+    ts_statusd_stop(status);
     ts_worker_free(w);
     ts_info("worker", "event=stopped");
     return rc ? 1 : 0;

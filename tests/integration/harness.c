@@ -123,7 +123,10 @@ void it_teardown(it_env *env) {
 
 const char *it_worker_log(it_env *env, int i) { return env->worker_logs[i]; }
 
+static int free_port(void);
+
 void it_start_worker(it_env *env, int i) {
+    env->worker_ports[i] = free_port();
     snprintf(env->worker_logs[i], sizeof env->worker_logs[i], "/tmp/%s-worker%d.log",
              env->cfg.topic_prefix, i);
     pid_t pid = fork();
@@ -131,6 +134,9 @@ void it_start_worker(it_env *env, int i) {
     if (pid == 0) {
         FILE *log = freopen(env->worker_logs[i], "a", stderr);
         (void)log;
+        char port[16];
+        snprintf(port, sizeof port, "%d", env->worker_ports[i]);
+        setenv("TS_WORKER_HTTP_PORT", port, 1);
         execl(TS_WORKER_BIN, TS_WORKER_BIN, (char *)NULL);
         perror("exec " TS_WORKER_BIN);
         _exit(127);

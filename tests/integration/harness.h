@@ -31,6 +31,7 @@ typedef struct it_env {
     pid_t apis[IT_MAX_APIS];
     int api_ports[IT_MAX_APIS];
     char worker_logs[IT_MAX_WORKERS][128];
+    int worker_ports[IT_MAX_WORKERS]; /* the workers' /healthz and /metrics */
     ts_reply *seen;      /* replies read so far, in arrival order */
     size_t nseen, seen_cap;
 } it_env;

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "http_client.h"
 #include "ts_avro.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
@@ -264,6 +265,24 @@ static void another_avro_implementation_speaks_the_same_wire_format(void **state
     free(json_text);
 }
 
+static void the_worker_reports_health_and_metrics(void **state) {
+    (void)state;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", env.worker_ports[0]);
+    it_http_result r = it_http("GET", url, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    it_http_free(&r);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", env.worker_ports[0]);
+    r = it_http("GET", url, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    /* what the tests above did shows in the counters */
+    assert_null(strstr(r.body, "turnstile_worker_commands_total{outcome=\"REGISTERED\"} 0\n"));
+    assert_null(strstr(r.body, "turnstile_worker_dead_letters_total 0\n"));
+    assert_null(strstr(r.body, "turnstile_worker_replayed_total 0\n"));
+    assert_non_null(strstr(r.body, "turnstile_worker_partitions 3\n"));
+    it_http_free(&r);
+}
+
 static void the_worker_drains_and_exits_zero_on_sigterm(void **state) {
     (void)state;
     assert_int_equal(it_stop_worker(&env, 0, SIGTERM), 0);
@@ -284,6 +303,7 @@ int main(void) {
         cmocka_unit_test(a_command_delivered_twice_is_applied_once),
         cmocka_unit_test(a_poison_message_goes_to_the_dlq_and_the_partition_flows_on),
         cmocka_unit_test(another_avro_implementation_speaks_the_same_wire_format),
+        cmocka_unit_test(the_worker_reports_health_and_metrics),
         cmocka_unit_test(the_worker_drains_and_exits_zero_on_sigterm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,73 @@
+/* ts_statusd.c — see ts_statusd.h. */
+#include "ts_statusd.h"
+
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ts_statusd {
+    struct MHD_Daemon *daemon;
+    ts_metrics_fn metrics;
+    void *arg;
+};
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char *text,
+                             const char *type) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    (void)con_cls;
+    ts_statusd *s = cls;
+    if (strcmp(method, "GET") != 0)
+        return reply(conn, 405,
+                     strdup("{\"error\":\"Method not allowed\",\"code\":\"method_not_allowed\"}"),
+                     "application/json");
+    if (strcmp(url, "/healthz") == 0)
+        return reply(conn, 200, strdup("{\"status\":\"ok\"}"), "application/json");
+    if (strcmp(url, "/metrics") == 0) {
+        char *text = s->metrics(s->arg);
+        return text ? reply(conn, 200, text, "text/plain; version=0.0.4") : MHD_NO;
+    }
+    return reply(conn, 404, strdup("{\"error\":\"Not found\",\"code\":\"not_found\"}"),
+                 "application/json");
+}
+
+ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err,
+                             size_t errlen) {
+    ts_statusd *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->metrics = metrics;
+    s->arg = arg;
+    s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL,
+                                 (uint16_t)port, NULL, NULL, on_request, s,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    if (!s->daemon) {
+        snprintf(err, errlen, "cannot listen on port %d", port);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void ts_statusd_stop(ts_statusd *s) {
+    if (!s)
+        return;
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}
