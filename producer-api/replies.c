@@ -293,8 +293,17 @@ static rd_kafka_t *reply_reader(const ts_config *cfg, char *err, size_t errlen) 
     /* Start at the partition's current end, read before any command is
      * sent: "end" resolved later could skip a fast reply. */
     int64_t low, high;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-        rk, cfg->topic_replies, cfg->reply_partition, &low, &high, 10000);
+    rd_kafka_resp_err_t e;
+    int64_t give_up = ts_monotonic_ms() + 30000;
+    /* A topic just created, or a broker just restarted, has no leader for a
+     * moment: wait for one rather than fail the start. */
+    while ((e = rd_kafka_query_watermark_offsets(rk, cfg->topic_replies, cfg->reply_partition,
+                                                 &low, &high, 5000)) &&
+           ts_monotonic_ms() < give_up) {
+        ts_warn("api", "event=reply_partition_not_ready err=\"%s\"", rd_kafka_err2str(e));
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (e) {
         snprintf(err, errlen, "reply topic %s partition %d: %s", cfg->topic_replies,
                  cfg->reply_partition, rd_kafka_err2str(e));

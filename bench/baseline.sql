@@ -1,0 +1,37 @@
+-- The design turnstile replaces, on the same PostgreSQL: one transaction per
+-- registration that locks the event row, counts, checks for a duplicate and
+-- inserts (bench/rowlock.pgbench). Also the table of the plain batched-insert
+-- ceiling (bench/ceiling.pgbench). Recreated by every bench/run.
+DROP TABLE IF EXISTS base_registrations, base_events, base_ceiling;
+DROP SEQUENCE IF EXISTS base_ceiling_seat;
+CREATE TABLE base_events (
+    id        integer PRIMARY KEY,
+    capacity  integer NOT NULL,
+    starts_at timestamptz NOT NULL
+);
+CREATE TABLE base_registrations (
+    id            bigserial PRIMARY KEY,
+    event_id      integer NOT NULL REFERENCES base_events (id),
+    email         text NOT NULL,
+    name          text NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (event_id, email)
+);
+-- event 1 is the hot event; 1..1000 the spread
+INSERT INTO base_events
+SELECT g, CASE WHEN g = 1 THEN :hot_capacity ELSE :spread_capacity END, now() + interval '30 days'
+FROM generate_series(1, 1000) g;
+
+-- shaped like turnstile's registrations, with the same keys
+CREATE SEQUENCE base_ceiling_seat;
+CREATE TABLE base_ceiling (
+    event_id      uuid NOT NULL,
+    user_id       uuid NOT NULL,
+    name          text NOT NULL,
+    seat          integer NOT NULL DEFAULT nextval('base_ceiling_seat'),
+    capacity      integer NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    command_id    uuid NOT NULL,
+    PRIMARY KEY (event_id, user_id),
+    UNIQUE (event_id, seat)
+);

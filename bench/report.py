@@ -1,0 +1,162 @@
+#!/usr/bin/python3
+"""Summarise a bench/run output folder: print the table, write
+results.json and a PNG plot (gnuplot), and copy both to bench/results/
+as latest.json and latest.png."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+
+def load(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+
+
+def pgbench_stats(out, name):
+    """Throughput, latency percentiles and a per-second series from the
+    per-transaction logs: client tx latency_us script epoch_s epoch_us."""
+    lat, done = [], []
+    for path in glob.glob(os.path.join(out, "pgbench-%s.*" % name)):
+        if path.endswith(".out"):
+            continue
+        with open(path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) < 6:
+                    continue
+                lat.append(int(p[2]) / 1000.0)
+                done.append(int(p[4]) + int(p[5]) / 1e6)
+    if not lat:
+        return None
+    start = min(d - l / 1000.0 for d, l in zip(done, lat))
+    duration = max(done) - start
+    lat_sorted = sorted(lat)
+    pct = lambda q: lat_sorted[int((len(lat_sorted) - 1) * q)]
+    series = {}
+    for d, l in zip(done, lat):
+        series.setdefault(int(d - start), []).append(l)
+    ser = []
+    for t in range(int(duration) + 1):
+        b = sorted(series.get(t, []))
+        ser.append({"t": t, "rps": len(b),
+                    "p50_ms": b[int((len(b) - 1) * 0.5)] if b else 0,
+                    "p99_ms": b[int((len(b) - 1) * 0.99)] if b else 0})
+    return {"requests": len(lat), "duration_s": duration, "throughput": len(lat) / duration,
+            "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)},
+            "series": ser}
+
+
+def main(out):
+    r = {}
+    for name in ("hot", "spread"):
+        res = load(os.path.join(out, name + ".json"))
+        if res:
+            res.update(load(os.path.join(out, name + "-extra.json"), {}))
+            r[name] = res
+        base = pgbench_stats(out, name)
+        if base:
+            base.update(load(os.path.join(out, "baseline-%s-extra.json" % name), {}))
+            r["baseline_" + name] = base
+    ing = load(os.path.join(out, "ingress.json"))
+    if ing:
+        ing.update(load(os.path.join(out, "ingress-extra.json"), {}))
+        r["ingress"] = ing
+    app = load(os.path.join(out, "apply.json"))
+    if app:
+        app["rate"] = app["commands"] / app["seconds"]
+        app["ratio_to_ceiling"] = app["rate"] / app["ceiling_rows_per_s"]
+        r["apply"] = app
+
+    mb = lambda kb: "%.1f" % (kb / 1024.0) if kb else "-"
+    rows = []
+    for key, label in (("hot", "turnstile hot event"), ("baseline_hot", "row locking, hot event"),
+                       ("spread", "turnstile 1,000 events"),
+                       ("baseline_spread", "row locking, 1,000 events"),
+                       ("ingress", "ingress alone (202)")):
+        x = r.get(key)
+        if not x:
+            continue
+        st = x.get("status", {})
+        accepted = x.get("registrations_in_db", st.get("202", "-"))
+        refused = sum(v for k, v in st.items() if k.startswith("4")) if st else (
+            x["requests"] - x.get("registrations_in_db", 0))
+        rows.append([label, "%.0f" % x["throughput"], "%.1f" % x["latency_ms"]["p50"],
+                     "%.1f" % x["latency_ms"]["p99"], "%.1f" % x["latency_ms"]["max"],
+                     str(accepted), str(refused), str(x.get("oversold_events", "-")),
+                     mb(x.get("api_peak_rss_kb")), mb(x.get("worker_peak_rss_kb"))])
+    head = ["phase", "req/s", "p50 ms", "p99 ms", "max ms", "accepted", "refused", "oversold",
+            "api MB", "worker MB"]
+    widths = [max(len(str(row[i])) for row in rows + [head]) for i in range(len(head))]
+    line = lambda row: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                                 for i, (c, w) in enumerate(zip(row, widths)))
+    print()
+    print(line(head))
+    print(line(["-" * w for w in widths]))
+    for row in rows:
+        print(line(row))
+    ratios = {}
+    for k in ("hot", "spread"):
+        if k in r and "baseline_" + k in r:
+            ratios[k] = r[k]["throughput"] / r["baseline_" + k]["throughput"]
+            print("turnstile / row locking, %s: %.2fx" % (k, ratios[k]))
+    if "apply" in r:
+        a = r["apply"]
+        print("worker apply: %d commands in %.2f s = %.0f/s; ceiling %.0f rows/s; ratio %.2f; "
+              "worker peak RSS %s MB" % (a["commands"], a["seconds"], a["rate"],
+                                         a["ceiling_rows_per_s"], a["ratio_to_ceiling"],
+                                         mb(a["worker_peak_rss_kb"])))
+    r["ratios"] = ratios
+    r["machine"] = {"cores": os.cpu_count(), "uname": " ".join(os.uname())}
+
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(r, f, indent=1)
+    plot(out, r)
+    os.makedirs("bench/results", exist_ok=True)
+    shutil.copy(os.path.join(out, "results.json"), "bench/results/latest.json")
+    if os.path.exists(os.path.join(out, "bench.png")):
+        shutil.copy(os.path.join(out, "bench.png"), "bench/results/latest.png")
+    print("\nresults: %s/results.json, plot: %s/bench.png (copied to bench/results/)" % (out, out))
+
+
+def plot(out, r):
+    series = [(k, r[k]["series"]) for k in ("hot", "baseline_hot", "spread", "baseline_spread")
+              if k in r and "series" in r[k]]
+    if not series or not shutil.which("gnuplot"):
+        return
+    for k, s in series:
+        with open(os.path.join(out, "series-%s.dat" % k), "w") as f:
+            for p in s:
+                f.write("%d %d %.2f %.2f\n" % (p["t"], p["rps"], p["p50_ms"], p["p99_ms"]))
+    titles = {"hot": "turnstile, hot event", "baseline_hot": "row locking, hot event",
+              "spread": "turnstile, 1,000 events", "baseline_spread": "row locking, 1,000 events"}
+    plots1 = ", ".join("'series-%s.dat' using 1:2 with linespoints title '%s'" % (k, titles[k])
+                       for k, _ in series)
+    plots2 = ", ".join("'series-%s.dat' using 1:4 with linespoints title '%s'" % (k, titles[k])
+                       for k, _ in series)
+    script = """
+set terminal pngcairo size 1100,800 noenhanced
+set output 'bench.png'
+set multiplot layout 2,1 title 'turnstile vs. row locking: registrations (%d clients)'
+set grid
+set key outside right
+set ylabel 'registrations/s'
+set xlabel 'seconds'
+plot %s
+set ylabel 'p99 latency (ms)'
+set logscale y
+plot %s
+unset multiplot
+""" % (r.get("hot", {}).get("concurrency", 0), plots1, plots2)
+    with open(os.path.join(out, "plot.gp"), "w") as f:
+        f.write(script)
+    subprocess.run(["gnuplot", "plot.gp"], cwd=out, check=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
