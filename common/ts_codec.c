@@ -484,6 +484,15 @@ const char *ts_outcome_name(ts_outcome o) {
     return (unsigned)o < TS_OUT_COUNT_ ? names[o] : "UNKNOWN";
 }
 
+int ts_outcome_parse(const char *name, ts_outcome *out) {
+    for (int o = 0; o < TS_OUT_COUNT_; o++)
+        if (strcmp(name, ts_outcome_name((ts_outcome)o)) == 0) {
+            *out = (ts_outcome)o;
+            return 0;
+        }
+    return -1;
+}
+
 const char *ts_command_type_name(ts_command_type t) {
     switch (t) {
     case TS_CMD_CREATE_EVENT: return "create_event";

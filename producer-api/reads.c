@@ -186,10 +186,8 @@ unsigned ts_read_command(const ts_config *cfg, const char *command_id, json_t **
     memset(&reply, 0, sizeof reply);
     strcpy(reply.command_id, command_id);
     snprintf(reply.event_id, sizeof reply.event_id, "%s", PQgetvalue(res, 0, 2));
-    reply.outcome = TS_OUT_INVALID;
-    for (int o = 0; o < TS_OUT_COUNT_; o++)
-        if (strcmp(PQgetvalue(res, 0, 1), ts_outcome_name((ts_outcome)o)) == 0)
-            reply.outcome = (ts_outcome)o;
+    if (ts_outcome_parse(PQgetvalue(res, 0, 1), &reply.outcome))
+        reply.outcome = TS_OUT_INVALID;
     snprintf(reply.user_id, sizeof reply.user_id, "%s", PQgetvalue(res, 0, 3));
     snprintf(reply.message, sizeof reply.message, "%s", PQgetvalue(res, 0, 4));
     json_t *result;

@@ -1,18 +1,33 @@
 /* apply.c — see apply.h.
  *
+ * A batch costs a fixed number of statements, whatever its size:
+ *
+ *   BEGIN
+ *   fence        move the partition's stored offset (or learn we are a zombie)
+ *   seen         which command ids were applied before (their first outcome)
+ *   events       the events the batch touches: capacity, counter, start
+ *   registered   which (event, user) pairs of the batch already exist
+ *   ...decide every command in offset order, in memory...
+ *   insert       events, users, registrations, processed commands: one
+ *                multi-row INSERT each (unnest of array parameters)
+ *   counters     one UPDATE for all the events touched
+ *   COMMIT
+ *
+ * A cancellation needs the seat it frees and moves the last seat into the
+ * hole, so it runs as its own statements; the rows decided before it are
+ * written first. Cancellations are rare in a burst.
+ *
  * The worker owns every write of the events of its partitions, so the
- * checks need no row locks: the offset fence at the start of the
- * transaction already serialises this worker against any other that might
- * believe it owns the partition. Within a batch the events touched are
- * cached, and their counters written back once at the end. */
+ * decisions need no row locks: the fence at the start already serialises
+ * this worker against any other that believes it owns the partition. */
 #include "apply.h"
-#include "rules.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rules.h"
 #include "ts_log.h"
 #include "ts_pg.h"
 #include "ts_time.h"
@@ -22,15 +37,15 @@ enum stmt {
     ST_FENCE,
     ST_LOAD_OFFSET,
     ST_SEEN,
-    ST_RECORD,
-    ST_CREATE_EVENT,
-    ST_LOAD_EVENT,
-    ST_IS_REGISTERED,
-    ST_UPSERT_USER,
-    ST_REGISTER,
+    ST_EVENTS,
+    ST_REGISTERED,
+    ST_INSERT_EVENTS,
+    ST_INSERT_USERS,
+    ST_INSERT_REGISTRATIONS,
+    ST_INSERT_PROCESSED,
+    ST_COUNTERS,
     ST_CANCEL,
     ST_MOVE_SEAT,
-    ST_SET_COUNTER,
     ST_COUNT_
 };
 
@@ -47,29 +62,38 @@ static const struct {
                         " next_offset) SELECT next_offset FROM ins UNION ALL SELECT next_offset"
                         " FROM consumer_offsets WHERE topic = $1 AND kafka_partition = $2"},
     [ST_SEEN] = {"seen",
-                 "SELECT outcome, coalesce(user_id::text, ''), coalesce(message, ''),"
+                 "SELECT command_id, outcome, coalesce(user_id::text, ''), coalesce(message, ''),"
                  " (extract(epoch FROM processed_at) * 1000)::bigint"
-                 " FROM processed_commands WHERE command_id = $1"},
-    [ST_RECORD] = {"record",
-                   "INSERT INTO processed_commands (command_id, event_id, kind, outcome,"
-                   " user_id, message, topic, kafka_partition, kafka_offset)"
-                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"},
-    [ST_CREATE_EVENT] = {"create_event",
-                         "INSERT INTO events (id, title, description, starts_at, location,"
-                         " capacity) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING"},
-    [ST_LOAD_EVENT] = {"load_event",
-                       "SELECT capacity, registered,"
-                       " (extract(epoch FROM starts_at) * 1000)::bigint"
-                       " FROM events WHERE id = $1"},
-    [ST_IS_REGISTERED] = {"is_registered",
-                          "SELECT 1 FROM registrations WHERE event_id = $1 AND user_id = $2"},
-    [ST_UPSERT_USER] = {"upsert_user",
-                        "INSERT INTO users (id, email) VALUES ($1, $2)"
-                        " ON CONFLICT (id) DO NOTHING"},
-    [ST_REGISTER] = {"register",
-                     "INSERT INTO registrations (event_id, user_id, name, seat, capacity,"
-                     " registered_at, command_id)"
-                     " VALUES ($1, $2, $3, $4, $5, clock_timestamp(), $6)"},
+                 " FROM processed_commands WHERE command_id = ANY($1::uuid[])"},
+    [ST_EVENTS] = {"events",
+                   "SELECT id, capacity, registered, (extract(epoch FROM starts_at) * 1000)::bigint"
+                   " FROM events WHERE id = ANY($1::uuid[])"},
+    [ST_REGISTERED] = {"registered",
+                       "SELECT r.event_id, r.user_id FROM unnest($1::uuid[], $2::uuid[]) k(e, u)"
+                       " JOIN registrations r ON r.event_id = k.e AND r.user_id = k.u"},
+    [ST_INSERT_EVENTS] = {"insert_events",
+                          "INSERT INTO events (id, title, description, starts_at, location,"
+                          " capacity) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[],"
+                          " $4::timestamptz[], $5::text[], $6::int[])"},
+    [ST_INSERT_USERS] = {"insert_users",
+                         "INSERT INTO users (id, email) SELECT * FROM unnest($1::uuid[],"
+                         " $2::text[]) ON CONFLICT (id) DO NOTHING"},
+    /* clock_timestamp() per row, in array order: registration order */
+    [ST_INSERT_REGISTRATIONS] = {"insert_registrations",
+                                 "INSERT INTO registrations (event_id, user_id, name, seat,"
+                                 " capacity, registered_at, command_id)"
+                                 " SELECT e, u, n, s, c, clock_timestamp(), k FROM"
+                                 " unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[],"
+                                 " $5::int[], $6::uuid[]) AS v(e, u, n, s, c, k)"},
+    [ST_INSERT_PROCESSED] = {"insert_processed",
+                             "INSERT INTO processed_commands (command_id, event_id, kind,"
+                             " outcome, user_id, message, topic, kafka_partition, kafka_offset)"
+                             " SELECT c, e, k, o, u, m, $7, $8, f FROM unnest($1::uuid[],"
+                             " $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],"
+                             " $9::bigint[]) AS v(c, e, k, o, u, m, f)"},
+    [ST_COUNTERS] = {"counters",
+                     "UPDATE events SET registered = v.n FROM unnest($1::uuid[], $2::int[])"
+                     " AS v(id, n) WHERE events.id = v.id"},
     [ST_CANCEL] = {"cancel",
                    "DELETE FROM registrations WHERE event_id = $1 AND user_id = $2"
                    " RETURNING seat"},
@@ -78,8 +102,82 @@ static const struct {
      * registered + 1. */
     [ST_MOVE_SEAT] = {"move_seat",
                       "UPDATE registrations SET seat = $3 WHERE event_id = $1 AND seat = $2"},
-    [ST_SET_COUNTER] = {"set_counter", "UPDATE events SET registered = $2 WHERE id = $1"},
 };
+
+/* ------------------------------------------------------------ array parameters */
+
+/* A PostgreSQL array literal under construction: {"a","b",NULL}. Kept and
+ * reused across batches: steady state allocates nothing. */
+typedef struct array {
+    char *buf;
+    size_t len, cap;
+    size_t n;
+    int oom;
+} array;
+
+static void arr_reserve(array *a, size_t more) {
+    if (a->len + more + 2 <= a->cap)
+        return;
+    size_t cap = a->cap ? a->cap : 4096;
+    while (cap < a->len + more + 2)
+        cap *= 2;
+    char *p = realloc(a->buf, cap);
+    if (!p) {
+        a->oom = 1;
+        return;
+    }
+    a->buf = p;
+    a->cap = cap;
+}
+
+static void arr_reset(array *a) {
+    a->len = 0;
+    a->n = 0;
+    a->oom = 0;
+    arr_reserve(a, 2);
+    if (!a->oom)
+        a->buf[a->len++] = '{';
+}
+
+/* Adds an element; NULL adds SQL NULL. Strings are quoted and escaped. */
+static void arr_add(array *a, const char *s) {
+    size_t n = s ? strlen(s) : 4;
+    arr_reserve(a, 2 * n + 4);
+    if (a->oom)
+        return;
+    if (a->n++)
+        a->buf[a->len++] = ',';
+    if (!s) {
+        memcpy(a->buf + a->len, "NULL", 4);
+        a->len += 4;
+        return;
+    }
+    a->buf[a->len++] = '"';
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            a->buf[a->len++] = '\\';
+        a->buf[a->len++] = *s;
+    }
+    a->buf[a->len++] = '"';
+}
+
+static void arr_add_ll(array *a, long long v) {
+    char num[24];
+    snprintf(num, sizeof num, "%lld", v);
+    arr_add(a, num);
+}
+
+/* The literal, NUL-terminated (valid until the next change). */
+static const char *arr_text(array *a) {
+    arr_reserve(a, 2);
+    if (a->oom)
+        return NULL;
+    a->buf[a->len] = '}';
+    a->buf[a->len + 1] = '\0';
+    return a->buf;
+}
+
+/* ------------------------------------------------------------ the batch's memory */
 
 typedef struct event_state {
     char id[TS_UUID_LEN + 1];
@@ -90,11 +188,35 @@ typedef struct event_state {
     int64_t starts_at_ms;
 } event_state;
 
+/* Keys known in this batch — (event, user) pairs registered, and command
+ * ids decided — in an open-addressed table emptied by bumping a generation.
+ * A pair's key is the two UUIDs; a command's, its id then 36 '-'s (no user
+ * id looks like that). */
+typedef struct pair_slot {
+    unsigned gen;
+    bool present;
+    int first;  /* commands: the index of the item that holds it */
+    char key[2 * TS_UUID_LEN + 1];
+} pair_slot;
+
+static const char no_user[TS_UUID_LEN + 1] = "------------------------------------";
+
+enum { A_EV_ID, A_EV_TITLE, A_EV_DESC, A_EV_STARTS, A_EV_LOCATION, A_EV_CAPACITY,
+       A_US_ID, A_US_EMAIL,
+       A_RG_EVENT, A_RG_USER, A_RG_NAME, A_RG_SEAT, A_RG_CAPACITY, A_RG_COMMAND,
+       A_PC_COMMAND, A_PC_EVENT, A_PC_KIND, A_PC_OUTCOME, A_PC_USER, A_PC_MESSAGE, A_PC_OFFSET,
+       A_Q1, A_Q2,
+       A_COUNT_ };
+
 struct ts_applier {
     PGconn *conn;
     char *dsn;
     event_state *events;
     size_t nevents, events_cap;
+    pair_slot *pairs;
+    size_t pairs_cap;
+    unsigned gen;
+    array arr[A_COUNT_];
     ts_apply_status failure; /* how the last failed statement failed */
 };
 
@@ -143,6 +265,9 @@ void ts_applier_free(ts_applier *a) {
         return;
     if (a->conn)
         PQfinish(a->conn);
+    for (int i = 0; i < A_COUNT_; i++)
+        free(a->arr[i].buf);
+    free(a->pairs);
     free(a->events);
     free(a->dsn);
     free(a);
@@ -167,9 +292,16 @@ static ts_apply_status classify(PGconn *conn, const PGresult *res) {
 }
 
 /* Runs a prepared statement; NULL on failure, with a->failure and `err` set.
- * The caller PQclear()s the result. */
+ * A NULL parameter is an array that ran out of memory: a failure, never a
+ * statement that silently writes nothing. The caller PQclear()s the result. */
 static PGresult *run(ts_applier *a, enum stmt s, int n, const char *const *params, char *err,
                      size_t errlen) {
+    for (int i = 0; i < n; i++)
+        if (!params[i]) {
+            a->failure = TS_APPLY_RETRY;
+            snprintf(err, errlen, "%s: out of memory", stmts[s].name);
+            return NULL;
+        }
     PGresult *res = PQexecPrepared(a->conn, stmts[s].name, n, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
@@ -181,7 +313,6 @@ static PGresult *run(ts_applier *a, enum stmt s, int n, const char *const *param
     return NULL;
 }
 
-/* Runs a statement whose result is not needed. */
 static int run0(ts_applier *a, enum stmt s, int n, const char *const *params, char *err,
                 size_t errlen) {
     PGresult *res = run(a, s, n, params, err, errlen);
@@ -219,123 +350,176 @@ int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, 
     return rc;
 }
 
-/* ------------------------------------------------------------ the batch */
+/* ------------------------------------------------------------ batch memory */
 
-static event_state *event_get(ts_applier *a, const char *id, char *err, size_t errlen) {
+static event_state *event_find(ts_applier *a, const char *id) {
     for (size_t i = 0; i < a->nevents; i++)
         if (strcmp(a->events[i].id, id) == 0)
             return &a->events[i];
+    return NULL;
+}
+
+/* The event's entry, added (not found) if the batch has none yet. */
+static event_state *event_entry(ts_applier *a, const char *id) {
+    event_state *e = event_find(a, id);
+    if (e)
+        return e;
     if (a->nevents == a->events_cap) {
-        size_t cap = a->events_cap ? a->events_cap * 2 : 16;
+        size_t cap = a->events_cap ? a->events_cap * 2 : 64;
         event_state *p = realloc(a->events, cap * sizeof *p);
-        if (!p) {
-            a->failure = TS_APPLY_RETRY;
-            snprintf(err, errlen, "out of memory");
+        if (!p)
             return NULL;
-        }
         a->events = p;
         a->events_cap = cap;
     }
-    const char *params[] = {id};
-    PGresult *res = run(a, ST_LOAD_EVENT, 1, params, err, errlen);
-    if (!res)
-        return NULL;
-    event_state *e = &a->events[a->nevents++];
+    e = &a->events[a->nevents++];
     memset(e, 0, sizeof *e);
     strcpy(e->id, id);
-    if (PQntuples(res) == 1) {
-        e->found = true;
-        e->capacity = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        e->registered = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-        e->starts_at_ms = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-    }
-    PQclear(res);
     return e;
 }
+
+static pair_slot *pair_slot_for(ts_applier *a, const char *event_id, const char *user_id) {
+    char key[2 * TS_UUID_LEN + 1];
+    memcpy(key, event_id, TS_UUID_LEN);
+    memcpy(key + TS_UUID_LEN, user_id, TS_UUID_LEN + 1);
+    uint32_t h = 2166136261u;
+    for (const char *p = key; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    for (size_t i = h % a->pairs_cap;; i = (i + 1) % a->pairs_cap) {
+        pair_slot *s = &a->pairs[i];
+        if (s->gen != a->gen) { /* empty in this batch */
+            s->gen = a->gen;
+            s->present = false;
+            memcpy(s->key, key, sizeof key);
+            return s;
+        }
+        if (memcmp(s->key, key, sizeof key) == 0)
+            return s;
+    }
+}
+
+/* ------------------------------------------------------------ the batch */
 
 static void refuse(ts_reply *r, ts_outcome outcome, const char *message) {
     r->outcome = outcome;
     snprintf(r->message, sizeof r->message, "%s", message);
 }
 
-static int apply_create(ts_applier *a, const ts_command *c, ts_reply *r, char *err,
-                        size_t errlen) {
-    char starts[TS_ISO8601_LEN + 1], cap[24];
-    ts_time_format_iso8601(c->u.create.starts_at_ms, starts);
-    snprintf(cap, sizeof cap, "%lld", (long long)c->u.create.capacity);
-    const char *params[] = {c->event_id, c->u.create.title,
-                            c->u.create.has_description ? c->u.create.description : NULL,
-                            starts, c->u.create.location, cap};
-    PGresult *res = run(a, ST_CREATE_EVENT, 6, params, err, errlen);
-    if (!res)
-        return -1;
-    int created = atoi(PQcmdTuples(res)) == 1;
-    PQclear(res);
-    if (!created) {
-        refuse(r, TS_OUT_INVALID, "Event already exists");
-        return 0;
+static void begin_rows(ts_applier *a) {
+    for (int i = A_EV_ID; i <= A_PC_OFFSET; i++)
+        arr_reset(&a->arr[i]);
+}
+
+/* Writes the rows decided so far: events, users, registrations, processed
+ * commands, in that order (each refers to the ones before). */
+static int flush_rows(ts_applier *a, const char *topic, const char *part, char *err,
+                      size_t errlen) {
+    array *r = a->arr;
+    if (r[A_EV_ID].n) {
+        const char *p[] = {arr_text(&r[A_EV_ID]),       arr_text(&r[A_EV_TITLE]),
+                           arr_text(&r[A_EV_DESC]),     arr_text(&r[A_EV_STARTS]),
+                           arr_text(&r[A_EV_LOCATION]), arr_text(&r[A_EV_CAPACITY])};
+        if (run0(a, ST_INSERT_EVENTS, 6, p, err, errlen))
+            return -1;
     }
-    /* Forget a cached "not found" for this id: the event exists now. */
-    for (size_t i = 0; i < a->nevents; i++)
-        if (strcmp(a->events[i].id, c->event_id) == 0)
-            a->events[i] = a->events[--a->nevents];
-    r->outcome = TS_OUT_CREATED;
+    if (r[A_US_ID].n) {
+        const char *p[] = {arr_text(&r[A_US_ID]), arr_text(&r[A_US_EMAIL])};
+        if (run0(a, ST_INSERT_USERS, 2, p, err, errlen))
+            return -1;
+    }
+    if (r[A_RG_EVENT].n) {
+        const char *p[] = {arr_text(&r[A_RG_EVENT]), arr_text(&r[A_RG_USER]),
+                           arr_text(&r[A_RG_NAME]),  arr_text(&r[A_RG_SEAT]),
+                           arr_text(&r[A_RG_CAPACITY]), arr_text(&r[A_RG_COMMAND])};
+        if (run0(a, ST_INSERT_REGISTRATIONS, 6, p, err, errlen))
+            return -1;
+    }
+    if (r[A_PC_COMMAND].n) {
+        const char *p[] = {arr_text(&r[A_PC_COMMAND]), arr_text(&r[A_PC_EVENT]),
+                           arr_text(&r[A_PC_KIND]),    arr_text(&r[A_PC_OUTCOME]),
+                           arr_text(&r[A_PC_USER]),    arr_text(&r[A_PC_MESSAGE]),
+                           topic,                      part,
+                           arr_text(&r[A_PC_OFFSET])};
+        if (run0(a, ST_INSERT_PROCESSED, 9, p, err, errlen))
+            return -1;
+    }
+    begin_rows(a);
     return 0;
 }
 
-static int apply_register(ts_applier *a, const ts_command *c, int64_t now_ms, ts_reply *r,
-                          char *err, size_t errlen) {
-    event_state *e = event_get(a, c->event_id, err, errlen);
-    if (!e)
-        return -1;
-    ts_event_view view = {e->found, e->starts_at_ms, e->capacity, e->registered};
-    bool already = false;
+static void decide_create(ts_applier *a, const ts_command *c, ts_reply *r) {
+    event_state *e = event_entry(a, c->event_id);
+    if (!e || e->found) {
+        refuse(r, TS_OUT_INVALID, "Event already exists");
+        return;
+    }
+    e->found = true;
+    e->capacity = c->u.create.capacity;
+    e->registered = 0;
+    e->starts_at_ms = c->u.create.starts_at_ms;
+    char starts[TS_ISO8601_LEN + 1];
+    ts_time_format_iso8601(c->u.create.starts_at_ms, starts);
+    arr_add(&a->arr[A_EV_ID], c->event_id);
+    arr_add(&a->arr[A_EV_TITLE], c->u.create.title);
+    arr_add(&a->arr[A_EV_DESC], c->u.create.has_description ? c->u.create.description : NULL);
+    arr_add(&a->arr[A_EV_STARTS], starts);
+    arr_add(&a->arr[A_EV_LOCATION], c->u.create.location);
+    arr_add_ll(&a->arr[A_EV_CAPACITY], c->u.create.capacity);
+    r->outcome = TS_OUT_CREATED;
+}
+
+static void decide_register(ts_applier *a, const ts_command *c, int64_t now_ms, ts_reply *r) {
+    event_state *e = event_entry(a, c->event_id);
+    ts_event_view view = {e && e->found, e ? e->starts_at_ms : 0, e ? e->capacity : 0,
+                          e ? e->registered : 0};
     ts_uuid_for_email(c->u.reg.email, r->user_id);
+    pair_slot *pair = NULL;
+    bool already = false;
     if (ts_rules_needs_lookup(&view, now_ms)) {
-        const char *key[] = {c->event_id, r->user_id};
-        PGresult *res = run(a, ST_IS_REGISTERED, 2, key, err, errlen);
-        if (!res)
-            return -1;
-        already = PQntuples(res) > 0;
-        PQclear(res);
+        pair = pair_slot_for(a, c->event_id, r->user_id);
+        already = pair->present;
     }
     r->outcome = ts_rules_register(&view, now_ms, already);
     if (r->outcome != TS_OUT_REGISTERED) {
         snprintf(r->message, sizeof r->message, "%s", ts_rules_message(r->outcome));
         if (r->outcome != TS_OUT_ALREADY_REGISTERED)
             r->user_id[0] = '\0';
-        return 0;
+        return;
     }
-    const char *user[] = {r->user_id, c->u.reg.email};
-    char seat[24], cap[24];
-    snprintf(seat, sizeof seat, "%lld", (long long)(e->registered + 1));
-    snprintf(cap, sizeof cap, "%lld", (long long)e->capacity);
-    const char *reg[] = {c->event_id, r->user_id, c->u.reg.name, seat, cap, c->command_id};
-    if (run0(a, ST_UPSERT_USER, 2, user, err, errlen) ||
-        run0(a, ST_REGISTER, 6, reg, err, errlen))
-        return -1;
     e->registered++;
     e->dirty = true;
-    return 0;
+    pair->present = true;
+    arr_add(&a->arr[A_US_ID], r->user_id);
+    arr_add(&a->arr[A_US_EMAIL], c->u.reg.email);
+    arr_add(&a->arr[A_RG_EVENT], c->event_id);
+    arr_add(&a->arr[A_RG_USER], r->user_id);
+    arr_add(&a->arr[A_RG_NAME], c->u.reg.name);
+    arr_add_ll(&a->arr[A_RG_SEAT], e->registered);
+    arr_add_ll(&a->arr[A_RG_CAPACITY], e->capacity);
+    arr_add(&a->arr[A_RG_COMMAND], c->command_id);
 }
 
-static int apply_cancel(ts_applier *a, const ts_command *c, ts_reply *r, char *err,
-                        size_t errlen) {
-    event_state *e = event_get(a, c->event_id, err, errlen);
-    if (!e)
-        return -1;
-    if (!e->found) {
-        refuse(r, TS_OUT_REGISTRATION_NOT_FOUND, ts_rules_message(TS_OUT_REGISTRATION_NOT_FOUND));
+/* A cancellation runs at once, after the rows decided before it. */
+static int apply_cancel(ts_applier *a, const char *topic, const char *part, const ts_command *c,
+                        ts_reply *r, char *err, size_t errlen) {
+    event_state *e = event_entry(a, c->event_id);
+    if (!e || !e->found || !pair_slot_for(a, c->event_id, c->u.cancel.user_id)->present) {
+        refuse(r, TS_OUT_REGISTRATION_NOT_FOUND,
+               ts_rules_message(TS_OUT_REGISTRATION_NOT_FOUND));
         return 0;
     }
+    if (flush_rows(a, topic, part, err, errlen))
+        return -1;
     const char *key[] = {c->event_id, c->u.cancel.user_id};
     PGresult *res = run(a, ST_CANCEL, 2, key, err, errlen);
     if (!res)
         return -1;
-    if (PQntuples(res) == 0) {
+    if (PQntuples(res) == 0) { /* the set said present: the database disagrees */
         PQclear(res);
-        refuse(r, TS_OUT_REGISTRATION_NOT_FOUND, ts_rules_message(TS_OUT_REGISTRATION_NOT_FOUND));
-        return 0;
+        a->failure = TS_APPLY_REJECTED;
+        snprintf(err, errlen, "cancel: registration %s/%s vanished", c->event_id,
+                 c->u.cancel.user_id);
+        return -1;
     }
     long long freed = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
@@ -349,86 +533,202 @@ static int apply_cancel(ts_applier *a, const ts_command *c, ts_reply *r, char *e
     }
     e->registered--;
     e->dirty = true;
+    pair_slot_for(a, c->event_id, c->u.cancel.user_id)->present = false;
     snprintf(r->user_id, sizeof r->user_id, "%s", c->u.cancel.user_id);
     r->outcome = TS_OUT_CANCELLED;
     return 0;
 }
 
-/* A command applied before (same command_id): its reply is the first one. */
-static int replay(ts_applier *a, ts_batch_item *it, bool *seen, char *err, size_t errlen) {
-    const char *params[] = {it->cmd.command_id};
-    PGresult *res = run(a, ST_SEEN, 1, params, err, errlen);
+static void queue_processed(ts_applier *a, const ts_batch_item *it) {
+    arr_add(&a->arr[A_PC_COMMAND], it->cmd.command_id);
+    arr_add(&a->arr[A_PC_EVENT], it->cmd.event_id);
+    arr_add(&a->arr[A_PC_KIND], ts_command_type_name(it->cmd.type));
+    arr_add(&a->arr[A_PC_OUTCOME], ts_outcome_name(it->reply.outcome));
+    arr_add(&a->arr[A_PC_USER], it->reply.user_id[0] ? it->reply.user_id : NULL);
+    arr_add(&a->arr[A_PC_MESSAGE], it->reply.message[0] ? it->reply.message : NULL);
+    arr_add_ll(&a->arr[A_PC_OFFSET], it->offset);
+}
+
+/* Marks the items applied before, with their first outcome. An item whose
+ * command_id appears earlier in the same batch is marked too (its reply is
+ * copied once the first is decided). */
+static int load_seen(ts_applier *a, ts_batch_item *items, size_t n, char *err, size_t errlen) {
+    array *q = &a->arr[A_Q1];
+    arr_reset(q);
+    for (size_t i = 0; i < n; i++)
+        if (!items[i].skip)
+            arr_add(q, items[i].cmd.command_id);
+    if (q->n == 0)
+        return 0;
+    const char *p[] = {arr_text(q)};
+    PGresult *res = run(a, ST_SEEN, 1, p, err, errlen);
     if (!res)
         return -1;
-    *seen = PQntuples(res) > 0;
-    if (*seen) {
-        const char *outcome = PQgetvalue(res, 0, 0);
-        for (int o = 0; o < TS_OUT_COUNT_; o++)
-            if (strcmp(outcome, ts_outcome_name((ts_outcome)o)) == 0)
-                it->reply.outcome = (ts_outcome)o;
-        snprintf(it->reply.user_id, sizeof it->reply.user_id, "%s", PQgetvalue(res, 0, 1));
-        snprintf(it->reply.message, sizeof it->reply.message, "%s", PQgetvalue(res, 0, 2));
-        it->reply.applied_at_ms = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    for (int row = 0; row < PQntuples(res); row++) {
+        const char *id = PQgetvalue(res, row, 0);
+        for (size_t i = 0; i < n; i++) {
+            ts_batch_item *it = &items[i];
+            if (it->skip || strcmp(it->cmd.command_id, id) != 0)
+                continue;
+            it->replayed = true;
+            if (ts_outcome_parse(PQgetvalue(res, row, 1), &it->reply.outcome))
+                it->reply.outcome = TS_OUT_INVALID;
+            snprintf(it->reply.user_id, sizeof it->reply.user_id, "%s", PQgetvalue(res, row, 2));
+            snprintf(it->reply.message, sizeof it->reply.message, "%s", PQgetvalue(res, row, 3));
+            it->reply.applied_at_ms = strtoll(PQgetvalue(res, row, 4), NULL, 10);
+        }
     }
     PQclear(res);
     return 0;
 }
 
-static int record(ts_applier *a, const char *topic, const char *part, ts_batch_item *it,
-                  char *err, size_t errlen) {
-    char off[24];
-    snprintf(off, sizeof off, "%lld", (long long)it->offset);
-    const char *params[] = {it->cmd.command_id,
-                            it->cmd.event_id,
-                            ts_command_type_name(it->cmd.type),
-                            ts_outcome_name(it->reply.outcome),
-                            it->reply.user_id[0] ? it->reply.user_id : NULL,
-                            it->reply.message[0] ? it->reply.message : NULL,
-                            topic,
-                            part,
-                            off};
-    return run0(a, ST_RECORD, 9, params, err, errlen);
-}
-
-static int apply_item(ts_applier *a, const char *topic, const char *part, ts_batch_item *it,
-                      int64_t now_ms, char *err, size_t errlen) {
-    ts_reply *r = &it->reply;
-    memset(r, 0, sizeof *r);
-    strcpy(r->command_id, it->cmd.command_id);
-    strcpy(r->event_id, it->cmd.event_id);
-    r->applied_at_ms = now_ms;
-
-    bool seen;
-    if (replay(a, it, &seen, err, errlen))
-        return -1;
-    it->replayed = seen;
-    if (seen)
-        return 0;
-
-    int rc;
-    switch (it->cmd.type) {
-    case TS_CMD_CREATE_EVENT: rc = apply_create(a, &it->cmd, r, err, errlen); break;
-    case TS_CMD_REGISTER: rc = apply_register(a, &it->cmd, now_ms, r, err, errlen); break;
-    case TS_CMD_CANCEL: rc = apply_cancel(a, &it->cmd, r, err, errlen); break;
-    default:
-        refuse(r, TS_OUT_INVALID, "unknown command type");
-        rc = 0;
+/* Loads the events the batch names, and the registrations that already
+ * exist among the (event, user) pairs it names. */
+static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, size_t errlen) {
+    array *ids = &a->arr[A_Q1];
+    arr_reset(ids);
+    for (size_t i = 0; i < n; i++)
+        if (!items[i].skip && !items[i].replayed && !event_find(a, items[i].cmd.event_id)) {
+            /* every event decided on below has its entry from here on */
+            if (!event_entry(a, items[i].cmd.event_id)) {
+                a->failure = TS_APPLY_RETRY;
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            arr_add(ids, items[i].cmd.event_id);
+        }
+    if (ids->n) {
+        const char *p[] = {arr_text(ids)};
+        PGresult *res = run(a, ST_EVENTS, 1, p, err, errlen);
+        if (!res)
+            return -1;
+        for (int row = 0; row < PQntuples(res); row++) {
+            event_state *e = event_find(a, PQgetvalue(res, row, 0));
+            if (!e)
+                continue;
+            e->found = true;
+            e->capacity = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+            e->registered = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+            e->starts_at_ms = strtoll(PQgetvalue(res, row, 3), NULL, 10);
+        }
+        PQclear(res);
     }
-    return rc ? -1 : record(a, topic, part, it, err, errlen);
+
+    array *ev = &a->arr[A_Q1], *us = &a->arr[A_Q2];
+    arr_reset(ev);
+    arr_reset(us);
+    for (size_t i = 0; i < n; i++) {
+        const ts_batch_item *it = &items[i];
+        if (it->skip || it->replayed)
+            continue;
+        char uid[TS_UUID_LEN + 1];
+        if (it->cmd.type == TS_CMD_REGISTER)
+            ts_uuid_for_email(it->cmd.u.reg.email, uid);
+        else if (it->cmd.type == TS_CMD_CANCEL)
+            strcpy(uid, it->cmd.u.cancel.user_id);
+        else
+            continue;
+        arr_add(ev, it->cmd.event_id);
+        arr_add(us, uid);
+    }
+    if (ev->n == 0)
+        return 0;
+    const char *p[] = {arr_text(ev), arr_text(us)};
+    PGresult *res = run(a, ST_REGISTERED, 2, p, err, errlen);
+    if (!res)
+        return -1;
+    for (int row = 0; row < PQntuples(res); row++)
+        pair_slot_for(a, PQgetvalue(res, row, 0), PQgetvalue(res, row, 1))->present = true;
+    PQclear(res);
+    return 0;
 }
 
 static int write_counters(ts_applier *a, char *err, size_t errlen) {
-    for (size_t i = 0; i < a->nevents; i++) {
-        event_state *e = &a->events[i];
-        if (!e->dirty)
-            continue;
-        char n[24];
-        snprintf(n, sizeof n, "%lld", (long long)e->registered);
-        const char *params[] = {e->id, n};
-        if (run0(a, ST_SET_COUNTER, 2, params, err, errlen))
+    array *ids = &a->arr[A_Q1], *ns = &a->arr[A_Q2];
+    arr_reset(ids);
+    arr_reset(ns);
+    for (size_t i = 0; i < a->nevents; i++)
+        if (a->events[i].dirty) {
+            arr_add(ids, a->events[i].id);
+            arr_add_ll(ns, a->events[i].registered);
+        }
+    if (ids->n == 0)
+        return 0;
+    const char *p[] = {arr_text(ids), arr_text(ns)};
+    return run0(a, ST_COUNTERS, 2, p, err, errlen);
+}
+
+/* Room for the pairs and command ids of a batch (2n keys at most), the
+ * table never more than a quarter full; and a new, empty generation. */
+static int fresh_keys(ts_applier *a, size_t n) {
+    if (a->pairs_cap < 8 * n + 16) {
+        free(a->pairs);
+        a->pairs_cap = 8 * n + 16;
+        a->pairs = calloc(a->pairs_cap, sizeof *a->pairs);
+        a->gen = 0;
+        if (!a->pairs) {
+            a->pairs_cap = 0;
             return -1;
+        }
+    }
+    if (++a->gen == 0) { /* wrapped: clear the table once */
+        memset(a->pairs, 0, a->pairs_cap * sizeof *a->pairs);
+        a->gen = 1;
     }
     return 0;
+}
+
+static int apply_items(ts_applier *a, const char *topic, const char *part, ts_batch_item *items,
+                       size_t n, char *err, size_t errlen) {
+    a->nevents = 0;
+    if (fresh_keys(a, n)) {
+        a->failure = TS_APPLY_RETRY;
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ts_reply *r = &items[i].reply;
+        memset(r, 0, sizeof *r);
+        items[i].replayed = false;
+    }
+    if (load_seen(a, items, n, err, errlen) || load_state(a, items, n, err, errlen))
+        return -1;
+
+    begin_rows(a);
+    int64_t now_ms = ts_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        ts_batch_item *it = &items[i];
+        if (it->skip)
+            continue;
+        ts_reply *r = &it->reply;
+        strcpy(r->command_id, it->cmd.command_id);
+        strcpy(r->event_id, it->cmd.event_id);
+        if (it->replayed) {
+            if (!r->applied_at_ms)
+                r->applied_at_ms = now_ms;
+            continue;
+        }
+        /* the same command earlier in this batch: its outcome, once */
+        pair_slot *cmd = pair_slot_for(a, it->cmd.command_id, no_user);
+        if (cmd->present) {
+            *r = items[cmd->first].reply;
+            it->replayed = true;
+            continue;
+        }
+        cmd->present = true;
+        cmd->first = (int)i;
+        r->applied_at_ms = now_ms;
+        switch (it->cmd.type) {
+        case TS_CMD_CREATE_EVENT: decide_create(a, &it->cmd, r); break;
+        case TS_CMD_REGISTER: decide_register(a, &it->cmd, now_ms, r); break;
+        case TS_CMD_CANCEL:
+            if (apply_cancel(a, topic, part, &it->cmd, r, err, errlen))
+                return -1;
+            break;
+        }
+        queue_processed(a, it);
+    }
+    return flush_rows(a, topic, part, err, errlen) || write_counters(a, err, errlen) ? -1 : 0;
 }
 
 ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, int32_t partition,
@@ -438,7 +738,6 @@ ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, int32_t parti
     snprintf(part, sizeof part, "%d", partition);
     snprintf(exp, sizeof exp, "%lld", (long long)expected);
     snprintf(nxt, sizeof nxt, "%lld", (long long)next);
-    a->nevents = 0;
     a->failure = TS_APPLY_RETRY;
 
     if (exec_simple(a, "BEGIN", err, errlen))
@@ -458,12 +757,7 @@ ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, int32_t parti
         a->failure = TS_APPLY_FENCED;
         goto rollback;
     }
-
-    int64_t now_ms = ts_now_ms();
-    for (size_t i = 0; i < n; i++)
-        if (!items[i].skip && apply_item(a, topic, part, &items[i], now_ms, err, errlen))
-            goto rollback;
-    if (write_counters(a, err, errlen))
+    if (apply_items(a, topic, part, items, n, err, errlen))
         goto rollback;
     if (exec_simple(a, "COMMIT", err, errlen))
         return a->failure;

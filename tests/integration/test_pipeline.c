@@ -158,6 +158,45 @@ static void cancel_frees_the_seat_for_someone_else(void **state) {
                      3);
 }
 
+/* Registrations, cancellations and a repeated command sent in one go (one
+ * batch, most likely): the outcomes are those of applying them one by one. */
+static void a_mixed_burst_gives_the_outcomes_of_serial_application(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], uid_a[TS_UUID_LEN + 1], uid_b[TS_UUID_LEN + 1];
+    create_event(id, 2, in_days(30));
+    ts_uuid_for_email("a@mixed.example", uid_a);
+    ts_uuid_for_email("b@mixed.example", uid_b);
+    ts_command c[8];
+    const char *emails[] = {"a@mixed.example", "b@mixed.example", NULL, "c@mixed.example",
+                            "a@mixed.example", NULL, NULL, "d@mixed.example"};
+    for (int i = 0; i < 8; i++) {
+        if (emails[i]) {
+            c[i] = it_command(&env, TS_CMD_REGISTER, id);
+            strcpy(c[i].u.reg.name, "Mixed");
+            strcpy(c[i].u.reg.email, emails[i]);
+        } else {
+            c[i] = it_command(&env, TS_CMD_CANCEL, id);
+            strcpy(c[i].u.cancel.user_id, i == 2 ? uid_a : uid_b);
+        }
+    }
+    c[6] = c[3]; /* the registration of c, sent again */
+    it_produce_many(&env, c, 8);
+    const char *expect[] = {"REGISTERED", "REGISTERED", "CANCELLED", "REGISTERED",
+                            "EVENT_FULL", "CANCELLED",  "REGISTERED", "REGISTERED"};
+    for (int i = 0; i < 8; i++) {
+        int nth = i == 6 ? 2 : 1;
+        ts_reply r = it_await_reply(&env, c[i].command_id, nth, WAIT_MS);
+        assert_string_equal(ts_outcome_name(r.outcome), expect[i]);
+    }
+    /* left: c and d, in seats 1 and 2 */
+    assert_int_equal(registrations(id), 2);
+    assert_int_equal(counter(id), 2);
+    const char *p[] = {id};
+    assert_int_equal(it_query_ll(&env, "SELECT sum(seat) FROM registrations WHERE event_id = $1",
+                                 1, p),
+                     3);
+}
+
 static void a_command_delivered_twice_is_applied_once(void **state) {
     (void)state;
     char id[TS_UUID_LEN + 1];
@@ -300,6 +339,7 @@ int main(void) {
         cmocka_unit_test(a_registration_is_applied_and_answered_with_the_user_id),
         cmocka_unit_test(the_original_edge_cases_are_refused),
         cmocka_unit_test(cancel_frees_the_seat_for_someone_else),
+        cmocka_unit_test(a_mixed_burst_gives_the_outcomes_of_serial_application),
         cmocka_unit_test(a_command_delivered_twice_is_applied_once),
         cmocka_unit_test(a_poison_message_goes_to_the_dlq_and_the_partition_flows_on),
         cmocka_unit_test(another_avro_implementation_speaks_the_same_wire_format),
