@@ -54,8 +54,10 @@ static const struct {
     const char *sql;
 } stmts[ST_COUNT_] = {
     [ST_FENCE] = {"fence",
-                  "UPDATE consumer_offsets SET next_offset = $3, updated_at = now()"
-                  " WHERE topic = $1 AND kafka_partition = $2 AND next_offset = $4"},
+                  "UPDATE consumer_offsets o SET next_offset = v.nxt, updated_at = now()"
+                  " FROM unnest($2::int[], $3::bigint[], $4::bigint[]) AS v(p, nxt, exp)"
+                  " WHERE o.topic = $1 AND o.kafka_partition = v.p AND o.next_offset = v.exp"
+                  " RETURNING o.kafka_partition"},
     [ST_LOAD_OFFSET] = {"load_offset",
                         "WITH ins AS (INSERT INTO consumer_offsets (topic, kafka_partition,"
                         " next_offset) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING RETURNING"
@@ -88,9 +90,9 @@ static const struct {
     [ST_INSERT_PROCESSED] = {"insert_processed",
                              "INSERT INTO processed_commands (command_id, event_id, kind,"
                              " outcome, user_id, message, topic, kafka_partition, kafka_offset)"
-                             " SELECT c, e, k, o, u, m, $7, $8, f FROM unnest($1::uuid[],"
+                             " SELECT c, e, k, o, u, m, $7, p, f FROM unnest($1::uuid[],"
                              " $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],"
-                             " $9::bigint[]) AS v(c, e, k, o, u, m, f)"},
+                             " $8::int[], $9::bigint[]) AS v(c, e, k, o, u, m, p, f)"},
     [ST_COUNTERS] = {"counters",
                      "UPDATE events SET registered = v.n FROM unnest($1::uuid[], $2::int[])"
                      " AS v(id, n) WHERE events.id = v.id"},
@@ -204,8 +206,9 @@ static const char no_user[TS_UUID_LEN + 1] = "----------------------------------
 enum { A_EV_ID, A_EV_TITLE, A_EV_DESC, A_EV_STARTS, A_EV_LOCATION, A_EV_CAPACITY,
        A_US_ID, A_US_EMAIL,
        A_RG_EVENT, A_RG_USER, A_RG_NAME, A_RG_SEAT, A_RG_CAPACITY, A_RG_COMMAND,
-       A_PC_COMMAND, A_PC_EVENT, A_PC_KIND, A_PC_OUTCOME, A_PC_USER, A_PC_MESSAGE, A_PC_OFFSET,
-       A_Q1, A_Q2,
+       A_PC_COMMAND, A_PC_EVENT, A_PC_KIND, A_PC_OUTCOME, A_PC_USER, A_PC_MESSAGE,
+       A_PC_PARTITION, A_PC_OFFSET,
+       A_Q1, A_Q2, A_Q3,
        A_COUNT_ };
 
 struct ts_applier {
@@ -217,6 +220,8 @@ struct ts_applier {
     size_t pairs_cap;
     unsigned gen;
     array arr[A_COUNT_];
+    size_t *order;           /* indexes of the batch's items, part by part */
+    size_t order_cap;
     ts_apply_status failure; /* how the last failed statement failed */
 };
 
@@ -268,6 +273,7 @@ void ts_applier_free(ts_applier *a) {
     for (int i = 0; i < A_COUNT_; i++)
         free(a->arr[i].buf);
     free(a->pairs);
+    free(a->order);
     free(a->events);
     free(a->dsn);
     free(a);
@@ -412,8 +418,7 @@ static void begin_rows(ts_applier *a) {
 
 /* Writes the rows decided so far: events, users, registrations, processed
  * commands, in that order (each refers to the ones before). */
-static int flush_rows(ts_applier *a, const char *topic, const char *part, char *err,
-                      size_t errlen) {
+static int flush_rows(ts_applier *a, const char *topic, char *err, size_t errlen) {
     array *r = a->arr;
     if (r[A_EV_ID].n) {
         const char *p[] = {arr_text(&r[A_EV_ID]),       arr_text(&r[A_EV_TITLE]),
@@ -438,7 +443,7 @@ static int flush_rows(ts_applier *a, const char *topic, const char *part, char *
         const char *p[] = {arr_text(&r[A_PC_COMMAND]), arr_text(&r[A_PC_EVENT]),
                            arr_text(&r[A_PC_KIND]),    arr_text(&r[A_PC_OUTCOME]),
                            arr_text(&r[A_PC_USER]),    arr_text(&r[A_PC_MESSAGE]),
-                           topic,                      part,
+                           topic,                      arr_text(&r[A_PC_PARTITION]),
                            arr_text(&r[A_PC_OFFSET])};
         if (run0(a, ST_INSERT_PROCESSED, 9, p, err, errlen))
             return -1;
@@ -500,15 +505,15 @@ static void decide_register(ts_applier *a, const ts_command *c, int64_t now_ms, 
 }
 
 /* A cancellation runs at once, after the rows decided before it. */
-static int apply_cancel(ts_applier *a, const char *topic, const char *part, const ts_command *c,
-                        ts_reply *r, char *err, size_t errlen) {
+static int apply_cancel(ts_applier *a, const char *topic, const ts_command *c, ts_reply *r,
+                        char *err, size_t errlen) {
     event_state *e = event_entry(a, c->event_id);
     if (!e || !e->found || !pair_slot_for(a, c->event_id, c->u.cancel.user_id)->present) {
         refuse(r, TS_OUT_REGISTRATION_NOT_FOUND,
                ts_rules_message(TS_OUT_REGISTRATION_NOT_FOUND));
         return 0;
     }
-    if (flush_rows(a, topic, part, err, errlen))
+    if (flush_rows(a, topic, err, errlen))
         return -1;
     const char *key[] = {c->event_id, c->u.cancel.user_id};
     PGresult *res = run(a, ST_CANCEL, 2, key, err, errlen);
@@ -546,6 +551,7 @@ static void queue_processed(ts_applier *a, const ts_batch_item *it) {
     arr_add(&a->arr[A_PC_OUTCOME], ts_outcome_name(it->reply.outcome));
     arr_add(&a->arr[A_PC_USER], it->reply.user_id[0] ? it->reply.user_id : NULL);
     arr_add(&a->arr[A_PC_MESSAGE], it->reply.message[0] ? it->reply.message : NULL);
+    arr_add_ll(&a->arr[A_PC_PARTITION], it->partition);
     arr_add_ll(&a->arr[A_PC_OFFSET], it->offset);
 }
 
@@ -555,9 +561,9 @@ static void queue_processed(ts_applier *a, const ts_batch_item *it) {
 static int load_seen(ts_applier *a, ts_batch_item *items, size_t n, char *err, size_t errlen) {
     array *q = &a->arr[A_Q1];
     arr_reset(q);
-    for (size_t i = 0; i < n; i++)
-        if (!items[i].skip)
-            arr_add(q, items[i].cmd.command_id);
+    for (size_t k = 0; k < n; k++)
+        if (!items[a->order[k]].skip)
+            arr_add(q, items[a->order[k]].cmd.command_id);
     if (q->n == 0)
         return 0;
     const char *p[] = {arr_text(q)};
@@ -566,8 +572,8 @@ static int load_seen(ts_applier *a, ts_batch_item *items, size_t n, char *err, s
         return -1;
     for (int row = 0; row < PQntuples(res); row++) {
         const char *id = PQgetvalue(res, row, 0);
-        for (size_t i = 0; i < n; i++) {
-            ts_batch_item *it = &items[i];
+        for (size_t k = 0; k < n; k++) {
+            ts_batch_item *it = &items[a->order[k]];
             if (it->skip || strcmp(it->cmd.command_id, id) != 0)
                 continue;
             it->replayed = true;
@@ -587,16 +593,18 @@ static int load_seen(ts_applier *a, ts_batch_item *items, size_t n, char *err, s
 static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, size_t errlen) {
     array *ids = &a->arr[A_Q1];
     arr_reset(ids);
-    for (size_t i = 0; i < n; i++)
-        if (!items[i].skip && !items[i].replayed && !event_find(a, items[i].cmd.event_id)) {
+    for (size_t k = 0; k < n; k++) {
+        const ts_batch_item *it = &items[a->order[k]];
+        if (!it->skip && !it->replayed && !event_find(a, it->cmd.event_id)) {
             /* every event decided on below has its entry from here on */
-            if (!event_entry(a, items[i].cmd.event_id)) {
+            if (!event_entry(a, it->cmd.event_id)) {
                 a->failure = TS_APPLY_RETRY;
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
-            arr_add(ids, items[i].cmd.event_id);
+            arr_add(ids, it->cmd.event_id);
         }
+    }
     if (ids->n) {
         const char *p[] = {arr_text(ids)};
         PGresult *res = run(a, ST_EVENTS, 1, p, err, errlen);
@@ -617,8 +625,8 @@ static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, 
     array *ev = &a->arr[A_Q1], *us = &a->arr[A_Q2];
     arr_reset(ev);
     arr_reset(us);
-    for (size_t i = 0; i < n; i++) {
-        const ts_batch_item *it = &items[i];
+    for (size_t k = 0; k < n; k++) {
+        const ts_batch_item *it = &items[a->order[k]];
         if (it->skip || it->replayed)
             continue;
         char uid[TS_UUID_LEN + 1];
@@ -678,25 +686,45 @@ static int fresh_keys(ts_applier *a, size_t n) {
     return 0;
 }
 
-static int apply_items(ts_applier *a, const char *topic, const char *part, ts_batch_item *items,
-                       size_t n, char *err, size_t errlen) {
+/* Lists the items of the parts, part by part, in a->order[]. */
+static size_t order_items(ts_applier *a, const ts_batch_part *parts, size_t nparts) {
+    size_t n = 0;
+    for (size_t p = 0; p < nparts; p++)
+        n += parts[p].count;
+    if (n > a->order_cap) {
+        size_t *o = realloc(a->order, n * sizeof *o);
+        if (!o)
+            return (size_t)-1;
+        a->order = o;
+        a->order_cap = n;
+    }
+    size_t k = 0;
+    for (size_t p = 0; p < nparts; p++)
+        for (size_t i = 0; i < parts[p].count; i++)
+            a->order[k++] = parts[p].first + i;
+    return n;
+}
+
+static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, size_t n,
+                       char *err, size_t errlen) {
     a->nevents = 0;
     if (fresh_keys(a, n)) {
         a->failure = TS_APPLY_RETRY;
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < n; i++) {
-        ts_reply *r = &items[i].reply;
-        memset(r, 0, sizeof *r);
-        items[i].replayed = false;
+    for (size_t k = 0; k < n; k++) {
+        ts_batch_item *it = &items[a->order[k]];
+        memset(&it->reply, 0, sizeof it->reply);
+        it->replayed = false;
     }
     if (load_seen(a, items, n, err, errlen) || load_state(a, items, n, err, errlen))
         return -1;
 
     begin_rows(a);
     int64_t now_ms = ts_now_ms();
-    for (size_t i = 0; i < n; i++) {
+    for (size_t k = 0; k < n; k++) {
+        size_t i = a->order[k];
         ts_batch_item *it = &items[i];
         if (it->skip)
             continue;
@@ -722,42 +750,69 @@ static int apply_items(ts_applier *a, const char *topic, const char *part, ts_ba
         case TS_CMD_CREATE_EVENT: decide_create(a, &it->cmd, r); break;
         case TS_CMD_REGISTER: decide_register(a, &it->cmd, now_ms, r); break;
         case TS_CMD_CANCEL:
-            if (apply_cancel(a, topic, part, &it->cmd, r, err, errlen))
+            if (apply_cancel(a, topic, &it->cmd, r, err, errlen))
                 return -1;
             break;
         }
         queue_processed(a, it);
     }
-    return flush_rows(a, topic, part, err, errlen) || write_counters(a, err, errlen) ? -1 : 0;
+    return flush_rows(a, topic, err, errlen) || write_counters(a, err, errlen) ? -1 : 0;
 }
 
-ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, int32_t partition,
-                                 int64_t expected, int64_t next, ts_batch_item *items,
-                                 size_t n, char *err, size_t errlen) {
-    char part[16], exp[24], nxt[24];
-    snprintf(part, sizeof part, "%d", partition);
-    snprintf(exp, sizeof exp, "%lld", (long long)expected);
-    snprintf(nxt, sizeof nxt, "%lld", (long long)next);
-    a->failure = TS_APPLY_RETRY;
+/* Moves every part's stored offset; marks the parts whose offset another
+ * worker moved. Returns the number fenced, or -1 on failure. */
+static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t nparts,
+                 char *err, size_t errlen) {
+    array *pa = &a->arr[A_Q1], *nx = &a->arr[A_Q2], *ex = &a->arr[A_Q3];
+    arr_reset(pa);
+    arr_reset(nx);
+    arr_reset(ex);
+    for (size_t p = 0; p < nparts; p++) {
+        arr_add_ll(pa, parts[p].partition);
+        arr_add_ll(nx, parts[p].next);
+        arr_add_ll(ex, parts[p].expected);
+        parts[p].fenced = true;
+    }
+    const char *params[] = {topic, arr_text(pa), arr_text(nx), arr_text(ex)};
+    PGresult *res = run(a, ST_FENCE, 4, params, err, errlen);
+    if (!res)
+        return -1;
+    for (int row = 0; row < PQntuples(res); row++) {
+        int32_t moved = (int32_t)atoi(PQgetvalue(res, row, 0));
+        for (size_t p = 0; p < nparts; p++)
+            if (parts[p].partition == moved)
+                parts[p].fenced = false;
+    }
+    PQclear(res);
+    int fenced = 0;
+    for (size_t p = 0; p < nparts; p++)
+        fenced += parts[p].fenced;
+    return fenced;
+}
 
+ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part *parts,
+                                 size_t nparts, ts_batch_item *items, char *err, size_t errlen) {
+    a->failure = TS_APPLY_RETRY;
+    size_t n = order_items(a, parts, nparts);
+    if (n == (size_t)-1) {
+        snprintf(err, errlen, "out of memory");
+        return TS_APPLY_RETRY;
+    }
     if (exec_simple(a, "BEGIN", err, errlen))
         return a->failure;
 
-    /* The fence first: it takes the row lock that serialises competing
+    /* The fence first: it takes the row locks that serialise competing
      * workers, and a zombie learns it is one before it writes anything. */
-    const char *fence[] = {topic, part, nxt, exp};
-    PGresult *res = run(a, ST_FENCE, 4, fence, err, errlen);
-    if (!res)
+    int fenced = fence(a, topic, parts, nparts, err, errlen);
+    if (fenced < 0)
         goto rollback;
-    int moved = atoi(PQcmdTuples(res));
-    PQclear(res);
-    if (moved != 1) {
-        snprintf(err, errlen, "partition %s/%d: stored offset is not %lld", topic, partition,
-                 (long long)expected);
+    if (fenced > 0) {
+        snprintf(err, errlen, "%d partition(s) of %s: stored offset moved by another worker",
+                 fenced, topic);
         a->failure = TS_APPLY_FENCED;
         goto rollback;
     }
-    if (apply_items(a, topic, part, items, n, err, errlen))
+    if (apply_items(a, topic, items, n, err, errlen))
         goto rollback;
     if (exec_simple(a, "COMMIT", err, errlen))
         return a->failure;

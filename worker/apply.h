@@ -1,10 +1,11 @@
-/* apply.h — applying a partition's commands to PostgreSQL.
+/* apply.h — applying commands to PostgreSQL.
  *
- * A batch is the run of messages of one partition that the consumer took in
- * one poll. It is applied in ONE transaction that first moves the
- * partition's stored offset from the value this worker expects to the end
- * of the batch: if another worker moved it first, this one is a zombie and
- * the transaction is rolled back before anything else happens. Capacity,
+ * A batch is what the consumer took in one poll, in runs of one partition
+ * each. It is applied in ONE transaction that first moves every partition's
+ * stored offset from the value this worker expects to the end of its run:
+ * if another worker moved one first, this one is a zombie for that
+ * partition and the transaction is rolled back before anything else
+ * happens. Capacity,
  * duplicate and past-event checks run inside the transaction; each event's
  * counter is written once per batch. Not thread-safe: one applier per
  * worker thread. */
@@ -22,6 +23,7 @@ typedef struct ts_applier ts_applier;
 /* One message of a batch. Messages that did not decode or broke a rule
  * (skip = true) still count for the offset but are not applied. */
 typedef struct ts_batch_item {
+    int32_t partition;
     int64_t offset;
     bool skip;
     ts_command cmd;
@@ -29,9 +31,19 @@ typedef struct ts_batch_item {
     bool replayed;       /* the command was applied before: reply is its first outcome */
 } ts_batch_item;
 
+/* One partition's share of a batch: items[first .. first + count), which
+ * move its stored offset from `expected` to `next`. */
+typedef struct ts_batch_part {
+    int32_t partition;
+    int64_t expected;
+    int64_t next;
+    size_t first, count;
+    bool fenced;         /* set when the stored offset was not `expected` */
+} ts_batch_part;
+
 typedef enum ts_apply_status {
     TS_APPLY_OK = 0,
-    TS_APPLY_FENCED,     /* the stored offset is not the expected one */
+    TS_APPLY_FENCED,     /* a stored offset is not the expected one: see .fenced */
     TS_APPLY_RETRY,      /* transient: the database is down or busy; try again */
     TS_APPLY_REJECTED,   /* a statement was refused (a constraint, bad data) */
 } ts_apply_status;
@@ -51,11 +63,13 @@ int ts_applier_connection_lost(const ts_applier *a);
 int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, int64_t *next,
                            char *err, size_t errlen);
 
-/* Applies items[0..n) of `partition`, moving its stored offset from
- * `expected` to `next`. On TS_APPLY_OK every item that is not skipped has
- * its reply filled. On any other status nothing was written. */
-ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, int32_t partition,
-                                 int64_t expected, int64_t next, ts_batch_item *items,
-                                 size_t n, char *err, size_t errlen);
+/* Applies the items of every part in ONE transaction, which also moves
+ * each part's stored offset from `expected` to `next`. Partitions hold
+ * disjoint events, so their items are independent; within a part, items
+ * are applied in order. On TS_APPLY_OK every item that is not skipped has
+ * its reply filled. On any other status nothing was written; on
+ * TS_APPLY_FENCED the parts another worker moved have .fenced set. */
+ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part *parts,
+                                 size_t nparts, ts_batch_item *items, char *err, size_t errlen);
 
 #endif

@@ -1,10 +1,12 @@
 /* consumer.c — see consumer.h.
  *
  * The loop takes what the consumer has (up to TS_BATCH_MAX messages, or
- * TS_BATCH_WAIT_MS after the first), splits it by partition, and hands each
- * partition's run to the applier as one transaction. Where each partition
- * resumes is the offset stored in PostgreSQL with the data, read on
- * assignment; Kafka's committed offsets only feed lag monitoring.
+ * TS_BATCH_WAIT_MS after the first), groups it by partition, and hands it
+ * to the applier as one transaction that also moves every partition's
+ * stored offset (one commit per poll, however many partitions: a burst
+ * spread over many events costs no more commits than one hot event). Where
+ * each partition resumes is the offset stored in PostgreSQL with the data,
+ * read on assignment; Kafka's committed offsets only feed lag monitoring.
  *
  *   - a message that does not decode, or breaks a rule, goes to the
  *     dead-letter topic (with the reason in headers, and an INVALID reply
@@ -14,8 +16,8 @@
  *   - a statement refused by the database (a constraint) is retried one
  *     command per transaction, so that one bad command goes to the
  *     dead-letter topic and the others are applied.
- *   - a fenced batch (another worker moved the offset) is dropped and the
- *     partition re-read from the stored offset. */
+ *   - a fenced partition (another worker moved its offset) is dropped from
+ *     the batch and re-read from the stored offset; the others go on. */
 #include "consumer.h"
 
 #include <stdatomic.h>
@@ -60,6 +62,7 @@ struct ts_worker {
     partition_state parts[MAX_PARTITIONS];
     volatile sig_atomic_t *stop;
     rd_kafka_message_t **msgs;
+    rd_kafka_message_t **grouped;
     ts_batch_item *items;
     uint8_t reply_buf[TS_MESSAGE_BYTES_MAX];
 };
@@ -143,8 +146,9 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
     }
     w->cfg = cfg;
     w->msgs = calloc((size_t)cfg->batch_max, sizeof *w->msgs);
+    w->grouped = calloc((size_t)cfg->batch_max, sizeof *w->grouped);
     w->items = calloc((size_t)cfg->batch_max, sizeof *w->items);
-    if (!w->msgs || !w->items) {
+    if (!w->msgs || !w->grouped || !w->items) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -210,6 +214,7 @@ void ts_worker_free(ts_worker *w) {
     ts_applier_free(w->applier);
     ts_codec_free(w->codec);
     free(w->msgs);
+    free(w->grouped);
     free(w->items);
     free(w);
 }
@@ -264,14 +269,15 @@ static void dead_letter(ts_worker *w, const rd_kafka_message_t *m, const char *r
             m->partition, (long long)m->offset, reason, detail);
 }
 
-/* ------------------------------------------------------------ a partition's batch */
+/* ------------------------------------------------------------ a batch */
 
-/* Decodes and checks msgs[0..n) into w->items; sends the bad ones away. */
-static void prepare(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
+/* Decodes and checks msgs[0..n) into items[0..n); sends the bad ones away. */
+static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *items, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        ts_batch_item *it = &w->items[i];
+        ts_batch_item *it = &items[i];
         char why[256];
         memset(it, 0, sizeof *it);
+        it->partition = msgs[i]->partition;
         it->offset = msgs[i]->offset;
         ts_codec_status st =
             ts_codec_decode_command(w->codec, msgs[i]->payload, msgs[i]->len, &it->cmd, why,
@@ -318,18 +324,20 @@ static void seek_to_stored(ts_worker *w, int32_t p) {
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* Applies items[0..n) as one transaction, retrying in place while the
+/* Applies the parts as one transaction, retrying in place while the
  * database is unavailable. */
-static ts_apply_status apply_retrying(ts_worker *w, int32_t p, int64_t next, ts_batch_item *items,
-                                      size_t n, char *err, size_t errlen) {
+static ts_apply_status apply_retrying(ts_worker *w, ts_batch_part *parts, size_t nparts,
+                                      char *err, size_t errlen) {
     int backoff = 100;
     for (;;) {
-        ts_apply_status st = ts_applier_apply(w->applier, w->cfg->topic_commands, p,
-                                              w->parts[p].next, next, items, n, err, errlen);
+        for (size_t i = 0; i < nparts; i++)
+            parts[i].expected = w->parts[parts[i].partition].next;
+        ts_apply_status st = ts_applier_apply(w->applier, w->cfg->topic_commands, parts, nparts,
+                                              w->items, err, errlen);
         if (st != TS_APPLY_RETRY || *w->stop)
             return st;
         atomic_fetch_add(&w->metrics.retries, 1);
-        ts_warn("worker", "event=apply_retry partition=%d retry_ms=%d err=\"%s\"", p, backoff,
+        ts_warn("worker", "event=apply_retry parts=%zu retry_ms=%d err=\"%s\"", nparts, backoff,
                 err);
         sleep_ms(backoff);
         backoff = backoff < 5000 ? backoff * 2 : 5000;
@@ -338,75 +346,108 @@ static ts_apply_status apply_retrying(ts_worker *w, int32_t p, int64_t next, ts_
     }
 }
 
-static void committed(ts_worker *w, int32_t p, int64_t next, ts_batch_item *items, size_t n) {
-    w->parts[p].next = next;
-    atomic_fetch_add(&w->metrics.batches, 1);
-    for (size_t i = 0; i < n; i++) {
-        if (items[i].skip)
+static void committed(ts_worker *w, const ts_batch_part *part) {
+    w->parts[part->partition].next = part->next;
+    for (size_t i = part->first; i < part->first + part->count; i++) {
+        ts_batch_item *it = &w->items[i];
+        if (it->skip)
             continue;
-        if (items[i].replayed)
+        if (it->replayed)
             atomic_fetch_add(&w->metrics.replayed, 1);
-        else if ((unsigned)items[i].reply.outcome < TS_OUT_COUNT_)
-            atomic_fetch_add(&w->metrics.applied[items[i].reply.outcome], 1);
-        send_reply(w, &items[i].cmd, &items[i].reply);
+        else if ((unsigned)it->reply.outcome < TS_OUT_COUNT_)
+            atomic_fetch_add(&w->metrics.applied[it->reply.outcome], 1);
+        send_reply(w, &it->cmd, &it->reply);
     }
     /* For lag monitoring only; resuming uses the offset in PostgreSQL. */
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p)->offset = next;
+    rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, part->partition)->offset =
+        part->next;
     rd_kafka_commit(w->consumer, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-static void process_partition(ts_worker *w, int32_t p, rd_kafka_message_t **msgs, size_t n) {
-    if (p < 0 || p >= MAX_PARTITIONS || !w->parts[p].owned)
-        return;
-    /* Messages below the stored offset were applied already (a redelivery
-     * after a seek): drop them. */
-    size_t skip = 0;
-    while (skip < n && msgs[skip]->offset < w->parts[p].next)
-        skip++;
-    msgs += skip;
-    n -= skip;
-    if (n == 0)
-        return;
-
-    prepare(w, msgs, n);
-    ts_batch_item *items = w->items;
-    int64_t next = msgs[n - 1]->offset + 1;
+/* A part the database refuses: one command per transaction, so that the
+ * command it refuses goes to the dead-letter topic and the others apply. */
+static void apply_one_by_one(ts_worker *w, const ts_batch_part *part,
+                             rd_kafka_message_t **msgs) {
     char err[512];
-    ts_apply_status st = apply_retrying(w, p, next, items, n, err, sizeof err);
-    switch (st) {
-    case TS_APPLY_OK:
-        committed(w, p, next, items, n);
-        return;
-    case TS_APPLY_RETRY: /* stopping during an outage: nothing was written */
-        return;
-    case TS_APPLY_FENCED:
-        atomic_fetch_add(&w->metrics.fenced, 1);
-        ts_warn("worker", "event=fenced partition=%d err=\"%s\"", p, err);
-        seek_to_stored(w, p);
-        return;
-    case TS_APPLY_REJECTED:
-        break;
-    }
-
-    /* One command per transaction, to find the one the database refuses. */
-    ts_warn("worker", "event=batch_rejected partition=%d count=%zu err=\"%s\"", p, n, err);
-    for (size_t i = 0; i < n && !*w->stop; i++) {
-        next = msgs[i]->offset + 1;
-        st = apply_retrying(w, p, next, &items[i], 1, err, sizeof err);
+    for (size_t i = part->first; i < part->first + part->count && !*w->stop; i++) {
+        ts_batch_part one = {.partition = part->partition,
+                             .next = w->items[i].offset + 1,
+                             .first = i,
+                             .count = 1};
+        ts_apply_status st = apply_retrying(w, &one, 1, err, sizeof err);
         if (st == TS_APPLY_REJECTED) {
             dead_letter(w, msgs[i], "rejected", err);
-            items[i].skip = true;
-            st = apply_retrying(w, p, next, &items[i], 1, err, sizeof err);
+            w->items[i].skip = true;
+            st = apply_retrying(w, &one, 1, err, sizeof err);
         }
         if (st == TS_APPLY_OK) {
-            committed(w, p, next, &items[i], 1);
+            committed(w, &one);
         } else {
             if (st == TS_APPLY_FENCED)
-                seek_to_stored(w, p);
+                seek_to_stored(w, part->partition);
             return;
         }
+    }
+}
+
+/* Applies msgs[0..n) — runs of one partition each, in offset order within
+ * a partition — in one transaction. */
+static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
+    ts_batch_part parts[n ? n : 1];
+    size_t nparts = 0;
+    /* Skip what this worker does not own, and messages below the stored
+     * offset (applied already: a redelivery after a seek). */
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t p = msgs[i]->partition;
+        if (p < 0 || p >= MAX_PARTITIONS || !w->parts[p].owned ||
+            msgs[i]->offset < w->parts[p].next)
+            continue;
+        msgs[kept++] = msgs[i];
+        if (nparts == 0 || parts[nparts - 1].partition != p)
+            parts[nparts++] = (ts_batch_part){.partition = p, .first = kept - 1};
+        parts[nparts - 1].count++;
+        parts[nparts - 1].next = msgs[i]->offset + 1;
+    }
+    if (nparts == 0)
+        return;
+    prepare(w, msgs, w->items, kept);
+
+    char err[512];
+    for (;;) {
+        ts_apply_status st = apply_retrying(w, parts, nparts, err, sizeof err);
+        if (st == TS_APPLY_OK) {
+            atomic_fetch_add(&w->metrics.batches, 1);
+            for (size_t i = 0; i < nparts; i++)
+                committed(w, &parts[i]);
+            return;
+        }
+        if (st == TS_APPLY_RETRY) /* stopping during an outage: nothing was written */
+            return;
+        if (st == TS_APPLY_REJECTED) {
+            ts_warn("worker", "event=batch_rejected parts=%zu count=%zu err=\"%s\"", nparts, kept,
+                    err);
+            for (size_t i = 0; i < nparts; i++)
+                apply_one_by_one(w, &parts[i], msgs);
+            return;
+        }
+        /* fenced: drop those partitions, re-read them from the stored
+         * offset, and apply the rest */
+        size_t left = 0;
+        for (size_t i = 0; i < nparts; i++) {
+            if (parts[i].fenced) {
+                atomic_fetch_add(&w->metrics.fenced, 1);
+                ts_warn("worker", "event=fenced partition=%d", parts[i].partition);
+                seek_to_stored(w, parts[i].partition);
+            } else {
+                parts[left++] = parts[i];
+            }
+        }
+        nparts = left;
+        if (nparts == 0)
+            return;
     }
 }
 
@@ -487,28 +528,25 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
             w->cfg->group_id);
     while (!*stop) {
         size_t n = collect(w);
-        /* Messages of one partition arrive in offset order: a stable pass
-         * per partition keeps that order. */
-        size_t done = 0;
-        while (done < n) {
-            int32_t p = -1;
-            rd_kafka_message_t *run[n];
-            size_t k = 0;
-            for (size_t i = 0; i < n; i++) {
-                if (!w->msgs[i])
-                    continue;
-                if (p < 0)
-                    p = w->msgs[i]->partition;
-                if (w->msgs[i]->partition == p) {
-                    run[k++] = w->msgs[i];
-                    w->msgs[i] = NULL;
+        /* Group the messages by partition, keeping each partition's offset
+         * order (a stable pass), then apply them in one transaction. */
+        rd_kafka_message_t **run = w->grouped;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!w->msgs[i])
+                continue;
+            int32_t p = w->msgs[i]->partition;
+            for (size_t j = i; j < n; j++)
+                if (w->msgs[j] && w->msgs[j]->partition == p) {
+                    run[k++] = w->msgs[j];
+                    w->msgs[j] = NULL;
                 }
-            }
-            process_partition(w, p, run, k);
-            for (size_t i = 0; i < k; i++)
-                rd_kafka_message_destroy(run[i]);
-            done += k;
         }
+        rd_kafka_message_t **keep = w->msgs; /* process_batch compacts in place */
+        memcpy(keep, run, k * sizeof *run);
+        process_batch(w, keep, k);
+        for (size_t i = 0; i < k; i++)
+            rd_kafka_message_destroy(run[i]);
         rd_kafka_poll(w->producer, 0);
     }
     ts_info("worker", "event=draining");

@@ -215,6 +215,44 @@ static void a_command_delivered_twice_is_applied_once(void **state) {
     assert_int_equal(counter(id), 1);
 }
 
+/* Another worker moved a partition's stored offset (simulated by hand):
+ * this worker's next transaction is fenced, writes nothing, and the worker
+ * resumes from the stored offset, skipping what "the other" applied. */
+static void a_worker_with_a_stale_offset_is_fenced_and_writes_nothing(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1];
+    create_event(id, 10, in_days(30));
+    ts_reply first = do_register(id, "before@fence.example");
+    assert_string_equal(ts_outcome_name(first.outcome), "REGISTERED");
+    const char *q[] = {first.command_id};
+    long long part = it_query_ll(
+        &env, "SELECT kafka_partition FROM processed_commands WHERE command_id = $1", 1, q);
+    char pbuf[16];
+    snprintf(pbuf, sizeof pbuf, "%lld", part);
+    const char *p[] = {env.cfg.topic_commands, pbuf};
+    it_query_ll(&env,
+                "UPDATE consumer_offsets SET next_offset = next_offset + 1"
+                " WHERE topic = $1 AND kafka_partition = $2 RETURNING next_offset",
+                2, p);
+
+    ts_command skipped = it_command(&env, TS_CMD_REGISTER, id);
+    strcpy(skipped.u.reg.name, "Skipped");
+    strcpy(skipped.u.reg.email, "skipped@fence.example");
+    ts_command after = it_command(&env, TS_CMD_REGISTER, id);
+    strcpy(after.u.reg.name, "After");
+    strcpy(after.u.reg.email, "after@fence.example");
+    ts_command both[] = {skipped, after};
+    it_produce_many(&env, both, 2);
+    assert_string_equal(ts_outcome_name(it_await_reply(&env, after.command_id, 1, WAIT_MS).outcome),
+                        "REGISTERED");
+    const char *s[] = {skipped.command_id};
+    assert_int_equal(
+        it_query_ll(&env, "SELECT count(*) FROM processed_commands WHERE command_id = $1", 1, s),
+        0);
+    assert_int_equal(registrations(id), 2); /* before and after */
+    assert_int_equal(counter(id), 2);
+}
+
 static void a_poison_message_goes_to_the_dlq_and_the_partition_flows_on(void **state) {
     (void)state;
     char id[TS_UUID_LEN + 1], garbage[96], reason[64];
@@ -319,6 +357,7 @@ static void the_worker_reports_health_and_metrics(void **state) {
     assert_null(strstr(r.body, "turnstile_worker_dead_letters_total 0\n"));
     assert_null(strstr(r.body, "turnstile_worker_replayed_total 0\n"));
     assert_non_null(strstr(r.body, "turnstile_worker_partitions 3\n"));
+    assert_null(strstr(r.body, "turnstile_worker_fenced_total 0\n")); /* the fence test */
     it_http_free(&r);
 }
 
@@ -341,6 +380,7 @@ int main(void) {
         cmocka_unit_test(cancel_frees_the_seat_for_someone_else),
         cmocka_unit_test(a_mixed_burst_gives_the_outcomes_of_serial_application),
         cmocka_unit_test(a_command_delivered_twice_is_applied_once),
+        cmocka_unit_test(a_worker_with_a_stale_offset_is_fenced_and_writes_nothing),
         cmocka_unit_test(a_poison_message_goes_to_the_dlq_and_the_partition_flows_on),
         cmocka_unit_test(another_avro_implementation_speaks_the_same_wire_format),
         cmocka_unit_test(the_worker_reports_health_and_metrics),
