@@ -1,7 +1,11 @@
 /* loadgen.c — turnstile-loadgen: the benchmark's HTTP load generator.
  *
- * Closed loop: C keep-alive connections, each sending its next request as
- * soon as the previous answer is in, until N requests are done. Request i
+ * Closed loop (default): C keep-alive connections, each sending its next
+ * request as soon as the previous answer is in, until N requests are done.
+ * Open loop (--rate R): request i is due at start + i/R whatever the answers
+ * (on the first idle one of C connections), and its latency counts from when
+ * it was due, so a stalled server cannot hide its queue (no coordinated
+ * omission). Request i
  * registers "b<run>-<i>@bench.example" (unique) for event i % E of the
  * event ids given. Every latency is kept, so percentiles are exact, and
  * completions are bucketed per second for the plot. Writes JSON.
@@ -25,6 +29,7 @@
 
 typedef struct conn {
     int fd;
+    int connected;
     long req;          /* index of the request in flight, -1 if none */
     double started;
     char out[512];
@@ -65,15 +70,16 @@ static int open_conn(int port) {
 
 int main(int argc, char **argv) {
     int port = 4000, concurrency = 64;
+    double rate = 0;
     long n = 1000;
     const char *events_file = NULL, *out_file = "-", *run = "0", *path_fmt =
         "/api/events/%s/register";
     static struct option opts[] = {{"port", 1, 0, 'p'},        {"n", 1, 0, 'n'},
                                    {"concurrency", 1, 0, 'c'}, {"events", 1, 0, 'e'},
                                    {"out", 1, 0, 'o'},         {"run", 1, 0, 'r'},
-                                   {0, 0, 0, 0}};
+                                   {"rate", 1, 0, 'R'},        {0, 0, 0, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "p:n:c:e:o:r:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "p:n:c:e:o:r:R:", opts, NULL)) != -1) {
         switch (o) {
         case 'p': port = atoi(optarg); break;
         case 'n': n = atol(optarg); break;
@@ -81,6 +87,7 @@ int main(int argc, char **argv) {
         case 'e': events_file = optarg; break;
         case 'o': out_file = optarg; break;
         case 'r': run = optarg; break;
+        case 'R': rate = atof(optarg); break;
         default: fprintf(stderr, "usage: see the comment at the top of loadgen.c\n"); return 2;
         }
     }
@@ -126,38 +133,26 @@ int main(int argc, char **argv) {
 
     struct epoll_event evs[256];
     while (done < n) {
-        int k = epoll_wait(ep, evs, 256, 1000);
+        int timeout = 1000;
+        if (rate > 0 && next < n) {
+            double wait_ms = (t0 + (double)next / rate - now()) * 1000.0;
+            timeout = wait_ms <= 0 ? 0 : wait_ms < 1 ? 1 : (int)wait_ms;
+        }
+        int k = epoll_wait(ep, evs, 256, timeout);
         for (int e = 0; e < k; e++) {
             conn *c = evs[e].data.ptr;
-            if (c->req < 0 && next < n && (evs[e].events & EPOLLOUT)) {
-                char body[160];
-                char path[128];
-                long i = next++;
-                int blen = snprintf(body, sizeof body,
-                                    "{\"name\":\"Bench %ld\",\"email\":\"b%s-%ld@bench.example\"}",
-                                    i, run, i);
-                snprintf(path, sizeof path, path_fmt, events[i % nevents]);
-                c->out_len = (size_t)snprintf(c->out, sizeof c->out,
-                                              "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                              "Content-Type: application/json\r\n"
-                                              "Content-Length: %d\r\n\r\n%s",
-                                              path, blen, body);
-                c->out_sent = 0;
-                c->in_len = 0;
-                c->req = i;
-                c->started = now();
-                struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-                epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+            if ((evs[e].events & EPOLLOUT) && !c->connected) {
+                c->connected = 1;
+                if (c->req < 0) { /* idle until a request is due */
+                    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+                }
             }
             if (c->req >= 0 && c->out_sent < c->out_len) {
                 ssize_t w = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent,
                                  MSG_NOSIGNAL);
                 if (w > 0)
                     c->out_sent += (size_t)w;
-                if (c->out_sent == c->out_len) {
-                    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-                    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-                }
             }
             if (c->req >= 0 && (evs[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
                 ssize_t r = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len - 1, 0);
@@ -169,6 +164,7 @@ int main(int argc, char **argv) {
                     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                     close(c->fd);
                     c->fd = open_conn(port);
+                    c->connected = 0;
                     c->req = -1;
                     struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
                     epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
@@ -190,11 +186,39 @@ int main(int argc, char **argv) {
                 results[c->req].status = (short)atoi(c->in + 9);
                 done++;
                 c->req = -1;
-                struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+                struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
                 epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
             }
         }
+        /* hand the requests that are due to idle connections */
         double t = now();
+        for (int i = 0; i < concurrency && next < n; i++) {
+            conn *c = &conns[i];
+            if (c->req >= 0 || !c->connected)
+                continue;
+            double due = rate > 0 ? t0 + (double)next / rate : t;
+            if (due > t)
+                break;
+            char body[160], path[128];
+            long r = next++;
+            int blen = snprintf(body, sizeof body,
+                                "{\"name\":\"Bench %ld\",\"email\":\"b%s-%ld@bench.example\"}", r,
+                                run, r);
+            snprintf(path, sizeof path, path_fmt, events[r % nevents]);
+            c->out_len = (size_t)snprintf(c->out, sizeof c->out,
+                                          "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                          "Content-Type: application/json\r\n"
+                                          "Content-Length: %d\r\n\r\n%s",
+                                          path, blen, body);
+            c->in_len = 0;
+            c->req = r;
+            c->started = due; /* open loop: from when it was due */
+            ssize_t w = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+            c->out_sent = w > 0 ? (size_t)w : 0;
+            struct epoll_event ev = {.events = EPOLLIN | (c->out_sent < c->out_len ? EPOLLOUT : 0),
+                                     .data.ptr = c};
+            epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+        }
         if (t - last_progress >= 1.0) {
             fprintf(stderr, "\r  %ld/%ld requests, %.0f/s   ", done, n, done / (t - t0));
             last_progress = t;
@@ -217,8 +241,8 @@ int main(int argc, char **argv) {
 #define PCT(p) (nlat ? lat[(long)((double)(nlat - 1) * (p))] : 0)
     FILE *out = strcmp(out_file, "-") ? fopen(out_file, "w") : stdout;
     fprintf(out, "{\"requests\":%ld,\"errors\":%ld,\"concurrency\":%d,\"events\":%ld,"
-                 "\"duration_s\":%.3f,\"throughput\":%.1f,",
-            n, errors, concurrency, nevents, wall, (double)n / wall);
+                 "\"rate\":%.1f,\"duration_s\":%.3f,\"throughput\":%.1f,",
+            n, errors, concurrency, nevents, rate, wall, (double)n / wall);
     fprintf(out, "\"latency_ms\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"max\":%.2f},",
             PCT(0.50), PCT(0.90), PCT(0.99), PCT(1.0));
     fprintf(out, "\"status\":{");

@@ -75,7 +75,12 @@ def main(out):
 
     mb = lambda kb: "%.1f" % (kb / 1024.0) if kb else "-"
     rows = []
-    for key, label in (("hot", "turnstile hot event"), ("baseline_hot", "row locking, hot event"),
+    half = load(os.path.join(out, "hot-half.json"))
+    if half:
+        r["hot_half"] = half
+    for key, label in (("hot", "turnstile hot event"),
+                       ("hot_half", "hot event at half rate"),
+                       ("baseline_hot", "row locking, hot event"),
                        ("spread", "turnstile 1,000 events"),
                        ("baseline_spread", "row locking, 1,000 events"),
                        ("ingress", "ingress alone (202)")):
@@ -83,7 +88,7 @@ def main(out):
         if not x:
             continue
         st = x.get("status", {})
-        accepted = x.get("registrations_in_db", st.get("202", "-"))
+        accepted = x.get("registrations_in_db", st.get("202", st.get("201", "-")))
         refused = sum(v for k, v in st.items() if k.startswith("4")) if st else (
             x["requests"] - x.get("registrations_in_db", 0))
         rows.append([label, "%.0f" % x["throughput"], "%.1f" % x["latency_ms"]["p50"],
