@@ -36,6 +36,7 @@ struct ts_http {
 
 typedef struct request {
     ts_route_match match;
+    int64_t started_ms; /* monotonic, at the request's headers */
     char *body;
     size_t len, cap;
     bool too_big;
@@ -239,6 +240,7 @@ static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, req
     req->submitted = true;
     if (ts_replies_submit(h->replies, &cmd, conn, &req->answer))
         return MHD_YES; /* suspended: on_request is called again with the answer */
+    ts_histogram_observe(&h->metrics.write_latency, (long)(ts_monotonic_ms() - req->started_ms));
     return respond_answer(h, conn, &req->answer);
 }
 
@@ -256,6 +258,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         req->match = ts_route(method, url);
+        req->started_ms = ts_monotonic_ms();
         *con_cls = req;
         return MHD_YES;
     }
@@ -286,8 +289,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->body[req->len] = '\0';
         return MHD_YES;
     }
-    if (req->submitted) /* resumed: the answer is in */
+    if (req->submitted) { /* resumed: the answer is in */
+        int64_t now = ts_monotonic_ms();
+        ts_histogram_observe(&h->metrics.write_latency, (long)(now - req->started_ms));
+        ts_histogram_observe(&h->metrics.resume, (long)(now - req->answer.resolved_ms));
         return respond_answer(h, conn, &req->answer);
+    }
 
     if (req->match.route == TS_ROUTE_NONE) {
         if (req->match.allow[0])

@@ -40,6 +40,7 @@ typedef struct waiter {
     bool in_table;
     int refs;
     int64_t due;       /* monotonic ms: the reply deadline, or the late expiry */
+    int64_t issued_at_ms; /* the command's issue time (wall clock) */
     struct waiter *hnext;
     struct waiter *prev, *next; /* in `waiting` or `late` */
     struct queue *queue;
@@ -124,6 +125,7 @@ static void resolve(ts_replies *r, waiter *w, ts_wait_result result, const ts_re
     if (!w->answer)
         return;
     w->answer->result = result;
+    w->answer->resolved_ms = ts_monotonic_ms();
     if (reply)
         w->answer->reply = *reply;
     if (w->suspended)
@@ -193,6 +195,7 @@ static void on_reply(ts_replies *r, const rd_kafka_message_t *m) {
         return;
     }
     atomic_fetch_add(&r->metrics->replies_received, 1);
+    int64_t now = ts_now_ms();
     pthread_mutex_lock(&r->lock);
     waiter *w = r->table[hash(reply.command_id)], *late = NULL;
     for (; w; w = w->hnext) {
@@ -206,6 +209,9 @@ static void on_reply(ts_replies *r, const rd_kafka_message_t *m) {
     if (!w)
         w = late; /* nobody waits any more: forget the 202'd command */
     if (w) {
+        /* wall clocks of one machine or of synchronised ones */
+        ts_histogram_observe(&r->metrics->to_applied, (long)(reply.applied_at_ms - w->issued_at_ms));
+        ts_histogram_observe(&r->metrics->to_reply, (long)(now - reply.applied_at_ms));
         resolve(r, w, TS_WAIT_REPLIED, &reply);
         table_remove(r, w);
         release(w);
@@ -431,6 +437,7 @@ bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connecti
     w->answer = answer;
     w->refs = 2;
     w->due = ts_monotonic_ms() + r->cfg->reply_timeout_ms;
+    w->issued_at_ms = cmd->issued_at_ms;
 
     pthread_mutex_lock(&r->lock);
     if (r->draining || r->attached >= r->cfg->max_pending) {

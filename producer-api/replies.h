@@ -28,6 +28,7 @@ typedef enum ts_wait_result {
 /* Where a request's answer is written; lives in the request's context. */
 typedef struct ts_answer {
     ts_wait_result result;
+    int64_t resolved_ms; /* monotonic: when the answer was written */
     char command_id[TS_UUID_LEN + 1];
     ts_reply reply;
 } ts_answer;

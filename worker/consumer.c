@@ -34,6 +34,7 @@
 #include "ts_validate.h"
 
 #define MAX_PARTITIONS 1024
+#define SLOW_BATCH_MS 100 /* a transaction this long is logged */
 
 typedef struct partition_state {
     bool owned;
@@ -44,6 +45,7 @@ typedef struct partition_state {
  * status server's. */
 typedef struct worker_metrics {
     atomic_ulong batches;
+    atomic_ulong apply_ms;
     atomic_ulong applied[TS_OUT_COUNT_];
     atomic_ulong replayed;
     atomic_ulong dead_letters;
@@ -417,9 +419,15 @@ static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
 
     char err[512];
     for (;;) {
+        int64_t t0 = ts_monotonic_ms();
         ts_apply_status st = apply_retrying(w, parts, nparts, err, sizeof err);
+        int64_t took = ts_monotonic_ms() - t0;
         if (st == TS_APPLY_OK) {
             atomic_fetch_add(&w->metrics.batches, 1);
+            atomic_fetch_add(&w->metrics.apply_ms, (unsigned long)took);
+            if (took >= SLOW_BATCH_MS)
+                ts_warn("worker", "event=slow_batch ms=%lld commands=%zu partitions=%zu",
+                        (long long)took, kept, nparts);
             for (size_t i = 0; i < nparts; i++)
                 committed(w, &parts[i]);
             return;
@@ -471,6 +479,8 @@ char *ts_worker_metrics(void *arg) {
     } rows[] = {
         {"turnstile_worker_batches_total", "Transactions committed.", "counter",
          atomic_load(&w->metrics.batches)},
+        {"turnstile_worker_apply_milliseconds_total", "Time spent in committed transactions.",
+         "counter", atomic_load(&w->metrics.apply_ms)},
         {"turnstile_worker_replayed_total", "Commands seen again, answered with their first outcome.",
          "counter", atomic_load(&w->metrics.replayed)},
         {"turnstile_worker_dead_letters_total", "Messages sent to the dead-letter topic.",

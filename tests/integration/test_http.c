@@ -477,6 +477,31 @@ static void an_overloaded_instance_answers_503_with_retry_after(void **state) {
     assert_int_equal(it_stop_api(&env, 1, SIGTERM), 0);
 }
 
+/* The value of a sample line "NAME VALUE" (not of its # HELP line). */
+static unsigned long metric(const char *body, const char *name) {
+    char needle[160];
+    snprintf(needle, sizeof needle, "\n%s", name);
+    const char *p = strstr(body, needle);
+    return p ? strtoul(p + strlen(needle), NULL, 10) : 0;
+}
+
+/* /metrics counts the writes, and times each stage of their way. */
+static void metrics_count_writes_and_time_their_stages(void **state) {
+    (void)state;
+    it_http_result r = get("/metrics");
+    assert_int_equal(r.status, 200);
+    unsigned long writes = metric(r.body, "turnstile_write_latency_ms_count ");
+    assert_true(writes >= 1000); /* the burst alone was 1,000 */
+    /* every reply matched to a request here is timed */
+    assert_int_equal(metric(r.body, "turnstile_command_to_applied_ms_count "),
+                     metric(r.body, "turnstile_replies_received_total ") -
+                         metric(r.body, "turnstile_replies_unmatched_total "));
+    assert_true(metric(r.body, "turnstile_resume_ms_bucket{le=\"+Inf\"} ") >= 1000);
+    unsigned long produced = metric(r.body, "turnstile_commands_produced_total ");
+    assert_true(produced >= 1000 && produced <= writes);
+    it_http_free(&r);
+}
+
 static void the_api_drains_and_exits_zero_on_sigterm(void **state) {
     (void)state;
     assert_int_equal(it_stop_api(&env, 0, SIGTERM), 0);
@@ -494,6 +519,7 @@ int main(void) {
         cmocka_unit_test(a_thousand_concurrent_registrations_for_a_hundred_seats),
         cmocka_unit_test(past_the_deadline_a_write_is_202_and_can_be_followed),
         cmocka_unit_test(an_overloaded_instance_answers_503_with_retry_after),
+        cmocka_unit_test(metrics_count_writes_and_time_their_stages),
         cmocka_unit_test(the_api_drains_and_exits_zero_on_sigterm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
