@@ -44,33 +44,48 @@ rd_kafka_conf_t *ts_kafka_conf_new(const ts_config *cfg, const char *client_id, 
     return conf;
 }
 
-rd_kafka_t *ts_kafka_producer_new(const ts_config *cfg, const char *client_id, char *err,
-                                  size_t errlen) {
+rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char *client_id,
+                         const char *const *pairs, ts_kafka_setup_fn setup, void *arg,
+                         char *err, size_t errlen) {
     char linger[16];
     snprintf(linger, sizeof linger, "%d", cfg->linger_ms);
-    rd_kafka_conf_t *conf = ts_kafka_conf_new(cfg, client_id, err, errlen);
-    if (!conf)
-        return NULL;
     /* Idempotence gives acks=all and ordered, duplicate-free retries: a
      * command acknowledged to a client is on every in-sync replica. */
-    const char *pairs[] = {
+    const char *producer_defaults[] = {
         "enable.idempotence", "true",
         "linger.ms", linger,
         "compression.type", "lz4",
         "message.timeout.ms", "30000",
         NULL,
     };
-    if (ts_kafka_conf_set(conf, pairs, err, errlen)) {
+    const char *none[] = {NULL};
+    rd_kafka_conf_t *conf = ts_kafka_conf_new(cfg, client_id, err, errlen);
+    if (!conf)
+        return NULL;
+    if (ts_kafka_conf_set(conf, type == RD_KAFKA_PRODUCER ? producer_defaults : none, err,
+                          errlen) ||
+        (pairs && ts_kafka_conf_set(conf, pairs, err, errlen))) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    if (setup)
+        setup(conf, arg);
     char why[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    rd_kafka_t *rk = rd_kafka_new(type, conf, why, sizeof why);
     if (!rk) {
-        snprintf(err, errlen, "kafka producer: %s", why);
+        snprintf(err, errlen, "kafka %s: %s",
+                 type == RD_KAFKA_PRODUCER ? "producer" : "consumer", why);
         rd_kafka_conf_destroy(conf);
+        return NULL;
     }
+    if (type == RD_KAFKA_CONSUMER)
+        rd_kafka_poll_set_consumer(rk);
     return rk;
+}
+
+rd_kafka_t *ts_kafka_producer_new(const ts_config *cfg, const char *client_id, char *err,
+                                  size_t errlen) {
+    return ts_kafka_new(cfg, RD_KAFKA_PRODUCER, client_id, NULL, NULL, NULL, err, errlen);
 }
 
 /* Runs one admin request and returns its per-topic results; the event is

@@ -18,7 +18,19 @@ rd_kafka_conf_t *ts_kafka_conf_new(const ts_config *cfg, const char *client_id, 
 int ts_kafka_conf_set(rd_kafka_conf_t *conf, const char *const *pairs, char *err,
                       size_t errlen);
 
-/* An idempotent producer (acks=all, no duplicates on retry). NULL on error. */
+/* Called on a client's configuration before the client is made: the place
+ * to set callbacks and the opaque pointer. */
+typedef void (*ts_kafka_setup_fn)(rd_kafka_conf_t *conf, void *arg);
+
+/* A client of `type` with turnstile's defaults, then `pairs` (a
+ * NULL-terminated "key", "value" list, or NULL), then `setup` (or NULL).
+ * Producers are idempotent (acks=all, no duplicates on retry); consumers
+ * are served by rd_kafka_consumer_poll. NULL with `err` set on error. */
+rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char *client_id,
+                         const char *const *pairs, ts_kafka_setup_fn setup, void *arg,
+                         char *err, size_t errlen);
+
+/* ts_kafka_new for a producer with the defaults only. */
 rd_kafka_t *ts_kafka_producer_new(const ts_config *cfg, const char *client_id, char *err,
                                   size_t errlen);
 

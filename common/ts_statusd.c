@@ -6,6 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+void ts_metric_print(FILE *out, const char *name, const char *help, const char *type,
+                     unsigned long value) {
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n%s %lu\n", name, help, name, type, name, value);
+}
+
 struct ts_statusd {
     struct MHD_Daemon *daemon;
     ts_metrics_fn metrics;

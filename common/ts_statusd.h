@@ -5,12 +5,18 @@
 #define TS_STATUSD_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Returns the metrics text (caller frees), or NULL. Called from the
  * server's thread: it must be thread-safe. */
 typedef char *(*ts_metrics_fn)(void *arg);
 
 typedef struct ts_statusd ts_statusd;
+
+/* Prints one metric in the Prometheus text format: its HELP and TYPE
+ * lines, then "name value". */
+void ts_metric_print(FILE *out, const char *name, const char *help, const char *type,
+                     unsigned long value);
 
 ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err,
                              size_t errlen);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ts_statusd.h"
+
 const int ts_latency_bounds[TS_LATENCY_BUCKETS - 1] = {5, 10, 25, 50, 100, 250, 500, 1000, 5000};
 
 void ts_histogram_observe(ts_histogram *h, long ms) {
@@ -58,8 +60,7 @@ char *ts_metrics_render(const ts_metrics *m) {
          (unsigned long)atomic_load(&m->waiting)},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %lu\n", rows[i].name, rows[i].help,
-                rows[i].name, rows[i].type, rows[i].name, rows[i].value);
+        ts_metric_print(f, rows[i].name, rows[i].help, rows[i].type, rows[i].value);
     render_histogram(f, "turnstile_write_latency_ms", "A write's request to its answer (ms).",
                      &m->write_latency);
     render_histogram(f, "turnstile_command_to_applied_ms",

@@ -277,25 +277,14 @@ static void *run(void *arg) {
 /* ------------------------------------------------------------ setup */
 
 static rd_kafka_t *reply_reader(const ts_config *cfg, char *err, size_t errlen) {
-    rd_kafka_conf_t *conf = ts_kafka_conf_new(cfg, "turnstile-api", err, errlen);
-    if (!conf)
-        return NULL;
     char group[64];
     snprintf(group, sizeof group, "turnstile-api-%d", cfg->reply_partition);
     const char *pairs[] = {"group.id", group, "enable.auto.commit", "false",
                            "fetch.wait.max.ms", "5", "fetch.error.backoff.ms", "50", NULL};
-    if (ts_kafka_conf_set(conf, pairs, err, errlen)) {
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_t *rk = ts_kafka_new(cfg, RD_KAFKA_CONSUMER, "turnstile-api", pairs, NULL, NULL,
+                                  err, errlen);
+    if (!rk)
         return NULL;
-    }
-    char why[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "reply consumer: %s", why);
-        return NULL;
-    }
-    rd_kafka_poll_set_consumer(rk);
     /* Start at the partition's current end, read before any command is
      * sent: "end" resolved later could skip a fast reply. */
     int64_t low, high;
@@ -328,38 +317,25 @@ static rd_kafka_t *reply_reader(const ts_config *cfg, char *err, size_t errlen) 
     return rk;
 }
 
+static void producer_setup(rd_kafka_conf_t *conf, void *arg) {
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_opaque(conf, arg);
+}
+
 static rd_kafka_t *command_producer(ts_replies *r, char *err, size_t errlen) {
     const ts_config *cfg = r->cfg;
-    rd_kafka_conf_t *conf = ts_kafka_conf_new(cfg, "turnstile-api", err, errlen);
-    if (!conf)
-        return NULL;
-    char linger[16], timeout[16];
-    snprintf(linger, sizeof linger, "%d", cfg->linger_ms);
+    char timeout[16];
     snprintf(timeout, sizeof timeout, "%d", cfg->reply_timeout_ms < 1000 ? 1000
                                                                          : cfg->reply_timeout_ms);
     const char *pairs[] = {
-        "enable.idempotence", "true",
-        "linger.ms", linger,
-        "compression.type", "lz4",
         /* not acknowledged by the deadline: given up, and answered 503 */
         "message.timeout.ms", timeout,
         "queue.buffering.max.messages", "200000",
         NULL,
     };
-    if (ts_kafka_conf_set(conf, pairs, err, errlen)) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_opaque(conf, r);
-    char why[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "producer: %s", why);
-    }
-    return rk;
+    return ts_kafka_new(cfg, RD_KAFKA_PRODUCER, "turnstile-api", pairs, producer_setup, r, err,
+                        errlen);
 }
 
 ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *err,

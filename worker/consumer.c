@@ -30,6 +30,7 @@
 #include "ts_codec.h"
 #include "ts_kafka.h"
 #include "ts_log.h"
+#include "ts_statusd.h"
 #include "ts_time.h"
 #include "ts_validate.h"
 
@@ -140,6 +141,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ------------------------------------------------------------ setup */
 
+static void consumer_setup(rd_kafka_conf_t *conf, void *arg) {
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, arg);
+}
+
 ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
     ts_worker *w = calloc(1, sizeof *w);
     if (!w) {
@@ -161,9 +167,6 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
     if (!(w->producer = ts_kafka_producer_new(cfg, "turnstile-worker", err, errlen)))
         goto fail;
 
-    rd_kafka_conf_t *conf = ts_kafka_conf_new(cfg, "turnstile-worker", err, errlen);
-    if (!conf)
-        goto fail;
     const char *pairs[] = {
         "group.id", cfg->group_id,
         "enable.auto.commit", "false",
@@ -176,20 +179,10 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
         "fetch.wait.max.ms", "50",
         NULL,
     };
-    if (ts_kafka_conf_set(conf, pairs, err, errlen)) {
-        rd_kafka_conf_destroy(conf);
+    w->consumer = ts_kafka_new(cfg, RD_KAFKA_CONSUMER, "turnstile-worker", pairs, consumer_setup,
+                               w, err, errlen);
+    if (!w->consumer)
         goto fail;
-    }
-    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    rd_kafka_conf_set_opaque(conf, w);
-    char why[256];
-    w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-    if (!w->consumer) {
-        snprintf(err, errlen, "kafka consumer: %s", why);
-        rd_kafka_conf_destroy(conf);
-        goto fail;
-    }
-    rd_kafka_poll_set_consumer(w->consumer);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, cfg->topic_commands, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(w->consumer, topics);
@@ -493,8 +486,7 @@ char *ts_worker_metrics(void *arg) {
          (unsigned long)atomic_load(&w->metrics.partitions)},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %lu\n", rows[i].name, rows[i].help,
-                rows[i].name, rows[i].type, rows[i].name, rows[i].v);
+        ts_metric_print(f, rows[i].name, rows[i].help, rows[i].type, rows[i].v);
     fclose(f);
     return text;
 }

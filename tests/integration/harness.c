@@ -26,23 +26,12 @@
 #include "ts_uuid.h"
 
 static rd_kafka_t *reader(it_env *env, const char *topic, char *err, size_t errlen) {
-    rd_kafka_conf_t *conf = ts_kafka_conf_new(&env->cfg, "turnstile-test", err, errlen);
-    if (!conf)
-        return NULL;
     const char *pairs[] = {"group.id", "turnstile-test-reader", "enable.auto.commit", "false",
                            "fetch.wait.max.ms", "20", NULL};
-    if (ts_kafka_conf_set(conf, pairs, err, errlen)) {
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_t *rk = ts_kafka_new(&env->cfg, RD_KAFKA_CONSUMER, "turnstile-test", pairs, NULL,
+                                  NULL, err, errlen);
+    if (!rk)
         return NULL;
-    }
-    char why[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-    if (!rk) {
-        snprintf(err, errlen, "%s", why);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    rd_kafka_poll_set_consumer(rk);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(rk, l);

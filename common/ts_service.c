@@ -1,0 +1,33 @@
+/* ts_service.c — see ts_service.h. */
+#include "ts_service.h"
+
+#include <stdio.h>
+#include <string.h>
+
+volatile sig_atomic_t ts_service_stop;
+
+static void on_signal(int sig) {
+    (void)sig;
+    ts_service_stop = 1;
+}
+
+int ts_service_init(int argc, char **argv, const char *about, ts_config *cfg, int *exit_code) {
+    const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: %s\n\n%s\n\n", name, about);
+        ts_config_usage(stdout);
+        *exit_code = 0;
+        return 1;
+    }
+    char err[512];
+    if (ts_config_load(cfg, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        *exit_code = 2;
+        return 1;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    return 0;
+}
