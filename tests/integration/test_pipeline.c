@@ -14,6 +14,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include <libpq-fe.h>
+
 #include "harness.h"
 #include "http_client.h"
 #include "ts_avro.h"
@@ -195,6 +197,62 @@ static void a_mixed_burst_gives_the_outcomes_of_serial_application(void **state)
     assert_int_equal(it_query_ll(&env, "SELECT sum(seat) FROM registrations WHERE event_id = $1",
                                  1, p),
                      3);
+}
+
+/* Runs SQL that must fail; returns its SQLSTATE in state[6]. */
+static void refused(const char *sql, const char *const *params, int n, char state[6]) {
+    PGresult *res = PQexecParams(env.pg, sql, n, NULL, params, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_FATAL_ERROR);
+    snprintf(state, 6, "%s", PQresultErrorField(res, PG_DIAG_SQLSTATE));
+    PQclear(res);
+}
+
+/* Whatever a worker might get wrong, PostgreSQL itself refuses more
+ * registrations than seats, a second one per person, and a registration
+ * that lies about its event's capacity. */
+static void the_database_refuses_overselling_whatever_the_code(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], st[6];
+    create_event(id, 1, in_days(30));
+    assert_string_equal(ts_outcome_name(do_register(id, "only@db.example").outcome),
+                        "REGISTERED");
+    const char *insert = "INSERT INTO registrations (event_id, user_id, name, seat, capacity,"
+                         " command_id) VALUES ($1, gen_random_uuid(), 'X', $2, $3,"
+                         " gen_random_uuid())";
+    const char *seat2[] = {id, "2", "1"};    /* past the capacity */
+    refused(insert, seat2, 3, st);
+    assert_string_equal(st, "23514");         /* check_violation */
+    const char *seat1[] = {id, "1", "1"};    /* a seat taken */
+    refused(insert, seat1, 3, st);
+    assert_string_equal(st, "23505");         /* unique_violation */
+    const char *lie[] = {id, "2", "1000"};   /* a capacity that is not the event's */
+    refused(insert, lie, 3, st);
+    assert_string_equal(st, "23503");         /* foreign_key_violation */
+    char unknown[TS_UUID_LEN + 1];
+    ts_uuid_new(unknown);
+    const char *nowhere[] = {unknown, "1", "1"};
+    refused(insert, nowhere, 3, st);
+    assert_string_equal(st, "23503");
+    const char *ev[] = {id};
+    refused("DELETE FROM events WHERE id = $1", ev, 1, st); /* it has registrations */
+    assert_string_equal(st, "23503");
+    assert_int_equal(registrations(id), 1);
+
+    /* a capacity below the seats taken is refused; above, it travels */
+    char two[TS_UUID_LEN + 1];
+    create_event(two, 3, in_days(30));
+    do_register(two, "a@shrink.example");
+    do_register(two, "b@shrink.example");
+    const char *shrink[] = {two};
+    refused("UPDATE events SET capacity = 1 WHERE id = $1", shrink, 1, st);
+    assert_string_equal(st, "23514");
+    PGresult *res = PQexecParams(env.pg, "UPDATE events SET capacity = 5 WHERE id = $1", 1, NULL,
+                                 shrink, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    assert_int_equal(it_query_ll(&env, "SELECT min(capacity) FROM registrations WHERE event_id = $1",
+                                 1, shrink),
+                     5);
 }
 
 static void a_command_delivered_twice_is_applied_once(void **state) {
@@ -379,6 +437,7 @@ int main(void) {
         cmocka_unit_test(the_original_edge_cases_are_refused),
         cmocka_unit_test(cancel_frees_the_seat_for_someone_else),
         cmocka_unit_test(a_mixed_burst_gives_the_outcomes_of_serial_application),
+        cmocka_unit_test(the_database_refuses_overselling_whatever_the_code),
         cmocka_unit_test(a_command_delivered_twice_is_applied_once),
         cmocka_unit_test(a_worker_with_a_stale_offset_is_fenced_and_writes_nothing),
         cmocka_unit_test(a_poison_message_goes_to_the_dlq_and_the_partition_flows_on),
