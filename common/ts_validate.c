@@ -42,6 +42,9 @@ int ts_validate_command(const ts_command *cmd, ts_violation *why) {
             return fail(why, "location", "location must be a non-empty string");
         if (cmd->u.create.capacity < 1 || cmd->u.create.capacity > TS_CAPACITY_MAX)
             return fail(why, "capacity", "capacity must be an integer >= 1");
+        /* years 1970..9999: what ISO 8601 text and the database both hold */
+        if (cmd->u.create.starts_at_ms < 0 || cmd->u.create.starts_at_ms > 253402300799999LL)
+            return fail(why, "starts_at", "starts_at must be between 1970 and 9999");
         return 0;
     case TS_CMD_REGISTER:
         if (ts_validate_text(cmd->u.reg.name))

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "metrics.h"
 #include "outcome.h"
@@ -23,6 +24,7 @@
 #include "ts_log.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
+#include "ts_validate.h"
 
 #define PAGE_DEFAULT 1000
 #define PAGE_MAX 10000
@@ -228,6 +230,9 @@ static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, req
         return respond_error(h, conn, 400, "invalid_field", "Invalid event id", "id");
     if (rc)
         return respond_error(h, conn, 400, why.code, why.message, why.field);
+    ts_violation rule; /* the rules the worker holds every producer to */
+    if (ts_validate_command(&cmd, &rule))
+        return respond_error(h, conn, 400, "invalid_field", rule.message, rule.field);
     if (envelope(h, conn, path, &cmd))
         return respond_error(h, conn, 400, "invalid_header",
                              "Idempotency-Key must be 1 to 200 characters", "Idempotency-Key");
@@ -354,7 +359,9 @@ void ts_http_stop(ts_http *h) {
     if (!h)
         return;
     /* Stop accepting; answer what is in flight; then close. */
-    MHD_quiesce_daemon(h->daemon);
+    MHD_socket listener = MHD_quiesce_daemon(h->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
     ts_replies_drain(h->replies);
     MHD_stop_daemon(h->daemon);
     ts_replies_stop(h->replies);

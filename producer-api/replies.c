@@ -61,6 +61,7 @@ struct ts_replies {
     queue waiting; /* attached, by deadline (= by submission: one fixed timeout) */
     queue late;    /* answered 202, waiting for the reply, by expiry */
     long attached;
+    long nlate;    /* waiters in `late` */
     bool draining;
     volatile bool stop;
     atomic_llong brokers_down_since; /* 0 when Kafka is reachable */
@@ -106,6 +107,8 @@ static void dequeue(waiter *w) {
 static void table_remove(ts_replies *r, waiter *w) {
     if (!w->in_table)
         return;
+    if (w->queue == &r->late)
+        r->nlate--;
     waiter **p = &r->table[hash(w->command_id)];
     while (*p && *p != w)
         p = &(*p)->hnext;
@@ -138,12 +141,19 @@ static void resolve(ts_replies *r, waiter *w, ts_wait_result result, const ts_re
         atomic_fetch_add(&r->metrics->accepted_202, 1);
 }
 
-/* A 202'd command stays known (pending) until its reply or LATE_MS. */
+/* A 202'd command stays known (pending) until its reply, LATE_MS, or until
+ * TS_MAX_PENDING newer ones push it out: a worker down for long must not
+ * make this table grow without bound. */
 static void make_late(ts_replies *r, waiter *w) {
     resolve(r, w, TS_WAIT_ACCEPTED, NULL);
     dequeue(w);
     w->due = ts_monotonic_ms() + LATE_MS;
     enqueue(&r->late, w);
+    if (++r->nlate > r->cfg->max_pending) {
+        waiter *oldest = r->late.head;
+        table_remove(r, oldest);
+        release(oldest);
+    }
 }
 
 /* ------------------------------------------------------------ callbacks */

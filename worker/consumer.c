@@ -375,6 +375,12 @@ static void apply_one_by_one(ts_worker *w, const ts_batch_part *part,
         if (st == TS_APPLY_REJECTED) {
             dead_letter(w, msgs[i], "rejected", err);
             w->items[i].skip = true;
+            /* its client gets an answer now, not a 202 that never ends */
+            ts_reply r = {.outcome = TS_OUT_INVALID, .applied_at_ms = ts_now_ms()};
+            strcpy(r.command_id, w->items[i].cmd.command_id);
+            strcpy(r.event_id, w->items[i].cmd.event_id);
+            snprintf(r.message, sizeof r.message, "Refused by the database");
+            send_reply(w, &w->items[i].cmd, &r);
             st = apply_retrying(w, &one, 1, err, sizeof err);
         }
         if (st == TS_APPLY_OK) {

@@ -265,6 +265,9 @@ static void bad_input_is_a_clear_4xx_and_nothing_else(void **state) {
     expect_error(post("/api/events", "{\"title\":\"T\",\"starts_at\":\"yesterday\","
                                      "\"location\":\"L\",\"capacity\":1}"),
                  400, NULL, "starts_at");
+    expect_error(post("/api/events", "{\"title\":\"T\",\"starts_at\":\"1960-01-01T00:00:00Z\","
+                                     "\"location\":\"L\",\"capacity\":1}"),
+                 400, "starts_at must be between 1970 and 9999", "starts_at");
     expect_error(post("/api/events", "{\"starts_at\":\"2030-01-01T00:00:00Z\","
                                      "\"location\":\"L\",\"capacity\":1}"),
                  400, NULL, "title");

@@ -400,6 +400,44 @@ static void another_avro_implementation_speaks_the_same_wire_format(void **state
     free(json_text);
 }
 
+/* A command the database refuses (here by a constraint this test adds)
+ * goes to the dead-letter topic with an INVALID reply; the commands around
+ * it, in the same batch, are applied. */
+static void a_command_the_database_refuses_is_set_aside_alone(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], reason[64];
+    create_event(id, 10, in_days(30));
+    PGresult *res = PQexec(env.pg, "ALTER TABLE registrations ADD CONSTRAINT test_refuse"
+                                   " CHECK (name <> 'Refuse Me')");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    ts_command c[3];
+    const char *names[] = {"Before", "Refuse Me", "After"};
+    for (int i = 0; i < 3; i++) {
+        c[i] = it_command(&env, TS_CMD_REGISTER, id);
+        strcpy(c[i].u.reg.name, names[i]);
+        snprintf(c[i].u.reg.email, sizeof c[i].u.reg.email, "p%d@refuse.example", i);
+    }
+    it_produce_many(&env, c, 3);
+    ts_reply r[3];
+    for (int i = 0; i < 3; i++)
+        r[i] = it_await_reply(&env, c[i].command_id, 1, WAIT_MS);
+    res = PQexec(env.pg, "ALTER TABLE registrations DROP CONSTRAINT test_refuse");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    assert_string_equal(ts_outcome_name(r[0].outcome), "REGISTERED");
+    assert_string_equal(ts_outcome_name(r[1].outcome), "INVALID");
+    assert_string_equal(ts_outcome_name(r[2].outcome), "REGISTERED");
+    assert_int_equal(registrations(id), 2);
+    assert_int_equal(counter(id), 2);
+    uint8_t buf[TS_MESSAGE_BYTES_MAX];
+    size_t len;
+    assert_int_equal(ts_codec_encode_command(env.codec, &c[1], buf, sizeof buf, &len),
+                     TS_CODEC_OK);
+    it_await_dead_letter(&env, buf, len, reason, sizeof reason, WAIT_MS);
+    assert_string_equal(reason, "rejected");
+}
+
 static void the_worker_reports_health_and_metrics(void **state) {
     (void)state;
     char url[128];
@@ -442,6 +480,7 @@ int main(void) {
         cmocka_unit_test(a_worker_with_a_stale_offset_is_fenced_and_writes_nothing),
         cmocka_unit_test(a_poison_message_goes_to_the_dlq_and_the_partition_flows_on),
         cmocka_unit_test(another_avro_implementation_speaks_the_same_wire_format),
+        cmocka_unit_test(a_command_the_database_refuses_is_set_aside_alone),
         cmocka_unit_test(the_worker_reports_health_and_metrics),
         cmocka_unit_test(the_worker_drains_and_exits_zero_on_sigterm),
     };

@@ -53,6 +53,11 @@ static void each_rule_names_its_field(void **state) {
     c.u.create.capacity = TS_CAPACITY_MAX + 1;
     assert_int_equal(ts_validate_command(&c, &why), -1);
     c.u.create.capacity = 5;
+    c.u.create.starts_at_ms = 253402300800000LL; /* year 10000 */
+    assert_int_equal(ts_validate_command(&c, &why), -1);
+    assert_string_equal(why.field, "starts_at");
+    c.u.create.starts_at_ms = 253402300799999LL; /* the last millisecond of 9999 */
+    assert_int_equal(ts_validate_command(&c, &why), 0);
     c.u.create.title[0] = '\0';
     assert_int_equal(ts_validate_command(&c, &why), -1);
     assert_string_equal(why.field, "title");
