@@ -57,6 +57,8 @@ typedef struct worker_metrics {
 
 struct ts_worker {
     worker_metrics metrics;
+    bool offsets_dirty;           /* committed to PostgreSQL, not yet to Kafka */
+    int64_t offsets_committed_ms;
     const ts_config *cfg;
     rd_kafka_t *consumer;
     rd_kafka_t *producer;
@@ -90,6 +92,8 @@ static int reconnect(ts_worker *w) {
     }
     return -1;
 }
+
+static void commit_offsets(ts_worker *w, bool now);
 
 /* ------------------------------------------------------------ assignment */
 
@@ -127,6 +131,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         rd_kafka_assign(rk, parts);
     } else {
+        commit_offsets(w, true); /* before the partitions go */
         for (int i = 0; i < parts->cnt; i++) {
             int32_t p = parts->elems[i].partition;
             if (p >= 0 && p < MAX_PARTITIONS && w->parts[p].owned) {
@@ -353,12 +358,26 @@ static void committed(ts_worker *w, const ts_batch_part *part) {
             atomic_fetch_add(&w->metrics.applied[it->reply.outcome], 1);
         send_reply(w, &it->cmd, &it->reply);
     }
-    /* For lag monitoring only; resuming uses the offset in PostgreSQL. */
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, part->partition)->offset =
-        part->next;
-    rd_kafka_commit(w->consumer, l, 1);
+    w->offsets_dirty = true;
+}
+
+/* Kafka's committed offsets are for lag monitoring only (resuming uses the
+ * offsets in PostgreSQL): once a second is enough, and spares the broker a
+ * commit per transaction. */
+static void commit_offsets(ts_worker *w, bool now) {
+    int64_t t = ts_monotonic_ms();
+    if (!w->offsets_dirty || (!now && t - w->offsets_committed_ms < 1000))
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    for (int32_t p = 0; p < MAX_PARTITIONS; p++)
+        if (w->parts[p].owned)
+            rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p)->offset =
+                w->parts[p].next;
+    if (l->cnt)
+        rd_kafka_commit(w->consumer, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
+    w->offsets_dirty = false;
+    w->offsets_committed_ms = t;
 }
 
 /* A part the database refuses: one command per transaction, so that the
@@ -555,6 +574,7 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
         process_batch(w, keep, k);
         for (size_t i = 0; i < k; i++)
             rd_kafka_message_destroy(run[i]);
+        commit_offsets(w, false);
         rd_kafka_poll(w->producer, 0);
     }
     ts_info("worker", "event=draining");
