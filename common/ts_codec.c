@@ -484,6 +484,18 @@ const char *ts_outcome_name(ts_outcome o) {
     return (unsigned)o < TS_OUT_COUNT_ ? names[o] : "UNKNOWN";
 }
 
+const char *ts_outcome_message(ts_outcome o) {
+    static const char *const messages[TS_OUT_COUNT_] = {
+        [TS_OUT_EVENT_NOT_FOUND] = "Event not found",
+        [TS_OUT_PAST_EVENT] = "Cannot register for past events",
+        [TS_OUT_EVENT_FULL] = "Event is full",
+        [TS_OUT_ALREADY_REGISTERED] = "User already registered",
+        [TS_OUT_REGISTRATION_NOT_FOUND] = "Registration not found",
+        [TS_OUT_INVALID] = "Invalid command",
+    };
+    return (unsigned)o < TS_OUT_COUNT_ ? messages[o] : NULL;
+}
+
 int ts_outcome_parse(const char *name, ts_outcome *out) {
     for (int o = 0; o < TS_OUT_COUNT_; o++)
         if (strcmp(name, ts_outcome_name((ts_outcome)o)) == 0) {

@@ -104,6 +104,9 @@ uint64_t ts_codec_reply_fingerprint(const ts_codec *codec);
 
 const char *ts_codec_status_name(ts_codec_status status);
 const char *ts_outcome_name(ts_outcome outcome);
+/* The human message of a refusal, in the original service's words ("Event
+ * is full"); NULL for the outcomes that are not refusals. */
+const char *ts_outcome_message(ts_outcome outcome);
 /* The outcome named `name` (as ts_outcome_name gives it). 0, or -1. */
 int ts_outcome_parse(const char *name, ts_outcome *out);
 const char *ts_command_type_name(ts_command_type type);

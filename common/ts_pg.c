@@ -53,8 +53,6 @@ int ts_pg_exec(PGconn *conn, const char *sql, char *err, size_t errlen) {
     return ok ? 0 : -1;
 }
 
-int ts_pg_connection_lost(PGconn *conn) { return PQstatus(conn) != CONNECTION_OK; }
-
 /* "001_initial.sql" -> 1; -1 if the name does not start with a number. */
 static int migration_version(const char *name) {
     char *end;

@@ -21,8 +21,4 @@ int ts_pg_migrate(PGconn *conn, int *applied, char *err, size_t errlen);
 /* Runs a statement without parameters; 0 on success, or -1 with `err` set. */
 int ts_pg_exec(PGconn *conn, const char *sql, char *err, size_t errlen);
 
-/* True when the connection is lost (the caller should reconnect) rather
- * than the statement refused. */
-int ts_pg_connection_lost(PGconn *conn);
-
 #endif

@@ -1,21 +1,20 @@
-/* outcome.c — see outcome.h. One row per outcome: status, machine code and
- * (for refusals) the message of the original service. */
+/* outcome.c — see outcome.h. One row per outcome: status and machine code;
+ * a refusal's message is ts_outcome_message's, the worker's too. */
 #include "outcome.h"
 
 static const struct {
     unsigned status;
     const char *code;
-    const char *message;
 } rows[TS_OUT_COUNT_] = {
-    [TS_OUT_CREATED] = {201, NULL, NULL},
-    [TS_OUT_REGISTERED] = {201, NULL, NULL},
-    [TS_OUT_CANCELLED] = {200, NULL, NULL},
-    [TS_OUT_EVENT_NOT_FOUND] = {404, "event_not_found", "Event not found"},
-    [TS_OUT_PAST_EVENT] = {400, "past_event", "Cannot register for past events"},
-    [TS_OUT_EVENT_FULL] = {400, "event_full", "Event is full"},
-    [TS_OUT_ALREADY_REGISTERED] = {400, "already_registered", "User already registered"},
-    [TS_OUT_REGISTRATION_NOT_FOUND] = {404, "registration_not_found", "Registration not found"},
-    [TS_OUT_INVALID] = {400, "invalid_command", "Invalid command"},
+    [TS_OUT_CREATED] = {201, NULL},
+    [TS_OUT_REGISTERED] = {201, NULL},
+    [TS_OUT_CANCELLED] = {200, NULL},
+    [TS_OUT_EVENT_NOT_FOUND] = {404, "event_not_found"},
+    [TS_OUT_PAST_EVENT] = {400, "past_event"},
+    [TS_OUT_EVENT_FULL] = {400, "event_full"},
+    [TS_OUT_ALREADY_REGISTERED] = {400, "already_registered"},
+    [TS_OUT_REGISTRATION_NOT_FOUND] = {404, "registration_not_found"},
+    [TS_OUT_INVALID] = {400, "invalid_command"},
 };
 
 json_t *ts_error_body(const char *code, const char *message, const char *field) {
@@ -46,7 +45,7 @@ unsigned ts_outcome_http(const ts_reply *r, json_t **body) {
         *body = ts_error_body(rows[r->outcome].code,
                               r->outcome == TS_OUT_INVALID && r->message[0]
                                   ? r->message
-                                  : rows[r->outcome].message,
+                                  : ts_outcome_message(r->outcome),
                               NULL);
     }
     return rows[r->outcome].status;

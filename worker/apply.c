@@ -498,7 +498,7 @@ static void decide_register(ts_applier *a, const ts_command *c, int64_t now_ms, 
     }
     r->outcome = ts_rules_register(&view, now_ms, already);
     if (r->outcome != TS_OUT_REGISTERED) {
-        snprintf(r->message, sizeof r->message, "%s", ts_rules_message(r->outcome));
+        snprintf(r->message, sizeof r->message, "%s", ts_outcome_message(r->outcome));
         if (r->outcome != TS_OUT_ALREADY_REGISTERED)
             r->user_id[0] = '\0';
         return;
@@ -522,7 +522,7 @@ static int apply_cancel(ts_applier *a, const char *topic, const ts_command *c, t
     event_state *e = event_entry(a, c->event_id);
     if (!e || !e->found || !pair_slot_for(a, c->event_id, c->u.cancel.user_id)->present) {
         refuse(r, TS_OUT_REGISTRATION_NOT_FOUND,
-               ts_rules_message(TS_OUT_REGISTRATION_NOT_FOUND));
+               ts_outcome_message(TS_OUT_REGISTRATION_NOT_FOUND));
         return 0;
     }
     if (flush_rows(a, topic, err, errlen))

@@ -240,6 +240,18 @@ static void send_reply(ts_worker *w, const ts_command *cmd, const ts_reply *r) {
                 rd_kafka_err2str(e));
 }
 
+/* An INVALID reply to a command set aside, when enough of it was read to
+ * know who asked (a command id, an event id and a reply address). */
+static void reply_invalid(ts_worker *w, const ts_command *cmd, const char *message) {
+    if (!cmd->command_id[0] || !cmd->event_id[0])
+        return;
+    ts_reply r = {.outcome = TS_OUT_INVALID, .applied_at_ms = ts_now_ms()};
+    strcpy(r.command_id, cmd->command_id);
+    strcpy(r.event_id, cmd->event_id);
+    snprintf(r.message, sizeof r.message, "%s", message);
+    send_reply(w, cmd, &r);
+}
+
 /* Sends a message to the dead-letter topic and waits for the broker's
  * acknowledgement: the source offset is committed right after. */
 static void dead_letter(ts_worker *w, const rd_kafka_message_t *m, const char *reason,
@@ -287,23 +299,13 @@ static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *item
             it->skip = true;
             dead_letter(w, msgs[i], ts_codec_status_name(st), why);
             /* a readable reply address gets an answer, so no client waits */
-            if (st == TS_CODEC_INVALID && it->cmd.reply_topic[0] && it->cmd.command_id[0]) {
-                ts_reply r = {.outcome = TS_OUT_INVALID, .applied_at_ms = ts_now_ms()};
-                strcpy(r.command_id, it->cmd.command_id);
-                snprintf(r.event_id, sizeof r.event_id, "%s", it->cmd.event_id);
-                snprintf(r.message, sizeof r.message, "%s", why);
-                if (r.event_id[0])
-                    send_reply(w, &it->cmd, &r);
-            }
+            if (st == TS_CODEC_INVALID)
+                reply_invalid(w, &it->cmd, why);
         } else if (ts_validate_command(&it->cmd, &v)) {
             it->skip = true;
             snprintf(why, sizeof why, "%s: %s", v.field, v.message);
             dead_letter(w, msgs[i], "invalid", why);
-            ts_reply r = {.outcome = TS_OUT_INVALID, .applied_at_ms = ts_now_ms()};
-            strcpy(r.command_id, it->cmd.command_id);
-            strcpy(r.event_id, it->cmd.event_id);
-            snprintf(r.message, sizeof r.message, "%s", v.message);
-            send_reply(w, &it->cmd, &r);
+            reply_invalid(w, &it->cmd, v.message);
         }
     }
 }
@@ -395,11 +397,7 @@ static void apply_one_by_one(ts_worker *w, const ts_batch_part *part,
             dead_letter(w, msgs[i], "rejected", err);
             w->items[i].skip = true;
             /* its client gets an answer now, not a 202 that never ends */
-            ts_reply r = {.outcome = TS_OUT_INVALID, .applied_at_ms = ts_now_ms()};
-            strcpy(r.command_id, w->items[i].cmd.command_id);
-            strcpy(r.event_id, w->items[i].cmd.event_id);
-            snprintf(r.message, sizeof r.message, "Refused by the database");
-            send_reply(w, &w->items[i].cmd, &r);
+            reply_invalid(w, &w->items[i].cmd, "Refused by the database");
             st = apply_retrying(w, &one, 1, err, sizeof err);
         }
         if (st == TS_APPLY_OK) {

@@ -16,14 +16,3 @@ ts_outcome ts_rules_register(const ts_event_view *e, int64_t now_ms, bool alread
         return TS_OUT_EVENT_FULL;
     return TS_OUT_REGISTERED;
 }
-
-const char *ts_rules_message(ts_outcome outcome) {
-    switch (outcome) {
-    case TS_OUT_EVENT_NOT_FOUND: return "Event not found";
-    case TS_OUT_PAST_EVENT: return "Cannot register for past events";
-    case TS_OUT_ALREADY_REGISTERED: return "User already registered";
-    case TS_OUT_EVENT_FULL: return "Event is full";
-    case TS_OUT_REGISTRATION_NOT_FOUND: return "Registration not found";
-    default: return "";
-    }
-}

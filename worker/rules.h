@@ -25,7 +25,4 @@ ts_outcome ts_rules_register(const ts_event_view *e, int64_t now_ms, bool alread
  * first two checks passed): spares a query for refused commands. */
 bool ts_rules_needs_lookup(const ts_event_view *e, int64_t now_ms);
 
-/* The message a refusal carries (the original service's wording). */
-const char *ts_rules_message(ts_outcome outcome);
-
 #endif

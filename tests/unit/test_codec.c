@@ -131,6 +131,16 @@ static void the_header_carries_the_schema_fingerprint(void **state) {
     assert_true(fp != ts_codec_command_fingerprint(*state, TS_CMD_REGISTER));
     /* the value Apache Avro for Java gives (tests/vectors/fingerprints.txt) */
     assert_true(fp == 0xd4cc3e706d8e5405ULL);
+    /* and a reply's header carries the reply schema's */
+    ts_reply r;
+    memset(&r, 0, sizeof r);
+    strcpy(r.command_id, in.command_id);
+    strcpy(r.event_id, in.event_id);
+    r.outcome = TS_OUT_CANCELLED;
+    assert_int_equal(ts_codec_encode_reply(*state, &r, buf, sizeof buf, &len), TS_CODEC_OK);
+    assert_int_equal(ts_avro_read_header(buf, len, &fp), 0);
+    assert_true(fp == ts_codec_reply_fingerprint(*state));
+    assert_true(fp == 0x65596c1c4ab133feULL);
 }
 
 static void every_truncation_is_rejected(void **state) {

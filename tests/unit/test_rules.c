@@ -41,10 +41,10 @@ static void the_last_seat_can_be_taken_and_no_more(void **state) {
 
 static void refusals_carry_the_original_messages(void **state) {
     (void)state;
-    assert_string_equal(ts_rules_message(TS_OUT_EVENT_FULL), "Event is full");
-    assert_string_equal(ts_rules_message(TS_OUT_PAST_EVENT), "Cannot register for past events");
-    assert_string_equal(ts_rules_message(TS_OUT_ALREADY_REGISTERED), "User already registered");
-    assert_string_equal(ts_rules_message(TS_OUT_EVENT_NOT_FOUND), "Event not found");
+    assert_string_equal(ts_outcome_message(TS_OUT_EVENT_FULL), "Event is full");
+    assert_string_equal(ts_outcome_message(TS_OUT_PAST_EVENT), "Cannot register for past events");
+    assert_string_equal(ts_outcome_message(TS_OUT_ALREADY_REGISTERED), "User already registered");
+    assert_string_equal(ts_outcome_message(TS_OUT_EVENT_NOT_FOUND), "Event not found");
 }
 
 int main(void) {
