@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -68,10 +69,33 @@ def main(out):
         ing.update(load(os.path.join(out, "ingress-extra.json"), {}))
         r["ingress"] = ing
     app = load(os.path.join(out, "apply.json"))
-    if app:
-        app["rate"] = app["commands"] / app["seconds"]
-        app["ratio_to_ceiling"] = app["rate"] / app["ceiling_rows_per_s"]
+    rounds_path = os.path.join(out, "apply-rounds.jsonl")
+    if app and os.path.exists(rounds_path):
+        with open(rounds_path) as f:
+            rounds = [json.loads(line) for line in f if line.strip()]
+        for rd in rounds:
+            rd["rate"] = rd["commands"] / rd["seconds"]
+            rd["ratio_to_ceiling"] = rd["rate"] / rd["ceiling_rows_per_s"]
+        for rd in rounds:
+            if rd.get("pg_cpu_s") and rd.get("ceiling_pg_cpu_s"):
+                # PostgreSQL's CPU per command against per ceiling row: the
+                # work ratio, steadier than the rates on a shared machine
+                rd["pg_us_per_command"] = 1e6 * rd["pg_cpu_s"] / rd["commands"]
+                rd["pg_us_per_ceiling_row"] = 1e6 * rd["ceiling_pg_cpu_s"] / rd["ceiling_rows"]
+                rd["worker_us_per_command"] = 1e6 * rd["worker_cpu_s"] / rd["commands"]
+        med = lambda k: statistics.median(rd[k] for rd in rounds)
+        app.update({"rounds": rounds, "commands": rounds[0]["commands"],
+                    "rate": med("rate"), "ceiling_rows_per_s": med("ceiling_rows_per_s"),
+                    "ratio_to_ceiling": med("ratio_to_ceiling"),
+                    "worker_peak_rss_kb": max(rd["worker_peak_rss_kb"] for rd in rounds)})
+        if all("pg_us_per_command" in rd for rd in rounds):
+            app.update({k: med(k) for k in ("pg_us_per_command", "pg_us_per_ceiling_row",
+                                             "worker_us_per_command")})
         r["apply"] = app
+        # the median round's split of the worker's time
+        mid = sorted(rounds, key=lambda rd: rd["rate"])[len(rounds) // 2]
+        app["worker_split"] = {k: v / mid["seconds"] for k, v in mid.get("worker_seconds", {}).items()
+                               if k != "poll"}
 
     mb = lambda kb: "%.1f" % (kb / 1024.0) if kb else "-"
     rows = []
@@ -112,21 +136,37 @@ def main(out):
             print("turnstile / row locking, %s: %.2fx" % (k, ratios[k]))
     if "apply" in r:
         a = r["apply"]
-        print("worker apply: %d commands in %.2f s = %.0f/s; ceiling %.0f rows/s; ratio %.2f; "
-              "worker peak RSS %s MB" % (a["commands"], a["seconds"], a["rate"],
-                                         a["ceiling_rows_per_s"], a["ratio_to_ceiling"],
+        print("worker apply (median of %d rounds, each against the ceiling run after it): "
+              "%.0f commands/s; ceiling %.0f rows/s; ratio %.2f (rounds: %s); "
+              "worker peak RSS %s MB" % (len(a["rounds"]), a["rate"], a["ceiling_rows_per_s"],
+                                         a["ratio_to_ceiling"],
+                                         " ".join("%.2f" % rd["ratio_to_ceiling"]
+                                                  for rd in a["rounds"]),
                                          mb(a["worker_peak_rss_kb"])))
+        if "pg_us_per_command" in a:
+            print("CPU per command (median): PostgreSQL %.1f us (ceiling: %.1f us per row, x%.1f), "
+                  "worker %.1f us" % (a["pg_us_per_command"], a["pg_us_per_ceiling_row"],
+                                      a["pg_us_per_command"] / a["pg_us_per_ceiling_row"],
+                                      a["worker_us_per_command"]))
+        if a.get("worker_split"):
+            print("worker's time while draining (median round): %s" % ", ".join(
+                "%s %.0f%%" % (k, 100 * v) for k, v in sorted(a["worker_split"].items())))
     r["ratios"] = ratios
     r["machine"] = {"cores": os.cpu_count(), "uname": " ".join(os.uname())}
 
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(r, f, indent=1)
     plot(out, r)
-    os.makedirs("bench/results", exist_ok=True)
-    shutil.copy(os.path.join(out, "results.json"), "bench/results/latest.json")
-    if os.path.exists(os.path.join(out, "bench.png")):
-        shutil.copy(os.path.join(out, "bench.png"), "bench/results/latest.png")
-    print("\nresults: %s/results.json, plot: %s/bench.png (copied to bench/results/)" % (out, out))
+    # only a run of every phase stands for the project's figures
+    complete = all(k in r for k in ("hot", "spread", "baseline_hot", "baseline_spread",
+                                    "apply", "ingress"))
+    if complete:
+        os.makedirs("bench/results", exist_ok=True)
+        shutil.copy(os.path.join(out, "results.json"), "bench/results/latest.json")
+        if os.path.exists(os.path.join(out, "bench.png")):
+            shutil.copy(os.path.join(out, "bench.png"), "bench/results/latest.png")
+    print("\nresults: %s/results.json, plot: %s/bench.png%s"
+          % (out, out, " (copied to bench/results/)" if complete else ""))
 
 
 def plot(out, r):
