@@ -11,6 +11,7 @@ int64_t ts_now_ms(void);
 
 /* Milliseconds of a monotonic clock, for deadlines and durations. */
 int64_t ts_monotonic_ms(void);
+int64_t ts_monotonic_us(void); /* the same clock, in microseconds */
 
 /* Parses "YYYY-MM-DDTHH:MM[:SS[.fraction]]" followed by "Z" or "+HH:MM" /
  * "-HH:MM" (a space may stand for the T; no zone means UTC). Returns 0, or

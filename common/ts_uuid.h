@@ -5,6 +5,10 @@
 
 #include "ts_limits.h"
 
+/* The 16 bytes of a UUID in the 8-4-4-4-12 hex form (either case).
+ * Returns 0, or -1 if `in` is not exactly that. */
+int ts_uuid_parse(const char *in, unsigned char out[16]);
+
 /* A new random (version 4) UUID. */
 void ts_uuid_new(char out[TS_UUID_LEN + 1]);
 

@@ -30,6 +30,7 @@
 #include "rules.h"
 #include "ts_log.h"
 #include "ts_pg.h"
+#include "ts_pgarray.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
 
@@ -106,79 +107,6 @@ static const struct {
                       "UPDATE registrations SET seat = $3 WHERE event_id = $1 AND seat = $2"},
 };
 
-/* ------------------------------------------------------------ array parameters */
-
-/* A PostgreSQL array literal under construction: {"a","b",NULL}. Kept and
- * reused across batches: steady state allocates nothing. */
-typedef struct array {
-    char *buf;
-    size_t len, cap;
-    size_t n;
-    int oom;
-} array;
-
-static void arr_reserve(array *a, size_t more) {
-    if (a->len + more + 2 <= a->cap)
-        return;
-    size_t cap = a->cap ? a->cap : 4096;
-    while (cap < a->len + more + 2)
-        cap *= 2;
-    char *p = realloc(a->buf, cap);
-    if (!p) {
-        a->oom = 1;
-        return;
-    }
-    a->buf = p;
-    a->cap = cap;
-}
-
-static void arr_reset(array *a) {
-    a->len = 0;
-    a->n = 0;
-    a->oom = 0;
-    arr_reserve(a, 2);
-    if (!a->oom)
-        a->buf[a->len++] = '{';
-}
-
-/* Adds an element; NULL adds SQL NULL. Strings are quoted and escaped. */
-static void arr_add(array *a, const char *s) {
-    size_t n = s ? strlen(s) : 4;
-    arr_reserve(a, 2 * n + 4);
-    if (a->oom)
-        return;
-    if (a->n++)
-        a->buf[a->len++] = ',';
-    if (!s) {
-        memcpy(a->buf + a->len, "NULL", 4);
-        a->len += 4;
-        return;
-    }
-    a->buf[a->len++] = '"';
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            a->buf[a->len++] = '\\';
-        a->buf[a->len++] = *s;
-    }
-    a->buf[a->len++] = '"';
-}
-
-static void arr_add_ll(array *a, long long v) {
-    char num[24];
-    snprintf(num, sizeof num, "%lld", v);
-    arr_add(a, num);
-}
-
-/* The literal, NUL-terminated (valid until the next change). */
-static const char *arr_text(array *a) {
-    arr_reserve(a, 2);
-    if (a->oom)
-        return NULL;
-    a->buf[a->len] = '}';
-    a->buf[a->len + 1] = '\0';
-    return a->buf;
-}
-
 /* ------------------------------------------------------------ the batch's memory */
 
 typedef struct event_state {
@@ -219,7 +147,7 @@ struct ts_applier {
     pair_slot *pairs;
     size_t pairs_cap;
     unsigned gen;
-    array arr[A_COUNT_];
+    ts_pgarray arr[A_COUNT_];
     size_t *order;           /* indexes of the batch's items, part by part */
     size_t order_cap;
     ts_apply_status failure; /* how the last failed statement failed */
@@ -227,18 +155,31 @@ struct ts_applier {
 
 /* ------------------------------------------------------------ connection */
 
+/* The worker reads and writes rows by key only, a batch's worth at a time,
+ * and its plans must say so whatever the tables' statistics say.
+ *  - A prepared statement's generic plan is made on its sixth run, when a
+ *    fresh worker's tables may still be nearly empty: the planner then picks
+ *    sequential scans and keeps them while the tables grow (seen here: the
+ *    command-id lookup went from under 1 ms to 25 ms per batch). Plans made
+ *    for each run's own arrays cost far less than that.
+ *  - Even a custom plan seq-scanned processed_commands for a batch's 500 ids
+ *    while it held 50,000 rows (7-9 ms a batch, growing with the table,
+ *    against 1.5 ms by its primary key): a scan is never the right answer to
+ *    "these keys", so it is the planner's last resort here. */
+static const char *const session_settings[] = {
+    "SET plan_cache_mode = force_custom_plan",
+    "SET enable_seqscan = off",
+};
+
 static int prepare_all(ts_applier *a, char *err, size_t errlen) {
-    /* A prepared statement's generic plan is made on its sixth run, when a
-     * fresh worker's tables may still be nearly empty: the planner then
-     * picks sequential scans, and keeps them while the tables grow (seen
-     * here: the command-id lookup went from under 1 ms to 25 ms per batch).
-     * Plans made for each run's own arrays cost far less than that. */
-    PGresult *set = PQexec(a->conn, "SET plan_cache_mode = force_custom_plan");
-    int set_ok = PQresultStatus(set) == PGRES_COMMAND_OK;
-    PQclear(set);
-    if (!set_ok) {
-        snprintf(err, errlen, "set plan_cache_mode: %s", PQerrorMessage(a->conn));
-        return -1;
+    for (size_t i = 0; i < sizeof session_settings / sizeof *session_settings; i++) {
+        PGresult *set = PQexec(a->conn, session_settings[i]);
+        int set_ok = PQresultStatus(set) == PGRES_COMMAND_OK;
+        PQclear(set);
+        if (!set_ok) {
+            snprintf(err, errlen, "%s: %s", session_settings[i], PQerrorMessage(a->conn));
+            return -1;
+        }
     }
     for (int i = 0; i < ST_COUNT_; i++) {
         PGresult *res = PQprepare(a->conn, stmts[i].name, stmts[i].sql, 0, NULL);
@@ -283,7 +224,7 @@ void ts_applier_free(ts_applier *a) {
     if (a->conn)
         PQfinish(a->conn);
     for (int i = 0; i < A_COUNT_; i++)
-        free(a->arr[i].buf);
+        ts_pgarray_free(&a->arr[i]);
     free(a->pairs);
     free(a->order);
     free(a->events);
@@ -309,18 +250,48 @@ static ts_apply_status classify(PGconn *conn, const PGresult *res) {
     return TS_APPLY_REJECTED;
 }
 
+/* A statement's parameter: text (format 0), or a binary array. */
+typedef struct param {
+    const char *value; /* NULL: an array that failed */
+    int length;
+    int format;
+    ts_pgarray_error error;
+} param;
+
+static param text_param(const char *s) { return (param){s, 0, 0, TS_PGARRAY_OK}; }
+
+static param array_param(ts_pgarray *arr) {
+    int len = 0;
+    const char *v = ts_pgarray_finish(arr, &len);
+    return (param){v, len, 1, arr->error};
+}
+
 /* Runs a prepared statement; NULL on failure, with a->failure and `err` set.
- * A NULL parameter is an array that ran out of memory: a failure, never a
- * statement that silently writes nothing. The caller PQclear()s the result. */
-static PGresult *run(ts_applier *a, enum stmt s, int n, const char *const *params, char *err,
+ * An array that failed (out of memory, a value not of its type) is a
+ * failure, never a statement that silently writes less. The caller
+ * PQclear()s the result. */
+static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, char *err,
                      size_t errlen) {
-    for (int i = 0; i < n; i++)
-        if (!params[i]) {
-            a->failure = TS_APPLY_RETRY;
-            snprintf(err, errlen, "%s: out of memory", stmts[s].name);
+    const char *values[16];
+    int lengths[16], formats[16];
+    if (n > 16) {
+        a->failure = TS_APPLY_REJECTED;
+        snprintf(err, errlen, "%s: too many parameters", stmts[s].name);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!params[i].value) {
+            bool nomem = params[i].error == TS_PGARRAY_NOMEM;
+            a->failure = nomem ? TS_APPLY_RETRY : TS_APPLY_REJECTED;
+            snprintf(err, errlen, "%s: parameter %d: %s", stmts[s].name, i + 1,
+                     nomem ? "out of memory" : "a value not of the array's type");
             return NULL;
         }
-    PGresult *res = PQexecPrepared(a->conn, stmts[s].name, n, params, NULL, NULL, 0);
+        values[i] = params[i].value;
+        lengths[i] = params[i].length;
+        formats[i] = params[i].format;
+    }
+    PGresult *res = PQexecPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
@@ -331,7 +302,7 @@ static PGresult *run(ts_applier *a, enum stmt s, int n, const char *const *param
     return NULL;
 }
 
-static int run0(ts_applier *a, enum stmt s, int n, const char *const *params, char *err,
+static int run0(ts_applier *a, enum stmt s, int n, const param *params, char *err,
                 size_t errlen) {
     PGresult *res = run(a, s, n, params, err, errlen);
     PQclear(res);
@@ -353,7 +324,7 @@ int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, 
                            char *err, size_t errlen) {
     char pbuf[16];
     snprintf(pbuf, sizeof pbuf, "%d", partition);
-    const char *params[] = {topic, pbuf};
+    const param params[] = {text_param(topic), text_param(pbuf)};
     PGresult *res = run(a, ST_LOAD_OFFSET, 2, params, err, errlen);
     if (!res)
         return -1;
@@ -423,40 +394,55 @@ static void refuse(ts_reply *r, ts_outcome outcome, const char *message) {
     snprintf(r->message, sizeof r->message, "%s", message);
 }
 
+/* The element type of each array of rows. */
+static const uint32_t row_types[A_PC_OFFSET + 1] = {
+    [A_EV_ID] = TS_OID_UUID,        [A_EV_TITLE] = TS_OID_TEXT,
+    [A_EV_DESC] = TS_OID_TEXT,      [A_EV_STARTS] = TS_OID_TIMESTAMPTZ,
+    [A_EV_LOCATION] = TS_OID_TEXT,  [A_EV_CAPACITY] = TS_OID_INT4,
+    [A_US_ID] = TS_OID_UUID,        [A_US_EMAIL] = TS_OID_TEXT,
+    [A_RG_EVENT] = TS_OID_UUID,     [A_RG_USER] = TS_OID_UUID,
+    [A_RG_NAME] = TS_OID_TEXT,      [A_RG_SEAT] = TS_OID_INT4,
+    [A_RG_CAPACITY] = TS_OID_INT4,  [A_RG_COMMAND] = TS_OID_UUID,
+    [A_PC_COMMAND] = TS_OID_UUID,   [A_PC_EVENT] = TS_OID_UUID,
+    [A_PC_KIND] = TS_OID_TEXT,      [A_PC_OUTCOME] = TS_OID_TEXT,
+    [A_PC_USER] = TS_OID_UUID,      [A_PC_MESSAGE] = TS_OID_TEXT,
+    [A_PC_PARTITION] = TS_OID_INT4, [A_PC_OFFSET] = TS_OID_INT8,
+};
+
 static void begin_rows(ts_applier *a) {
     for (int i = A_EV_ID; i <= A_PC_OFFSET; i++)
-        arr_reset(&a->arr[i]);
+        ts_pgarray_reset(&a->arr[i], row_types[i]);
 }
 
 /* Writes the rows decided so far: events, users, registrations, processed
  * commands, in that order (each refers to the ones before). */
 static int flush_rows(ts_applier *a, const char *topic, char *err, size_t errlen) {
-    array *r = a->arr;
+    ts_pgarray *r = a->arr;
     if (r[A_EV_ID].n) {
-        const char *p[] = {arr_text(&r[A_EV_ID]),       arr_text(&r[A_EV_TITLE]),
-                           arr_text(&r[A_EV_DESC]),     arr_text(&r[A_EV_STARTS]),
-                           arr_text(&r[A_EV_LOCATION]), arr_text(&r[A_EV_CAPACITY])};
+        const param p[] = {array_param(&r[A_EV_ID]),       array_param(&r[A_EV_TITLE]),
+                           array_param(&r[A_EV_DESC]),     array_param(&r[A_EV_STARTS]),
+                           array_param(&r[A_EV_LOCATION]), array_param(&r[A_EV_CAPACITY])};
         if (run0(a, ST_INSERT_EVENTS, 6, p, err, errlen))
             return -1;
     }
     if (r[A_US_ID].n) {
-        const char *p[] = {arr_text(&r[A_US_ID]), arr_text(&r[A_US_EMAIL])};
+        const param p[] = {array_param(&r[A_US_ID]), array_param(&r[A_US_EMAIL])};
         if (run0(a, ST_INSERT_USERS, 2, p, err, errlen))
             return -1;
     }
     if (r[A_RG_EVENT].n) {
-        const char *p[] = {arr_text(&r[A_RG_EVENT]), arr_text(&r[A_RG_USER]),
-                           arr_text(&r[A_RG_NAME]),  arr_text(&r[A_RG_SEAT]),
-                           arr_text(&r[A_RG_CAPACITY]), arr_text(&r[A_RG_COMMAND])};
+        const param p[] = {array_param(&r[A_RG_EVENT]),    array_param(&r[A_RG_USER]),
+                           array_param(&r[A_RG_NAME]),     array_param(&r[A_RG_SEAT]),
+                           array_param(&r[A_RG_CAPACITY]), array_param(&r[A_RG_COMMAND])};
         if (run0(a, ST_INSERT_REGISTRATIONS, 6, p, err, errlen))
             return -1;
     }
     if (r[A_PC_COMMAND].n) {
-        const char *p[] = {arr_text(&r[A_PC_COMMAND]), arr_text(&r[A_PC_EVENT]),
-                           arr_text(&r[A_PC_KIND]),    arr_text(&r[A_PC_OUTCOME]),
-                           arr_text(&r[A_PC_USER]),    arr_text(&r[A_PC_MESSAGE]),
-                           topic,                      arr_text(&r[A_PC_PARTITION]),
-                           arr_text(&r[A_PC_OFFSET])};
+        const param p[] = {array_param(&r[A_PC_COMMAND]), array_param(&r[A_PC_EVENT]),
+                           array_param(&r[A_PC_KIND]),    array_param(&r[A_PC_OUTCOME]),
+                           array_param(&r[A_PC_USER]),    array_param(&r[A_PC_MESSAGE]),
+                           text_param(topic),             array_param(&r[A_PC_PARTITION]),
+                           array_param(&r[A_PC_OFFSET])};
         if (run0(a, ST_INSERT_PROCESSED, 9, p, err, errlen))
             return -1;
     }
@@ -474,14 +460,13 @@ static void decide_create(ts_applier *a, const ts_command *c, ts_reply *r) {
     e->capacity = c->u.create.capacity;
     e->registered = 0;
     e->starts_at_ms = c->u.create.starts_at_ms;
-    char starts[TS_ISO8601_LEN + 1];
-    ts_time_format_iso8601(c->u.create.starts_at_ms, starts);
-    arr_add(&a->arr[A_EV_ID], c->event_id);
-    arr_add(&a->arr[A_EV_TITLE], c->u.create.title);
-    arr_add(&a->arr[A_EV_DESC], c->u.create.has_description ? c->u.create.description : NULL);
-    arr_add(&a->arr[A_EV_STARTS], starts);
-    arr_add(&a->arr[A_EV_LOCATION], c->u.create.location);
-    arr_add_ll(&a->arr[A_EV_CAPACITY], c->u.create.capacity);
+    ts_pgarray_uuid(&a->arr[A_EV_ID], c->event_id);
+    ts_pgarray_text(&a->arr[A_EV_TITLE], c->u.create.title);
+    ts_pgarray_text(&a->arr[A_EV_DESC],
+                    c->u.create.has_description ? c->u.create.description : NULL);
+    ts_pgarray_timestamptz_ms(&a->arr[A_EV_STARTS], c->u.create.starts_at_ms);
+    ts_pgarray_text(&a->arr[A_EV_LOCATION], c->u.create.location);
+    ts_pgarray_int4(&a->arr[A_EV_CAPACITY], (int32_t)c->u.create.capacity);
     r->outcome = TS_OUT_CREATED;
 }
 
@@ -506,14 +491,14 @@ static void decide_register(ts_applier *a, const ts_command *c, int64_t now_ms, 
     e->registered++;
     e->dirty = true;
     pair->present = true;
-    arr_add(&a->arr[A_US_ID], r->user_id);
-    arr_add(&a->arr[A_US_EMAIL], c->u.reg.email);
-    arr_add(&a->arr[A_RG_EVENT], c->event_id);
-    arr_add(&a->arr[A_RG_USER], r->user_id);
-    arr_add(&a->arr[A_RG_NAME], c->u.reg.name);
-    arr_add_ll(&a->arr[A_RG_SEAT], e->registered);
-    arr_add_ll(&a->arr[A_RG_CAPACITY], e->capacity);
-    arr_add(&a->arr[A_RG_COMMAND], c->command_id);
+    ts_pgarray_uuid(&a->arr[A_US_ID], r->user_id);
+    ts_pgarray_text(&a->arr[A_US_EMAIL], c->u.reg.email);
+    ts_pgarray_uuid(&a->arr[A_RG_EVENT], c->event_id);
+    ts_pgarray_uuid(&a->arr[A_RG_USER], r->user_id);
+    ts_pgarray_text(&a->arr[A_RG_NAME], c->u.reg.name);
+    ts_pgarray_int4(&a->arr[A_RG_SEAT], (int32_t)e->registered);
+    ts_pgarray_int4(&a->arr[A_RG_CAPACITY], (int32_t)e->capacity);
+    ts_pgarray_uuid(&a->arr[A_RG_COMMAND], c->command_id);
 }
 
 /* A cancellation runs at once, after the rows decided before it. */
@@ -527,7 +512,7 @@ static int apply_cancel(ts_applier *a, const char *topic, const ts_command *c, t
     }
     if (flush_rows(a, topic, err, errlen))
         return -1;
-    const char *key[] = {c->event_id, c->u.cancel.user_id};
+    const param key[] = {text_param(c->event_id), text_param(c->u.cancel.user_id)};
     PGresult *res = run(a, ST_CANCEL, 2, key, err, errlen);
     if (!res)
         return -1;
@@ -544,7 +529,7 @@ static int apply_cancel(ts_applier *a, const char *topic, const ts_command *c, t
         char from[24], to[24];
         snprintf(from, sizeof from, "%lld", (long long)e->registered);
         snprintf(to, sizeof to, "%lld", freed);
-        const char *move[] = {c->event_id, from, to};
+        const param move[] = {text_param(c->event_id), text_param(from), text_param(to)};
         if (run0(a, ST_MOVE_SEAT, 3, move, err, errlen))
             return -1;
     }
@@ -557,28 +542,31 @@ static int apply_cancel(ts_applier *a, const char *topic, const ts_command *c, t
 }
 
 static void queue_processed(ts_applier *a, const ts_batch_item *it) {
-    arr_add(&a->arr[A_PC_COMMAND], it->cmd.command_id);
-    arr_add(&a->arr[A_PC_EVENT], it->cmd.event_id);
-    arr_add(&a->arr[A_PC_KIND], ts_command_type_name(it->cmd.type));
-    arr_add(&a->arr[A_PC_OUTCOME], ts_outcome_name(it->reply.outcome));
-    arr_add(&a->arr[A_PC_USER], it->reply.user_id[0] ? it->reply.user_id : NULL);
-    arr_add(&a->arr[A_PC_MESSAGE], it->reply.message[0] ? it->reply.message : NULL);
-    arr_add_ll(&a->arr[A_PC_PARTITION], it->partition);
-    arr_add_ll(&a->arr[A_PC_OFFSET], it->offset);
+    ts_pgarray_uuid(&a->arr[A_PC_COMMAND], it->cmd.command_id);
+    ts_pgarray_uuid(&a->arr[A_PC_EVENT], it->cmd.event_id);
+    ts_pgarray_text(&a->arr[A_PC_KIND], ts_command_type_name(it->cmd.type));
+    ts_pgarray_text(&a->arr[A_PC_OUTCOME], ts_outcome_name(it->reply.outcome));
+    if (it->reply.user_id[0])
+        ts_pgarray_uuid(&a->arr[A_PC_USER], it->reply.user_id);
+    else
+        ts_pgarray_null(&a->arr[A_PC_USER]);
+    ts_pgarray_text(&a->arr[A_PC_MESSAGE], it->reply.message[0] ? it->reply.message : NULL);
+    ts_pgarray_int4(&a->arr[A_PC_PARTITION], it->partition);
+    ts_pgarray_int8(&a->arr[A_PC_OFFSET], it->offset);
 }
 
 /* Marks the items applied before, with their first outcome. An item whose
  * command_id appears earlier in the same batch is marked too (its reply is
  * copied once the first is decided). */
 static int load_seen(ts_applier *a, ts_batch_item *items, size_t n, char *err, size_t errlen) {
-    array *q = &a->arr[A_Q1];
-    arr_reset(q);
+    ts_pgarray *q = &a->arr[A_Q1];
+    ts_pgarray_reset(q, TS_OID_UUID);
     for (size_t k = 0; k < n; k++)
         if (!items[a->order[k]].skip)
-            arr_add(q, items[a->order[k]].cmd.command_id);
+            ts_pgarray_uuid(q, items[a->order[k]].cmd.command_id);
     if (q->n == 0)
         return 0;
-    const char *p[] = {arr_text(q)};
+    const param p[] = {array_param(q)};
     PGresult *res = run(a, ST_SEEN, 1, p, err, errlen);
     if (!res)
         return -1;
@@ -603,8 +591,8 @@ static int load_seen(ts_applier *a, ts_batch_item *items, size_t n, char *err, s
 /* Loads the events the batch names, and the registrations that already
  * exist among the (event, user) pairs it names. */
 static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, size_t errlen) {
-    array *ids = &a->arr[A_Q1];
-    arr_reset(ids);
+    ts_pgarray *ids = &a->arr[A_Q1];
+    ts_pgarray_reset(ids, TS_OID_UUID);
     for (size_t k = 0; k < n; k++) {
         const ts_batch_item *it = &items[a->order[k]];
         if (!it->skip && !it->replayed && !event_find(a, it->cmd.event_id)) {
@@ -614,11 +602,11 @@ static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, 
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
-            arr_add(ids, it->cmd.event_id);
+            ts_pgarray_uuid(ids, it->cmd.event_id);
         }
     }
     if (ids->n) {
-        const char *p[] = {arr_text(ids)};
+        const param p[] = {array_param(ids)};
         PGresult *res = run(a, ST_EVENTS, 1, p, err, errlen);
         if (!res)
             return -1;
@@ -634,9 +622,9 @@ static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, 
         PQclear(res);
     }
 
-    array *ev = &a->arr[A_Q1], *us = &a->arr[A_Q2];
-    arr_reset(ev);
-    arr_reset(us);
+    ts_pgarray *ev = &a->arr[A_Q1], *us = &a->arr[A_Q2];
+    ts_pgarray_reset(ev, TS_OID_UUID);
+    ts_pgarray_reset(us, TS_OID_UUID);
     for (size_t k = 0; k < n; k++) {
         const ts_batch_item *it = &items[a->order[k]];
         if (it->skip || it->replayed)
@@ -648,12 +636,12 @@ static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, 
             strcpy(uid, it->cmd.u.cancel.user_id);
         else
             continue;
-        arr_add(ev, it->cmd.event_id);
-        arr_add(us, uid);
+        ts_pgarray_uuid(ev, it->cmd.event_id);
+        ts_pgarray_uuid(us, uid);
     }
     if (ev->n == 0)
         return 0;
-    const char *p[] = {arr_text(ev), arr_text(us)};
+    const param p[] = {array_param(ev), array_param(us)};
     PGresult *res = run(a, ST_REGISTERED, 2, p, err, errlen);
     if (!res)
         return -1;
@@ -664,17 +652,17 @@ static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, 
 }
 
 static int write_counters(ts_applier *a, char *err, size_t errlen) {
-    array *ids = &a->arr[A_Q1], *ns = &a->arr[A_Q2];
-    arr_reset(ids);
-    arr_reset(ns);
+    ts_pgarray *ids = &a->arr[A_Q1], *ns = &a->arr[A_Q2];
+    ts_pgarray_reset(ids, TS_OID_UUID);
+    ts_pgarray_reset(ns, TS_OID_INT4);
     for (size_t i = 0; i < a->nevents; i++)
         if (a->events[i].dirty) {
-            arr_add(ids, a->events[i].id);
-            arr_add_ll(ns, a->events[i].registered);
+            ts_pgarray_uuid(ids, a->events[i].id);
+            ts_pgarray_int4(ns, (int32_t)a->events[i].registered);
         }
     if (ids->n == 0)
         return 0;
-    const char *p[] = {arr_text(ids), arr_text(ns)};
+    const param p[] = {array_param(ids), array_param(ns)};
     return run0(a, ST_COUNTERS, 2, p, err, errlen);
 }
 
@@ -775,17 +763,18 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
  * worker moved. Returns the number fenced, or -1 on failure. */
 static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t nparts,
                  char *err, size_t errlen) {
-    array *pa = &a->arr[A_Q1], *nx = &a->arr[A_Q2], *ex = &a->arr[A_Q3];
-    arr_reset(pa);
-    arr_reset(nx);
-    arr_reset(ex);
+    ts_pgarray *pa = &a->arr[A_Q1], *nx = &a->arr[A_Q2], *ex = &a->arr[A_Q3];
+    ts_pgarray_reset(pa, TS_OID_INT4);
+    ts_pgarray_reset(nx, TS_OID_INT8);
+    ts_pgarray_reset(ex, TS_OID_INT8);
     for (size_t p = 0; p < nparts; p++) {
-        arr_add_ll(pa, parts[p].partition);
-        arr_add_ll(nx, parts[p].next);
-        arr_add_ll(ex, parts[p].expected);
+        ts_pgarray_int4(pa, parts[p].partition);
+        ts_pgarray_int8(nx, parts[p].next);
+        ts_pgarray_int8(ex, parts[p].expected);
         parts[p].fenced = true;
     }
-    const char *params[] = {topic, arr_text(pa), arr_text(nx), arr_text(ex)};
+    const param params[] = {text_param(topic), array_param(pa), array_param(nx),
+                            array_param(ex)};
     PGresult *res = run(a, ST_FENCE, 4, params, err, errlen);
     if (!res)
         return -1;

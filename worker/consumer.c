@@ -44,9 +44,14 @@ typedef struct partition_state {
 
 /* Counters for /metrics; written by the worker's thread, read by the
  * status server's. */
+/* Where the worker's time goes, in microseconds: waiting for Kafka,
+ * decoding, in PostgreSQL (committed transactions), replying. */
+enum stage { STAGE_POLL, STAGE_DECODE, STAGE_APPLY, STAGE_REPLY, STAGE_COUNT_ };
+static const char *const stage_names[STAGE_COUNT_] = {"poll", "decode", "apply", "reply"};
+
 typedef struct worker_metrics {
     atomic_ulong batches;
-    atomic_ulong apply_ms;
+    atomic_ulong stage_us[STAGE_COUNT_];
     atomic_ulong applied[TS_OUT_COUNT_];
     atomic_ulong replayed;
     atomic_ulong dead_letters;
@@ -431,21 +436,25 @@ static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
     }
     if (nparts == 0)
         return;
+    int64_t t = ts_monotonic_us();
     prepare(w, msgs, w->items, kept);
+    atomic_fetch_add(&w->metrics.stage_us[STAGE_DECODE], (unsigned long)(ts_monotonic_us() - t));
 
     char err[512];
     for (;;) {
-        int64_t t0 = ts_monotonic_ms();
+        int64_t t0 = ts_monotonic_us();
         ts_apply_status st = apply_retrying(w, parts, nparts, err, sizeof err);
-        int64_t took = ts_monotonic_ms() - t0;
+        int64_t t1 = ts_monotonic_us();
         if (st == TS_APPLY_OK) {
             atomic_fetch_add(&w->metrics.batches, 1);
-            atomic_fetch_add(&w->metrics.apply_ms, (unsigned long)took);
-            if (took >= SLOW_BATCH_MS)
+            atomic_fetch_add(&w->metrics.stage_us[STAGE_APPLY], (unsigned long)(t1 - t0));
+            if (t1 - t0 >= SLOW_BATCH_MS * 1000)
                 ts_warn("worker", "event=slow_batch ms=%lld commands=%zu partitions=%zu",
-                        (long long)took, kept, nparts);
+                        (long long)(t1 - t0) / 1000, kept, nparts);
             for (size_t i = 0; i < nparts; i++)
                 committed(w, &parts[i]);
+            atomic_fetch_add(&w->metrics.stage_us[STAGE_REPLY],
+                             (unsigned long)(ts_monotonic_us() - t1));
             return;
         }
         if (st == TS_APPLY_RETRY) /* stopping during an outage: nothing was written */
@@ -495,8 +504,6 @@ char *ts_worker_metrics(void *arg) {
     } rows[] = {
         {"turnstile_worker_batches_total", "Transactions committed.", "counter",
          atomic_load(&w->metrics.batches)},
-        {"turnstile_worker_apply_milliseconds_total", "Time spent in committed transactions.",
-         "counter", atomic_load(&w->metrics.apply_ms)},
         {"turnstile_worker_replayed_total", "Commands seen again, answered with their first outcome.",
          "counter", atomic_load(&w->metrics.replayed)},
         {"turnstile_worker_dead_letters_total", "Messages sent to the dead-letter topic.",
@@ -510,6 +517,12 @@ char *ts_worker_metrics(void *arg) {
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         ts_metric_print(f, rows[i].name, rows[i].help, rows[i].type, rows[i].v);
+    fprintf(f, "# HELP turnstile_worker_seconds_total The worker's time: waiting for Kafka (poll),"
+               " decoding, in committed transactions (apply), replying.\n"
+               "# TYPE turnstile_worker_seconds_total counter\n");
+    for (int s = 0; s < STAGE_COUNT_; s++)
+        fprintf(f, "turnstile_worker_seconds_total{stage=\"%s\"} %.6f\n", stage_names[s],
+                (double)atomic_load(&w->metrics.stage_us[s]) / 1e6);
     fclose(f);
     return text;
 }
@@ -552,7 +565,9 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
     ts_info("worker", "event=started topic=%s group=%s", w->cfg->topic_commands,
             w->cfg->group_id);
     while (!*stop) {
+        int64_t t = ts_monotonic_us();
         size_t n = collect(w);
+        atomic_fetch_add(&w->metrics.stage_us[STAGE_POLL], (unsigned long)(ts_monotonic_us() - t));
         /* Group the messages by partition, keeping each partition's offset
          * order (a stable pass), then apply them in one transaction. */
         rd_kafka_message_t **run = w->grouped;

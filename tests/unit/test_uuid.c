@@ -6,6 +6,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <uuid/uuid.h>
+
 #include "ts_uuid.h"
 
 static void new_uuids_are_version_4_and_distinct(void **state) {
@@ -50,12 +52,50 @@ static void v5_matches_the_rfc_example(void **state) {
     assert_string_equal(out, "2ed6657d-e927-568b-95e1-2665a8aea6a2");
 }
 
+static void parse_agrees_with_libuuid(void **state) {
+    (void)state;
+    for (int i = 0; i < 10000; i++) {
+        uuid_t u, mine, theirs;
+        char text[TS_UUID_LEN + 1];
+        uuid_generate_random(u);
+        if (i % 2)
+            uuid_unparse_upper(u, text);
+        else
+            uuid_unparse_lower(u, text);
+        assert_int_equal(ts_uuid_parse(text, mine), 0);
+        assert_int_equal(uuid_parse(text, theirs), 0);
+        assert_memory_equal(mine, theirs, 16);
+        assert_memory_equal(mine, u, 16);
+    }
+}
+
+static void parse_rejects_what_is_not_a_uuid(void **state) {
+    (void)state;
+    const char good[] = "0f8e2c1a-4b3d-4e5f-8a9b-0c1d2e3f4a5b";
+    unsigned char out[16];
+    assert_int_equal(ts_uuid_parse(good, out), 0);
+    /* every position, with a character that does not belong there */
+    for (size_t i = 0; i < TS_UUID_LEN; i++) {
+        char bad[sizeof good];
+        memcpy(bad, good, sizeof good);
+        bad[i] = good[i] == '-' ? '0' : (i % 2 ? 'g' : '-');
+        assert_int_equal(ts_uuid_parse(bad, out), -1);
+        bad[i] = '\0'; /* and cut short there */
+        assert_int_equal(ts_uuid_parse(bad, out), -1);
+    }
+    assert_int_equal(ts_uuid_parse("0f8e2c1a-4b3d-4e5f-8a9b-0c1d2e3f4a5b0", out), -1);
+    assert_int_equal(ts_uuid_parse("{0f8e2c1a-4b3d-4e5f-8a9b-0c1d2e3f4a5}", out), -1);
+    assert_int_equal(ts_uuid_parse("", out), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(new_uuids_are_version_4_and_distinct),
         cmocka_unit_test(normalize_lowercases_and_rejects_non_uuids),
         cmocka_unit_test(an_email_has_one_user_id_whatever_its_case),
         cmocka_unit_test(v5_matches_the_rfc_example),
+        cmocka_unit_test(parse_agrees_with_libuuid),
+        cmocka_unit_test(parse_rejects_what_is_not_a_uuid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
