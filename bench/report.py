@@ -53,6 +53,42 @@ def pgbench_stats(out, name):
             "series": ser}
 
 
+def metrics(path):
+    """A /metrics snapshot: {sample: value}."""
+    m = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip() and not line.startswith("#"):
+                    k, v = line.rsplit(" ", 1)
+                    m[k] = float(v)
+    return m
+
+
+def stage_quantiles(out, before, after):
+    """p50/p99 (bucket upper bounds) of each latency histogram of the API and
+    the worker between two snapshots: where a phase's time went."""
+    res = {}
+    for svc in ("api", "worker"):
+        a = metrics(os.path.join(out, "%s-%s.metrics" % (before, svc))) if before else {}
+        b = metrics(os.path.join(out, "%s-%s.metrics" % (after, svc)))
+        hists = {}
+        for k, v in b.items():
+            if "_bucket{le=" in k:
+                name, le = k.split("_bucket{le=")
+                hists.setdefault(name, []).append((le.strip('"}'), v - a.get(k, 0)))
+        for name, buckets in hists.items():
+            total = buckets[-1][1]
+            if not total:
+                continue
+            q = {}
+            for p in (0.5, 0.9, 0.99, 0.999):
+                q["p%g" % (p * 100)] = next(le for le, c in buckets if c >= p * total)
+            q["over_100ms"] = round(1 - dict(buckets).get("100", total) / total, 4)
+            res[name.replace("turnstile_", "")] = q
+    return res
+
+
 def main(out):
     r = {}
     for name in ("hot", "spread"):
@@ -102,6 +138,7 @@ def main(out):
     half = load(os.path.join(out, "hot-half.json"))
     if half:
         r["hot_half"] = half
+        r["hot_half"]["stages"] = stage_quantiles(out, "hot", "hot-half")
     for key, label in (("hot", "turnstile hot event"),
                        ("hot_half", "hot event at half rate"),
                        ("baseline_hot", "row locking, hot event"),
@@ -134,6 +171,11 @@ def main(out):
         if k in r and "baseline_" + k in r:
             ratios[k] = r[k]["throughput"] / r["baseline_" + k]["throughput"]
             print("turnstile / row locking, %s: %.2fx" % (k, ratios[k]))
+    if "hot_half" in r and r["hot_half"].get("stages"):
+        print("\nhot event at half rate, the services' own histograms (bucket bounds, ms):")
+        for name, q in sorted(r["hot_half"]["stages"].items()):
+            print("  %-34s p50 <= %-5s p99 <= %-5s p99.9 <= %-5s over 100 ms: %.2f%%"
+                  % (name, q["p50"], q["p99"], q["p99.9"], 100 * q["over_100ms"]))
     if "apply" in r:
         a = r["apply"]
         print("worker apply (median of %d rounds, each against the ceiling run after it): "

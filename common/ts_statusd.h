@@ -4,6 +4,7 @@
 #ifndef TS_STATUSD_H
 #define TS_STATUSD_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -17,6 +18,21 @@ typedef struct ts_statusd ts_statusd;
  * lines, then "name value". */
 void ts_metric_print(FILE *out, const char *name, const char *help, const char *type,
                      unsigned long value);
+
+/* A latency histogram in milliseconds, updated with relaxed atomics. The
+ * buckets' upper bounds are ts_latency_bounds; the last is +Inf. */
+#define TS_LATENCY_BUCKETS 12
+extern const int ts_latency_bounds[TS_LATENCY_BUCKETS - 1];
+
+typedef struct ts_histogram {
+    atomic_ulong buckets[TS_LATENCY_BUCKETS]; /* not cumulative: rendered so */
+    atomic_ulong sum_ms;
+    atomic_ulong count;
+} ts_histogram;
+
+void ts_histogram_observe(ts_histogram *h, long ms);
+/* Prints it in the Prometheus text format, as `name`_bucket, _sum, _count. */
+void ts_histogram_print(FILE *out, const char *name, const char *help, const ts_histogram *h);
 
 ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err,
                              size_t errlen);

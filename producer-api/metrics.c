@@ -6,31 +6,6 @@
 
 #include "ts_statusd.h"
 
-const int ts_latency_bounds[TS_LATENCY_BUCKETS - 1] = {5, 10, 25, 50, 100, 250, 500, 1000, 5000};
-
-void ts_histogram_observe(ts_histogram *h, long ms) {
-    int b = 0;
-    while (b < TS_LATENCY_BUCKETS - 1 && ms > ts_latency_bounds[b])
-        b++;
-    atomic_fetch_add_explicit(&h->buckets[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->sum_ms, (unsigned long)(ms > 0 ? ms : 0), memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
-}
-
-static void render_histogram(FILE *f, const char *name, const char *help, const ts_histogram *h) {
-    fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    unsigned long cumulative = 0;
-    for (int b = 0; b < TS_LATENCY_BUCKETS; b++) {
-        cumulative += atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
-        if (b < TS_LATENCY_BUCKETS - 1)
-            fprintf(f, "%s_bucket{le=\"%d\"} %lu\n", name, ts_latency_bounds[b], cumulative);
-        else
-            fprintf(f, "%s_bucket{le=\"+Inf\"} %lu\n", name, cumulative);
-    }
-    fprintf(f, "%s_sum %lu\n%s_count %lu\n", name, atomic_load(&h->sum_ms), name,
-            atomic_load(&h->count));
-}
-
 char *ts_metrics_render(const ts_metrics *m) {
     char *text = NULL;
     size_t len = 0;
@@ -61,13 +36,15 @@ char *ts_metrics_render(const ts_metrics *m) {
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         ts_metric_print(f, rows[i].name, rows[i].help, rows[i].type, rows[i].value);
-    render_histogram(f, "turnstile_write_latency_ms", "A write's request to its answer (ms).",
+    ts_histogram_print(f, "turnstile_write_latency_ms", "A write's request to its answer (ms).",
                      &m->write_latency);
-    render_histogram(f, "turnstile_command_to_applied_ms",
+    ts_histogram_print(f, "turnstile_command_produced_ms",
+                       "Command issued to acknowledged by Kafka (ms).", &m->produced);
+    ts_histogram_print(f, "turnstile_command_to_applied_ms",
                      "Command issued to applied by the worker (ms).", &m->to_applied);
-    render_histogram(f, "turnstile_applied_to_reply_ms",
+    ts_histogram_print(f, "turnstile_applied_to_reply_ms",
                      "Command applied to its reply read by this instance (ms).", &m->to_reply);
-    render_histogram(f, "turnstile_resume_ms", "Reply read to its request resumed (ms).",
+    ts_histogram_print(f, "turnstile_resume_ms", "Reply read to its request resumed (ms).",
                      &m->resume);
     fclose(f);
     return text;

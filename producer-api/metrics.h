@@ -6,17 +6,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-/* Upper bounds (ms) of the latency histograms' buckets; the last is +Inf. */
-#define TS_LATENCY_BUCKETS 10
-extern const int ts_latency_bounds[TS_LATENCY_BUCKETS - 1];
-
-typedef struct ts_histogram {
-    atomic_ulong buckets[TS_LATENCY_BUCKETS]; /* not cumulative: rendered so */
-    atomic_ulong sum_ms;
-    atomic_ulong count;
-} ts_histogram;
-
-void ts_histogram_observe(ts_histogram *h, long ms);
+#include "ts_statusd.h"
 
 typedef struct ts_metrics {
     atomic_ulong requests[6];        /* by status class: [1] 1xx ... [5] 5xx */
@@ -27,6 +17,7 @@ typedef struct ts_metrics {
     atomic_ulong accepted_202;       /* answered 202 at the deadline */
     atomic_long waiting;             /* requests waiting for a reply now */
     ts_histogram write_latency;      /* a write's request to its answer */
+    ts_histogram produced;           /* command issued -> acknowledged by Kafka */
     ts_histogram to_applied;         /* command issued -> applied by the worker */
     ts_histogram to_reply;           /* applied -> reply read here */
     ts_histogram resume;             /* reply read -> its request resumed */

@@ -175,6 +175,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         }
     } else {
         atomic_store(&r->brokers_down_since, 0);
+        ts_histogram_observe(&r->metrics->produced, (long)(ts_now_ms() - w->issued_at_ms));
         w->delivered = true;
         if (w->expired && w->answer)
             make_late(r, w);

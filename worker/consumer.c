@@ -58,6 +58,8 @@ typedef struct worker_metrics {
     atomic_ulong fenced;
     atomic_ulong retries;
     atomic_long partitions;
+    ts_histogram command_age;  /* produced -> polled here (Kafka's CreateTime) */
+    ts_histogram transaction;  /* a committed transaction, BEGIN to COMMIT */
 } worker_metrics;
 
 struct ts_worker {
@@ -448,6 +450,7 @@ static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
         if (st == TS_APPLY_OK) {
             atomic_fetch_add(&w->metrics.batches, 1);
             atomic_fetch_add(&w->metrics.stage_us[STAGE_APPLY], (unsigned long)(t1 - t0));
+            ts_histogram_observe(&w->metrics.transaction, (long)((t1 - t0) / 1000));
             if (t1 - t0 >= SLOW_BATCH_MS * 1000)
                 ts_warn("worker", "event=slow_batch ms=%lld commands=%zu partitions=%zu",
                         (long long)(t1 - t0) / 1000, kept, nparts);
@@ -517,6 +520,11 @@ char *ts_worker_metrics(void *arg) {
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         ts_metric_print(f, rows[i].name, rows[i].help, rows[i].type, rows[i].v);
+    ts_histogram_print(f, "turnstile_worker_command_age_ms",
+                       "A command's age when polled here: produced to received (ms).",
+                       &w->metrics.command_age);
+    ts_histogram_print(f, "turnstile_worker_transaction_ms", "A committed transaction (ms).",
+                       &w->metrics.transaction);
     fprintf(f, "# HELP turnstile_worker_seconds_total The worker's time: waiting for Kafka (poll),"
                " decoding, in committed transactions (apply), replying.\n"
                "# TYPE turnstile_worker_seconds_total counter\n");
@@ -555,6 +563,10 @@ static size_t collect(ts_worker *w) {
         }
         if (n == 0)
             deadline = ts_monotonic_ms() + w->cfg->batch_wait_ms;
+        rd_kafka_timestamp_type_t tstype;
+        int64_t produced = rd_kafka_message_timestamp(m, &tstype);
+        if (tstype == RD_KAFKA_TIMESTAMP_CREATE_TIME)
+            ts_histogram_observe(&w->metrics.command_age, (long)(ts_now_ms() - produced));
         w->msgs[n++] = m;
     }
     return n;
