@@ -307,6 +307,44 @@ static void bad_input_is_a_clear_4xx_and_nothing_else(void **state) {
     assert_int_equal(do_register(id, "Still", "still@example.org", NULL), 201);
 }
 
+/* The largest body accepted (TS_MAX_BODY_BYTES, 16 kB) goes through whole,
+ * whatever the HTTP server's per-connection memory. */
+static void a_body_of_the_largest_size_accepted_is_taken_whole(void **state) {
+    (void)state;
+    enum { MAX = 16384 };
+    char starts[TS_ISO8601_LEN + 1];
+    iso_in_days(30, starts);
+    char *body = malloc(MAX + 1);
+    int n = snprintf(body, MAX + 1,
+                     "{\"title\":\"Big\",\"location\":\"Hall\",\"capacity\":5,"
+                     "\"starts_at\":\"%s\",\"description\":\"",
+                     starts);
+    for (int i = 0; i < 1000; i++) /* the longest description: 2,000 bytes of UTF-8 */
+        n += snprintf(body + n, MAX + 1 - (size_t)n, "\\u00e9");
+    n += snprintf(body + n, MAX + 1 - (size_t)n, "\"}");
+    memset(body + n, ' ', (size_t)(MAX - n)); /* JSON whitespace, to the limit */
+    body[MAX] = '\0';
+    assert_int_equal(strlen(body), MAX);
+    it_http_result r = post("/api/events", body);
+    assert_int_equal(r.status, 201);
+    char path[128];
+    snprintf(path, sizeof path, "/api/events/%s", it_json_str(&r, "id"));
+    it_http_free(&r);
+    r = get(path);
+    assert_int_equal(r.status, 200);
+    const char *d = it_json_str(&r, "description");
+    assert_int_equal(strlen(d), 2000); /* é is two bytes of UTF-8 */
+    assert_memory_equal(d + 1998, "\xc3\xa9", 2);
+    it_http_free(&r);
+
+    body[MAX - 1] = '\0'; /* one byte over: 413 */
+    char *over = malloc(MAX + 2);
+    snprintf(over, MAX + 2, "%s  ", body);
+    expect_error(post("/api/events", over), 413, NULL, NULL);
+    free(over);
+    free(body);
+}
+
 static void a_retried_request_with_an_idempotency_key_gets_the_first_outcome(void **state) {
     (void)state;
     char id[TS_UUID_LEN + 1], url[256], key[80], uid1[TS_UUID_LEN + 1];
@@ -518,6 +556,7 @@ int main(void) {
         cmocka_unit_test(the_original_edge_cases_over_http),
         cmocka_unit_test(unknown_events_and_registrations_are_404),
         cmocka_unit_test(bad_input_is_a_clear_4xx_and_nothing_else),
+        cmocka_unit_test(a_body_of_the_largest_size_accepted_is_taken_whole),
         cmocka_unit_test(a_retried_request_with_an_idempotency_key_gets_the_first_outcome),
         cmocka_unit_test(a_thousand_concurrent_registrations_for_a_hundred_seats),
         cmocka_unit_test(past_the_deadline_a_write_is_202_and_can_be_followed),
