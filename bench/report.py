@@ -171,6 +171,10 @@ def main(out):
         if k in r and "baseline_" + k in r:
             ratios[k] = r[k]["throughput"] / r["baseline_" + k]["throughput"]
             print("turnstile / row locking, %s: %.2fx" % (k, ratios[k]))
+    for k in ("hot", "spread", "ingress"):
+        if k in r and "cpu_us_per_request" in r[k]:
+            print("CPU per request, %s: %s" % (k, ", ".join(
+                "%s %.0f us" % kv for kv in r[k]["cpu_us_per_request"].items())))
     if "hot_half" in r and r["hot_half"].get("stages"):
         print("\nhot event at half rate, the services' own histograms (bucket bounds, ms):")
         for name, q in sorted(r["hot_half"]["stages"].items()):
