@@ -36,7 +36,7 @@ static const var vars[] = {
     S(kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers"),
     S(topic_prefix, "turnstile", "topics are PREFIX.commands, PREFIX.replies, PREFIX.dlq"),
     S(group_id, "turnstile-worker", "consumer group of the workers"),
-    I(linger_ms, "1", 0, 1000, "producer linger before a batch is sent"),
+    I(linger_ms, "5", 0, 1000, "producer linger before a batch is sent"),
     S(pg_dsn, "host=127.0.0.1 port=5432 dbname=turnstile user=turnstile password=turnstile",
       "libpq connection string"),
     I(migrate, "1", 0, 1, "apply pending sql/ migrations at start"),

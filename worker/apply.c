@@ -32,7 +32,6 @@
 #include "ts_pg.h"
 #include "ts_pgarray.h"
 #include "ts_time.h"
-#include "ts_uuid.h"
 
 enum stmt {
     ST_FENCE,
@@ -470,11 +469,13 @@ static void decide_create(ts_applier *a, const ts_command *c, ts_reply *r) {
     r->outcome = TS_OUT_CREATED;
 }
 
-static void decide_register(ts_applier *a, const ts_command *c, int64_t now_ms, ts_reply *r) {
+static void decide_register(ts_applier *a, const ts_batch_item *it, int64_t now_ms,
+                            ts_reply *r) {
+    const ts_command *c = &it->cmd;
     event_state *e = event_entry(a, c->event_id);
     ts_event_view view = {e && e->found, e ? e->starts_at_ms : 0, e ? e->capacity : 0,
                           e ? e->registered : 0};
-    ts_uuid_for_email(c->u.reg.email, r->user_id);
+    strcpy(r->user_id, it->user_id);
     pair_slot *pair = NULL;
     bool already = false;
     if (ts_rules_needs_lookup(&view, now_ms)) {
@@ -629,11 +630,11 @@ static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, 
         const ts_batch_item *it = &items[a->order[k]];
         if (it->skip || it->replayed)
             continue;
-        char uid[TS_UUID_LEN + 1];
+        const char *uid;
         if (it->cmd.type == TS_CMD_REGISTER)
-            ts_uuid_for_email(it->cmd.u.reg.email, uid);
+            uid = it->user_id;
         else if (it->cmd.type == TS_CMD_CANCEL)
-            strcpy(uid, it->cmd.u.cancel.user_id);
+            uid = it->cmd.u.cancel.user_id;
         else
             continue;
         ts_pgarray_uuid(ev, it->cmd.event_id);
@@ -748,7 +749,7 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
         r->applied_at_ms = now_ms;
         switch (it->cmd.type) {
         case TS_CMD_CREATE_EVENT: decide_create(a, &it->cmd, r); break;
-        case TS_CMD_REGISTER: decide_register(a, &it->cmd, now_ms, r); break;
+        case TS_CMD_REGISTER: decide_register(a, it, now_ms, r); break;
         case TS_CMD_CANCEL:
             if (apply_cancel(a, topic, &it->cmd, r, err, errlen))
                 return -1;

@@ -27,6 +27,7 @@ typedef struct ts_batch_item {
     int64_t offset;
     bool skip;
     ts_command cmd;
+    char user_id[TS_UUID_LEN + 1]; /* a registration's: of its email, set by the caller */
     ts_reply reply;      /* filled by ts_applier_apply */
     bool replayed;       /* the command was applied before: reply is its first outcome */
 } ts_batch_item;

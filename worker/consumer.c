@@ -32,6 +32,7 @@
 #include "ts_log.h"
 #include "ts_statusd.h"
 #include "ts_time.h"
+#include "ts_uuid.h"
 #include "ts_validate.h"
 
 #define MAX_PARTITIONS 1024
@@ -313,6 +314,8 @@ static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *item
             snprintf(why, sizeof why, "%s: %s", v.field, v.message);
             dead_letter(w, msgs[i], "invalid", why);
             reply_invalid(w, &it->cmd, v.message);
+        } else if (it->cmd.type == TS_CMD_REGISTER) {
+            ts_uuid_for_email(it->cmd.u.reg.email, it->user_id);
         }
     }
 }
