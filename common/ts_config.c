@@ -40,7 +40,7 @@ static const var vars[] = {
     S(pg_dsn, "host=127.0.0.1 port=5432 dbname=turnstile user=turnstile password=turnstile",
       "libpq connection string"),
     I(migrate, "1", 0, 1, "apply pending sql/ migrations at start"),
-    I(batch_max, "500", 1, 100000, "commands per worker transaction at most"),
+    I(batch_max, "2000", 1, 100000, "commands per worker transaction at most"),
     I(batch_wait_ms, "2", 0, 1000, "time a worker waits to fill a batch"),
     I(worker_http_port, "4001", 0, 65535, "worker's /healthz and /metrics port (0: off)"),
     S(log_level, "info", "debug, info, warn or error"),
