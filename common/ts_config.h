@@ -27,6 +27,7 @@ typedef struct ts_config {
     char topic_dlq[TS_TOPIC_MAX + 1];
     char group_id[128];
     int linger_ms;
+    int reply_linger_ms;
     /* PostgreSQL */
     char pg_dsn[512];
     int migrate;             /* apply sql/ migrations at start */

@@ -177,7 +177,13 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
         goto fail;
     if (!(w->applier = ts_applier_new(cfg->pg_dsn, cfg->migrate, err, errlen)))
         goto fail;
-    if (!(w->producer = ts_kafka_producer_new(cfg, "turnstile-worker", err, errlen)))
+    /* A batch's replies are produced together, right after its commit: they
+     * are a batch already, and waiting longer only delays every client. */
+    char reply_linger[16];
+    snprintf(reply_linger, sizeof reply_linger, "%d", cfg->reply_linger_ms);
+    const char *producer_pairs[] = {"linger.ms", reply_linger, NULL};
+    if (!(w->producer = ts_kafka_new(cfg, RD_KAFKA_PRODUCER, "turnstile-worker", producer_pairs,
+                                     NULL, NULL, err, errlen)))
         goto fail;
 
     const char *pairs[] = {
