@@ -2,7 +2,8 @@
 -- registration that locks the event row, counts, checks for a duplicate and
 -- inserts (bench/rowlock.pgbench). Also the table of the plain batched-insert
 -- ceiling (bench/ceiling.pgbench). Recreated by every bench/run.
-DROP TABLE IF EXISTS base_registrations, base_events, base_ceiling;
+DROP TABLE IF EXISTS base_registrations, base_events, base_ceiling, base_same_registrations,
+    base_same_users, base_same_processed;
 DROP SEQUENCE IF EXISTS base_ceiling_seat;
 CREATE TABLE base_events (
     id        integer PRIMARY KEY,
@@ -35,3 +36,12 @@ CREATE TABLE base_ceiling (
     PRIMARY KEY (event_id, user_id),
     UNIQUE (event_id, seat)
 );
+
+-- The rows turnstile writes per registration, with their keys and indexes,
+-- server-generated (bench/ceiling_same_rows.pgbench): what the data model
+-- costs at best, without reading or deciding anything.
+CREATE TABLE base_same_users (LIKE users INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE base_same_registrations (LIKE registrations INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+    INCLUDING INDEXES);
+CREATE TABLE base_same_processed (LIKE processed_commands INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+    INCLUDING INDEXES);

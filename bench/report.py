@@ -124,6 +124,10 @@ def main(out):
                     "rate": med("rate"), "ceiling_rows_per_s": med("ceiling_rows_per_s"),
                     "ratio_to_ceiling": med("ratio_to_ceiling"),
                     "worker_peak_rss_kb": max(rd["worker_peak_rss_kb"] for rd in rounds)})
+        if all("same_rows_ceiling_per_s" in rd for rd in rounds):
+            for rd in rounds:
+                rd["ratio_to_same_rows"] = rd["rate"] / rd["same_rows_ceiling_per_s"]
+            app.update({k: med(k) for k in ("same_rows_ceiling_per_s", "ratio_to_same_rows")})
         if all("pg_us_per_command" in rd for rd in rounds):
             app.update({k: med(k) for k in ("pg_us_per_command", "pg_us_per_ceiling_row",
                                              "worker_us_per_command")})
@@ -189,6 +193,10 @@ def main(out):
                                          " ".join("%.2f" % rd["ratio_to_ceiling"]
                                                   for rd in a["rounds"]),
                                          mb(a["worker_peak_rss_kb"])))
+        if "same_rows_ceiling_per_s" in a:
+            print("the same rows as the worker writes (user, registration, processed command), "
+                  "batched: %.0f registrations/s; the worker at %.2f of that"
+                  % (a["same_rows_ceiling_per_s"], a["ratio_to_same_rows"]))
         if "pg_us_per_command" in a:
             print("CPU per command (median): PostgreSQL %.1f us (ceiling: %.1f us per row, x%.1f), "
                   "worker %.1f us" % (a["pg_us_per_command"], a["pg_us_per_ceiling_row"],
