@@ -29,13 +29,20 @@ static int migrate(const ts_config *cfg) {
     return 0;
 }
 
-static int topics(const ts_config *cfg, int command_partitions, int reply_partitions) {
+/* A client for admin requests; NULL (said on stderr) if there is none. */
+static rd_kafka_t *admin_client(const ts_config *cfg) {
     char err[512];
     rd_kafka_t *rk = ts_kafka_producer_new(cfg, "turnstile-admin", err, sizeof err);
-    if (!rk) {
+    if (!rk)
         fprintf(stderr, "turnstile-admin: %s\n", err);
+    return rk;
+}
+
+static int topics(const ts_config *cfg, int command_partitions, int reply_partitions) {
+    char err[512];
+    rd_kafka_t *rk = admin_client(cfg);
+    if (!rk)
         return 1;
-    }
     const char *names[] = {cfg->topic_commands, cfg->topic_replies, cfg->topic_dlq};
     const int parts[] = {command_partitions, reply_partitions, 1};
     int rc = ts_kafka_create_topics(rk, names, parts, 3, 10000, err, sizeof err);
@@ -51,11 +58,9 @@ static int topics(const ts_config *cfg, int command_partitions, int reply_partit
 
 static int delete_topics(const ts_config *cfg) {
     char err[512];
-    rd_kafka_t *rk = ts_kafka_producer_new(cfg, "turnstile-admin", err, sizeof err);
-    if (!rk) {
-        fprintf(stderr, "turnstile-admin: %s\n", err);
+    rd_kafka_t *rk = admin_client(cfg);
+    if (!rk)
         return 1;
-    }
     const char *names[] = {cfg->topic_commands, cfg->topic_replies, cfg->topic_dlq};
     int rc = ts_kafka_delete_topics(rk, names, 3, 10000, err, sizeof err);
     rd_kafka_destroy(rk);
