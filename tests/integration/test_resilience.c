@@ -31,11 +31,15 @@ static int setup(void **state) {
 }
 
 static void allow_connections(bool allow);
+static void freeze_broker(bool freeze);
+static pid_t frozen_broker;
 
 static int teardown(void **state) {
     (void)state;
     if (env.pg)
         allow_connections(true); /* whatever a failed test left behind */
+    if (frozen_broker)
+        freeze_broker(false);
     it_teardown(&env);
     return 0;
 }
@@ -259,6 +263,110 @@ static void a_database_outage_is_waited_out_and_nothing_is_skipped(void **state)
     free(cmds);
 }
 
+/* The broker of scripts/stack, stopped (SIGSTOP) or let go on: to the
+ * clients it is there, it answers nothing. */
+static void freeze_broker(bool freeze) {
+    if (!freeze) {
+        kill(frozen_broker, SIGCONT);
+        frozen_broker = 0;
+        return;
+    }
+    const char *state = getenv("TURNSTILE_STATE");
+    char path[512];
+    snprintf(path, sizeof path, "%s/kafka.pid", state && *state ? state : "/var/lib/turnstile");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("the broker's pid file %s: cannot read it", path);
+    long pid = 0;
+    int got = fscanf(f, "%ld", &pid);
+    fclose(f);
+    if (got != 1 || pid <= 1 || kill((pid_t)pid, SIGSTOP))
+        fail_msg("cannot stop the broker (pid %ld from %s)", pid, path);
+    frozen_broker = (pid_t)pid;
+}
+
+/* Kafka stops answering while clients write: each gets 503 with
+ * Retry-After once its deadline passes — never a 201 for a command Kafka
+ * has not taken, never a request left hanging. Retried with the same
+ * Idempotency-Key once Kafka is back, every one is answered and each person
+ * is registered once, whether or not Kafka had kept the first attempt. */
+static void when_kafka_stops_answering_writes_get_503_and_retries_apply_once(void **state) {
+    (void)state;
+    enum { N = 40 };
+    char url[64];
+    setenv("TS_REPLY_TIMEOUT_MS", "1500", 1);
+    it_start_api(&env, 0, 1, url, sizeof url);
+    unsetenv("TS_REPLY_TIMEOUT_MS");
+
+    char id[TS_UUID_LEN + 1];
+    create_event_via_kafka(id, 100);
+
+    it_http_request *reqs = calloc(N, sizeof *reqs);
+    for (int i = 0; i < N; i++) {
+        reqs[i].method = "POST";
+        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/api/events/%s/register", url, id);
+        snprintf(reqs[i].body, sizeof reqs[i].body,
+                 "{\"name\":\"Patient %d\",\"email\":\"p%d@frozen.example\"}", i, i);
+        snprintf(reqs[i].header, sizeof reqs[i].header, "Idempotency-Key: frozen-%d", i);
+    }
+    freeze_broker(true);
+    it_http_burst(reqs, N, N);
+    freeze_broker(false);
+    for (int i = 0; i < N; i++) {
+        it_http_result *res = &reqs[i].result;
+        assert_int_equal(res->status, 503);
+        assert_string_not_equal(res->retry_after, "");
+        assert_true(reqs[i].seconds < 10.0);
+        it_http_free(res);
+        memset(res, 0, sizeof *res);
+    }
+
+    /* Kafka is back. The clients do as they were told: the same request,
+     * the same key, after Retry-After, until it is answered. */
+    int done[N] = {0}, left = N, rounds = 0;
+    int64_t give_up = ts_monotonic_ms() + WAIT_MS;
+    while (left > 0 && ts_monotonic_ms() < give_up) {
+        it_http_request *again = calloc(N, sizeof *again);
+        int map[N], k = 0;
+        for (int i = 0; i < N; i++)
+            if (!done[i]) {
+                again[k] = reqs[i];
+                memset(&again[k].result, 0, sizeof again[k].result);
+                map[k++] = i;
+            }
+        it_http_burst(again, (size_t)k, N);
+        rounds++;
+        int retry_after = 0;
+        for (int j = 0; j < k; j++) {
+            it_http_result *res = &again[j].result;
+            if (res->status == 503) {
+                retry_after = atoi(res->retry_after);
+            } else {
+                int i = map[j];
+                char email[64], expect[TS_UUID_LEN + 1];
+                snprintf(email, sizeof email, "p%d@frozen.example", i);
+                ts_uuid_for_email(email, expect);
+                assert_int_equal(res->status, 201);
+                assert_string_equal(it_json_str(res, "user_id"), expect);
+                done[i] = 1;
+                left--;
+            }
+            it_http_free(res);
+        }
+        free(again);
+        if (left > 0) { /* as the 503 said */
+            struct timespec ts = {retry_after > 0 ? retry_after : 1, 0};
+            nanosleep(&ts, NULL);
+        }
+    }
+    fprintf(stderr, "all %d answered 201 after %d round(s) of retries\n", N, rounds);
+    assert_int_equal(left, 0);
+    free(reqs);
+    assert_int_equal(count_for("SELECT count(*) FROM registrations WHERE event_id = $1", id), N);
+    assert_int_equal(count_for("SELECT registered FROM events WHERE id = $1", id), N);
+    assert_int_equal(it_stop_api(&env, 0, SIGTERM), 0);
+}
+
 /* Two API instances (each its own reply partition) and two workers: every
  * request gets its own answer, and neither instance sees the other's
  * replies. */
@@ -333,6 +441,7 @@ int main(void) {
         cmocka_unit_test(killing_the_worker_mid_burst_loses_and_doubles_nothing),
         cmocka_unit_test(a_database_outage_is_waited_out_and_nothing_is_skipped),
         cmocka_unit_test(two_apis_and_two_workers_answer_every_request_its_own),
+        cmocka_unit_test(when_kafka_stops_answering_writes_get_503_and_retries_apply_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
