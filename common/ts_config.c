@@ -43,6 +43,8 @@ static const var vars[] = {
     I(migrate, "1", 0, 1, "apply pending sql/ migrations at start"),
     I(batch_max, "2000", 1, 100000, "commands per worker transaction at most"),
     I(batch_wait_ms, "2", 0, 1000, "time a worker waits to fill a batch"),
+    I(optimism_pause, "64", 0, 1000000,
+      "batches a worker runs with its lookups after a batch tried without them was undone"),
     I(worker_http_port, "4001", 0, 65535, "worker's /healthz and /metrics port (0: off)"),
     S(log_level, "info", "debug, info, warn or error"),
 };

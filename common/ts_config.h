@@ -34,6 +34,7 @@ typedef struct ts_config {
     /* worker */
     int batch_max;
     int batch_wait_ms;
+    int optimism_pause;
     int worker_http_port;    /* /healthz and /metrics of the worker; 0: none */
     /* both */
     char log_level[16];

@@ -17,12 +17,24 @@
  * hole, so it runs as its own statements; the rows decided before it are
  * written first. Cancellations are rare in a burst.
  *
+ * Optimistic batches. In a burst almost no command is a replay and almost
+ * no registration a duplicate of a stored one, so a batch without
+ * cancellations first skips the two lookups ("seen", "registered") and lets
+ * the primary keys of processed_commands and registrations say so: their
+ * unique check runs anyway when the rows go in. A violation of either
+ * rolls the batch back and it runs again with the lookups, and so do the
+ * next TS_OPTIMISM_PAUSE batches (64). So does a batch that would refuse
+ * someone for a full event before writing anything: a stored registration
+ * would make that "already registered", which only the lookup tells. Nothing of the failed attempt survives: its
+ * outcomes are recomputed from scratch.
+ *
  * The worker owns every write of the events of its partitions, so the
  * decisions need no row locks: the fence at the start already serialises
  * this worker against any other that believes it owns the partition. */
 #include "apply.h"
 
 #include <libpq-fe.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,7 +162,13 @@ struct ts_applier {
     size_t *order;           /* indexes of the batch's items, part by part */
     size_t order_cap;
     ts_apply_status failure; /* how the last failed statement failed */
+    bool optimistic;         /* this attempt skips the lookups */
+    bool key_conflict;       /* it met a stored command id or (event, user) */
+    unsigned pause;          /* batches left to run with the lookups */
+    unsigned pause_after;    /* ... after a conflict (TS_OPTIMISM_PAUSE) */
+    atomic_ulong conflicts;  /* optimistic attempts undone (read by /metrics) */
 };
+
 
 /* ------------------------------------------------------------ connection */
 
@@ -295,6 +313,15 @@ static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, cha
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
     a->failure = classify(a->conn, res);
+    if (a->optimistic && a->failure == TS_APPLY_REJECTED) {
+        /* a stored command id or registration the skipped lookups would
+         * have found: not a refusal, a reason to look first */
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+        a->key_conflict = state && constraint && !strcmp(state, "23505") &&
+                          (!strcmp(constraint, "processed_commands_pkey") ||
+                           !strcmp(constraint, "registrations_pkey"));
+    }
     const char *msg = PQresultErrorMessage(res);
     snprintf(err, errlen, "%s: %.*s", stmts[s].name, (int)strcspn(msg, "\n"), msg);
     PQclear(res);
@@ -483,6 +510,10 @@ static void decide_register(ts_applier *a, const ts_batch_item *it, int64_t now_
         already = pair->present;
     }
     r->outcome = ts_rules_register(&view, now_ms, already);
+    /* Full, unless the person is registered already: only the lookup
+     * tells, and a batch tried without it cannot answer. */
+    if (a->optimistic && r->outcome == TS_OUT_EVENT_FULL)
+        a->key_conflict = true;
     if (r->outcome != TS_OUT_REGISTERED) {
         snprintf(r->message, sizeof r->message, "%s", ts_outcome_message(r->outcome));
         if (r->outcome != TS_OUT_ALREADY_REGISTERED)
@@ -560,6 +591,8 @@ static void queue_processed(ts_applier *a, const ts_batch_item *it) {
  * command_id appears earlier in the same batch is marked too (its reply is
  * copied once the first is decided). */
 static int load_seen(ts_applier *a, ts_batch_item *items, size_t n, char *err, size_t errlen) {
+    if (a->optimistic)
+        return 0;
     ts_pgarray *q = &a->arr[A_Q1];
     ts_pgarray_reset(q, TS_OID_UUID);
     for (size_t k = 0; k < n; k++)
@@ -623,6 +656,8 @@ static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, 
         PQclear(res);
     }
 
+    if (a->optimistic)
+        return 0;
     ts_pgarray *ev = &a->arr[A_Q1], *us = &a->arr[A_Q2];
     ts_pgarray_reset(ev, TS_OID_UUID);
     ts_pgarray_reset(us, TS_OID_UUID);
@@ -757,6 +792,11 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
         }
         queue_processed(a, it);
     }
+    if (a->key_conflict) { /* before writing anything */
+        a->failure = TS_APPLY_REJECTED;
+        snprintf(err, errlen, "a refusal the lookups must confirm");
+        return -1;
+    }
     return flush_rows(a, topic, err, errlen) || write_counters(a, err, errlen) ? -1 : 0;
 }
 
@@ -792,14 +832,12 @@ static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t 
     return fenced;
 }
 
-ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part *parts,
-                                 size_t nparts, ts_batch_item *items, char *err, size_t errlen) {
+/* One attempt at the batch: a transaction, committed or rolled back. */
+static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *parts,
+                               size_t nparts, ts_batch_item *items, size_t n, char *err,
+                               size_t errlen) {
     a->failure = TS_APPLY_RETRY;
-    size_t n = order_items(a, parts, nparts);
-    if (n == (size_t)-1) {
-        snprintf(err, errlen, "out of memory");
-        return TS_APPLY_RETRY;
-    }
+    a->key_conflict = false;
     if (exec_simple(a, "BEGIN", err, errlen))
         return a->failure;
 
@@ -828,3 +866,32 @@ rollback:;
     }
     return st;
 }
+
+ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part *parts,
+                                 size_t nparts, ts_batch_item *items, char *err, size_t errlen) {
+    size_t n = order_items(a, parts, nparts);
+    if (n == (size_t)-1) {
+        snprintf(err, errlen, "out of memory");
+        return TS_APPLY_RETRY;
+    }
+    /* a cancellation needs to know what is registered: it looks first */
+    bool cancels = false;
+    for (size_t k = 0; k < n && !cancels; k++)
+        cancels = !items[a->order[k]].skip && items[a->order[k]].cmd.type == TS_CMD_CANCEL;
+    a->optimistic = !cancels && a->pause == 0;
+    if (a->pause)
+        a->pause--;
+    ts_apply_status st = attempt(a, topic, parts, nparts, items, n, err, errlen);
+    if (a->optimistic && st == TS_APPLY_REJECTED && a->key_conflict) {
+        atomic_fetch_add(&a->conflicts, 1);
+        a->pause = a->pause_after;
+        a->optimistic = false;
+        st = attempt(a, topic, parts, nparts, items, n, err, errlen);
+    }
+    a->optimistic = false;
+    return st;
+}
+
+unsigned long ts_applier_conflicts(const ts_applier *a) { return atomic_load(&a->conflicts); }
+
+void ts_applier_set_optimism_pause(ts_applier *a, unsigned batches) { a->pause_after = batches; }

@@ -73,4 +73,12 @@ int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, 
 ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part *parts,
                                  size_t nparts, ts_batch_item *items, char *err, size_t errlen);
 
+/* Batches first tried without their lookups, then undone because a
+ * command or a registration was already stored (see apply.c). */
+unsigned long ts_applier_conflicts(const ts_applier *a);
+
+/* After such a batch, how many run with their lookups before trying
+ * without again (0: every batch tries). */
+void ts_applier_set_optimism_pause(ts_applier *a, unsigned batches);
+
 #endif

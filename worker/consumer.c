@@ -177,6 +177,7 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
         goto fail;
     if (!(w->applier = ts_applier_new(cfg->pg_dsn, cfg->migrate, err, errlen)))
         goto fail;
+    ts_applier_set_optimism_pause(w->applier, (unsigned)cfg->optimism_pause);
     /* A batch's replies are produced together, right after its commit: they
      * are a batch already, and waiting longer only delays every client. */
     char reply_linger[16];
@@ -531,6 +532,9 @@ char *ts_worker_metrics(void *arg) {
          "counter", atomic_load(&w->metrics.fenced)},
         {"turnstile_worker_retries_total", "Transactions retried after a database failure.",
          "counter", atomic_load(&w->metrics.retries)},
+        {"turnstile_worker_optimistic_conflicts_total",
+         "Batches tried without lookups, undone: a command or registration was stored already.",
+         "counter", ts_applier_conflicts(w->applier)},
         {"turnstile_worker_partitions", "Partitions assigned to this worker.", "gauge",
          (unsigned long)atomic_load(&w->metrics.partitions)},
     };

@@ -30,7 +30,11 @@ static int setup(void **state) {
     (void)state;
     if (it_setup(&env, 3, 1))
         return -1;
+    /* every batch without a cancellation is first tried without its
+     * lookups: every test below goes through that path and its undoing */
+    setenv("TS_OPTIMISM_PAUSE", "0", 1);
     it_start_worker(&env, 0);
+    unsetenv("TS_OPTIMISM_PAUSE");
     return 0;
 }
 
@@ -273,6 +277,48 @@ static void a_command_delivered_twice_is_applied_once(void **state) {
     assert_int_equal(counter(id), 1);
 }
 
+/* A batch tried without its lookups meets a stored registration and a
+ * stored command: it is undone and decided again with them, and every
+ * outcome is the one serial application gives. */
+static void a_batch_meeting_stored_rows_is_decided_again_with_them(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1];
+    create_event(id, 10, in_days(30));
+    ts_command first = it_command(&env, TS_CMD_REGISTER, id);
+    strcpy(first.u.reg.name, "Early");
+    strcpy(first.u.reg.email, "early@example.org");
+    it_produce(&env, &first);
+    ts_reply r0 = it_await_reply(&env, first.command_id, 1, WAIT_MS);
+    assert_string_equal(ts_outcome_name(r0.outcome), "REGISTERED");
+
+    ts_command batch[3];
+    batch[0] = it_command(&env, TS_CMD_REGISTER, id); /* the same person, a new command */
+    strcpy(batch[0].u.reg.name, "Early again");
+    strcpy(batch[0].u.reg.email, "EARLY@example.org");
+    batch[1] = it_command(&env, TS_CMD_REGISTER, id); /* someone new */
+    strcpy(batch[1].u.reg.name, "Late");
+    strcpy(batch[1].u.reg.email, "late@example.org");
+    batch[2] = first; /* the first command, delivered again */
+    it_produce_many(&env, batch, 3);
+
+    ts_reply again = it_await_reply(&env, batch[0].command_id, 1, WAIT_MS);
+    ts_reply late = it_await_reply(&env, batch[1].command_id, 1, WAIT_MS);
+    ts_reply replay = it_await_reply(&env, first.command_id, 2, WAIT_MS);
+    assert_string_equal(ts_outcome_name(again.outcome), "ALREADY_REGISTERED");
+    assert_string_equal(again.user_id, r0.user_id);
+    assert_string_equal(ts_outcome_name(late.outcome), "REGISTERED");
+    assert_string_equal(ts_outcome_name(replay.outcome), "REGISTERED"); /* its first outcome */
+    assert_string_equal(replay.user_id, r0.user_id);
+    assert_int_equal(registrations(id), 2);
+    assert_int_equal(counter(id), 2);
+    const char *p[] = {id};
+    assert_int_equal(it_query_ll(&env,
+                                 "SELECT count(*) FROM registrations WHERE event_id = $1"
+                                 " AND seat BETWEEN 1 AND 2",
+                                 1, p),
+                     2);
+}
+
 /* Another worker moved a partition's stored offset (simulated by hand):
  * this worker's next transaction is fenced, writes nothing, and the worker
  * resumes from the stored offset, skipping what "the other" applied. */
@@ -454,6 +500,9 @@ static void the_worker_reports_health_and_metrics(void **state) {
     assert_null(strstr(r.body, "turnstile_worker_replayed_total 0\n"));
     assert_non_null(strstr(r.body, "turnstile_worker_partitions 3\n"));
     assert_null(strstr(r.body, "turnstile_worker_fenced_total 0\n")); /* the fence test */
+    /* batches tried without lookups met stored rows and were decided again */
+    assert_non_null(strstr(r.body, "turnstile_worker_optimistic_conflicts_total "));
+    assert_null(strstr(r.body, "turnstile_worker_optimistic_conflicts_total 0\n"));
     it_http_free(&r);
 }
 
@@ -477,6 +526,7 @@ int main(void) {
         cmocka_unit_test(a_mixed_burst_gives_the_outcomes_of_serial_application),
         cmocka_unit_test(the_database_refuses_overselling_whatever_the_code),
         cmocka_unit_test(a_command_delivered_twice_is_applied_once),
+        cmocka_unit_test(a_batch_meeting_stored_rows_is_decided_again_with_them),
         cmocka_unit_test(a_worker_with_a_stale_offset_is_fenced_and_writes_nothing),
         cmocka_unit_test(a_poison_message_goes_to_the_dlq_and_the_partition_flows_on),
         cmocka_unit_test(another_avro_implementation_speaks_the_same_wire_format),
