@@ -24,9 +24,10 @@
  * unique check runs anyway when the rows go in. A violation of either
  * rolls the batch back and it runs again with the lookups, and so do the
  * next TS_OPTIMISM_PAUSE batches (64). So does a batch that would refuse
- * someone for a full event before writing anything: a stored registration
- * would make that "already registered", which only the lookup tells. Nothing of the failed attempt survives: its
- * outcomes are recomputed from scratch.
+ * someone for a full event, before writing anything: a stored registration
+ * would make that "already registered", which only the lookup tells.
+ * Nothing of the undone attempt survives: its outcomes are decided again
+ * from scratch.
  *
  * The worker owns every write of the events of its partitions, so the
  * decisions need no row locks: the fence at the start already serialises
@@ -168,7 +169,6 @@ struct ts_applier {
     unsigned pause_after;    /* ... after a conflict (TS_OPTIMISM_PAUSE) */
     atomic_ulong conflicts;  /* optimistic attempts undone (read by /metrics) */
 };
-
 
 /* ------------------------------------------------------------ connection */
 
