@@ -43,13 +43,13 @@ typedef struct partition_state {
     int64_t next; /* the offset stored in PostgreSQL */
 } partition_state;
 
-/* Counters for /metrics; written by the worker's thread, read by the
- * status server's. */
 /* Where the worker's time goes, in microseconds: waiting for Kafka,
  * decoding, in PostgreSQL (committed transactions), replying. */
 enum stage { STAGE_POLL, STAGE_DECODE, STAGE_APPLY, STAGE_REPLY, STAGE_COUNT_ };
 static const char *const stage_names[STAGE_COUNT_] = {"poll", "decode", "apply", "reply"};
 
+/* Counters for /metrics; written by the worker's thread, read by the
+ * status server's. */
 typedef struct worker_metrics {
     atomic_ulong batches;
     atomic_ulong stage_us[STAGE_COUNT_];
