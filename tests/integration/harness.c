@@ -224,6 +224,14 @@ ts_command it_command(it_env *env, ts_command_type type, const char *event_id) {
     return c;
 }
 
+ts_command it_registration(it_env *env, const char *event_id, const char *name,
+                           const char *email) {
+    ts_command c = it_command(env, TS_CMD_REGISTER, event_id);
+    snprintf(c.u.reg.name, sizeof c.u.reg.name, "%s", name);
+    snprintf(c.u.reg.email, sizeof c.u.reg.email, "%s", email);
+    return c;
+}
+
 void it_produce_raw(it_env *env, const char *key, const void *value, size_t len) {
     rd_kafka_resp_err_t e = rd_kafka_producev(
         env->producer, RD_KAFKA_V_TOPIC(env->cfg.topic_commands),

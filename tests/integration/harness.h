@@ -59,6 +59,9 @@ int it_stop_api(it_env *env, int i, int sig);
 /* A command of `type` for `event_id` with a fresh command id, replying to
  * partition 0 of this run's reply topic. */
 ts_command it_command(it_env *env, ts_command_type type, const char *event_id);
+/* A registration command of `name` and `email` (it_command, filled in). */
+ts_command it_registration(it_env *env, const char *event_id, const char *name,
+                           const char *email);
 /* Produces a command keyed by its event id and waits for the broker's ack. */
 void it_produce(it_env *env, const ts_command *cmd);
 void it_produce_raw(it_env *env, const char *key, const void *value, size_t len);

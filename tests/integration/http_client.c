@@ -77,6 +77,17 @@ void it_http_free(it_http_result *r) {
     memset(r, 0, sizeof *r);
 }
 
+void it_http_registration(it_http_request *req, const char *base, const char *event_id,
+                          const char *name, const char *email) {
+    req->method = "POST";
+    snprintf(req->url, sizeof req->url, "%s/api/events/%s/register", base, event_id);
+    json_t *body = json_pack("{s:s, s:s}", "name", name, "email", email);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    snprintf(req->body, sizeof req->body, "%s", text ? text : "");
+    free(text);
+    json_decref(body);
+}
+
 void it_http_burst(it_http_request *reqs, size_t n, int concurrency) {
     CURLM *m = curl_multi_init();
     curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)concurrency);

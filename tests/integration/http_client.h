@@ -29,6 +29,11 @@ typedef struct it_http_request {
     double seconds;   /* time from start to answer */
 } it_http_request;
 
+/* Makes `req` a registration: POST base/api/events/<event_id>/register
+ * with {"name": name, "email": email}. */
+void it_http_registration(it_http_request *req, const char *base, const char *event_id,
+                          const char *name, const char *email);
+
 /* Runs all the requests with up to `concurrency` at once. */
 void it_http_burst(it_http_request *reqs, size_t n, int concurrency);
 

@@ -392,10 +392,10 @@ static void a_thousand_concurrent_registrations_for_a_hundred_seats(void **state
     create_event("Burst", "Arena", 20, SEATS, id);
     it_http_request *reqs = calloc(N, sizeof *reqs);
     for (int i = 0; i < N; i++) {
-        reqs[i].method = "POST";
-        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/api/events/%s/register", base, id);
-        snprintf(reqs[i].body, sizeof reqs[i].body,
-                 "{\"name\":\"Person %d\",\"email\":\"p%d@burst.example\"}", i, i);
+        char name[32], email[64];
+        snprintf(name, sizeof name, "Person %d", i);
+        snprintf(email, sizeof email, "p%d@burst.example", i);
+        it_http_registration(&reqs[i], base, id, name, email);
     }
     int64_t t0 = ts_monotonic_ms();
     it_http_burst(reqs, N, N);
@@ -489,10 +489,9 @@ static void an_overloaded_instance_answers_503_with_retry_after(void **state) {
     unsetenv("TS_MAX_PENDING");
     it_http_request *reqs = calloc(N, sizeof *reqs);
     for (int i = 0; i < N; i++) {
-        reqs[i].method = "POST";
-        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/api/events/%s/register", busy, id);
-        snprintf(reqs[i].body, sizeof reqs[i].body,
-                 "{\"name\":\"B\",\"email\":\"b%d@busy.example\"}", i);
+        char email[64];
+        snprintf(email, sizeof email, "b%d@busy.example", i);
+        it_http_registration(&reqs[i], busy, id, "B", email);
     }
     it_http_burst(reqs, N, N);
     int ok = 0, refused = 0;

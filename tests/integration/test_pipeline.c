@@ -58,9 +58,7 @@ static void create_event(char id[TS_UUID_LEN + 1], int64_t capacity, int64_t sta
 }
 
 static ts_reply do_register(const char *event_id, const char *email) {
-    ts_command c = it_command(&env, TS_CMD_REGISTER, event_id);
-    snprintf(c.u.reg.name, sizeof c.u.reg.name, "Someone");
-    snprintf(c.u.reg.email, sizeof c.u.reg.email, "%s", email);
+    ts_command c = it_registration(&env, event_id, "Someone", email);
     it_produce(&env, &c);
     return it_await_reply(&env, c.command_id, 1, WAIT_MS);
 }
@@ -177,9 +175,7 @@ static void a_mixed_burst_gives_the_outcomes_of_serial_application(void **state)
                             "a@mixed.example", NULL, NULL, "d@mixed.example"};
     for (int i = 0; i < 8; i++) {
         if (emails[i]) {
-            c[i] = it_command(&env, TS_CMD_REGISTER, id);
-            strcpy(c[i].u.reg.name, "Mixed");
-            strcpy(c[i].u.reg.email, emails[i]);
+            c[i] = it_registration(&env, id, "Mixed", emails[i]);
         } else {
             c[i] = it_command(&env, TS_CMD_CANCEL, id);
             strcpy(c[i].u.cancel.user_id, i == 2 ? uid_a : uid_b);
@@ -263,9 +259,7 @@ static void a_command_delivered_twice_is_applied_once(void **state) {
     (void)state;
     char id[TS_UUID_LEN + 1];
     create_event(id, 10, in_days(30));
-    ts_command c = it_command(&env, TS_CMD_REGISTER, id);
-    strcpy(c.u.reg.name, "Twice");
-    strcpy(c.u.reg.email, "twice@example.org");
+    ts_command c = it_registration(&env, id, "Twice", "twice@example.org");
     it_produce(&env, &c);
     it_produce(&env, &c);
     ts_reply first = it_await_reply(&env, c.command_id, 1, WAIT_MS);
@@ -284,21 +278,17 @@ static void a_batch_meeting_stored_rows_is_decided_again_with_them(void **state)
     (void)state;
     char id[TS_UUID_LEN + 1];
     create_event(id, 10, in_days(30));
-    ts_command first = it_command(&env, TS_CMD_REGISTER, id);
-    strcpy(first.u.reg.name, "Early");
-    strcpy(first.u.reg.email, "early@example.org");
+    ts_command first = it_registration(&env, id, "Early", "early@example.org");
     it_produce(&env, &first);
     ts_reply r0 = it_await_reply(&env, first.command_id, 1, WAIT_MS);
     assert_string_equal(ts_outcome_name(r0.outcome), "REGISTERED");
 
-    ts_command batch[3];
-    batch[0] = it_command(&env, TS_CMD_REGISTER, id); /* the same person, a new command */
-    strcpy(batch[0].u.reg.name, "Early again");
-    strcpy(batch[0].u.reg.email, "EARLY@example.org");
-    batch[1] = it_command(&env, TS_CMD_REGISTER, id); /* someone new */
-    strcpy(batch[1].u.reg.name, "Late");
-    strcpy(batch[1].u.reg.email, "late@example.org");
-    batch[2] = first; /* the first command, delivered again */
+    ts_command batch[] = {
+        /* the same person, a new command; someone new; the first, again */
+        it_registration(&env, id, "Early again", "EARLY@example.org"),
+        it_registration(&env, id, "Late", "late@example.org"),
+        first,
+    };
     it_produce_many(&env, batch, 3);
 
     ts_reply again = it_await_reply(&env, batch[0].command_id, 1, WAIT_MS);
@@ -339,12 +329,8 @@ static void a_worker_with_a_stale_offset_is_fenced_and_writes_nothing(void **sta
                 " WHERE topic = $1 AND kafka_partition = $2 RETURNING next_offset",
                 2, p);
 
-    ts_command skipped = it_command(&env, TS_CMD_REGISTER, id);
-    strcpy(skipped.u.reg.name, "Skipped");
-    strcpy(skipped.u.reg.email, "skipped@fence.example");
-    ts_command after = it_command(&env, TS_CMD_REGISTER, id);
-    strcpy(after.u.reg.name, "After");
-    strcpy(after.u.reg.email, "after@fence.example");
+    ts_command skipped = it_registration(&env, id, "Skipped", "skipped@fence.example");
+    ts_command after = it_registration(&env, id, "After", "after@fence.example");
     ts_command both[] = {skipped, after};
     it_produce_many(&env, both, 2);
     assert_string_equal(ts_outcome_name(it_await_reply(&env, after.command_id, 1, WAIT_MS).outcome),
@@ -370,9 +356,7 @@ static void a_poison_message_goes_to_the_dlq_and_the_partition_flows_on(void **s
     assert_string_equal(reason, "no_header");
 
     /* a decodable command that breaks a rule: dead letter and an INVALID reply */
-    ts_command c = it_command(&env, TS_CMD_REGISTER, id);
-    strcpy(c.u.reg.name, "Bad");
-    strcpy(c.u.reg.email, "not-an-email");
+    ts_command c = it_registration(&env, id, "Bad", "not-an-email");
     uint8_t buf[TS_MESSAGE_BYTES_MAX];
     size_t len;
     assert_int_equal(ts_codec_encode_command(env.codec, &c, buf, sizeof buf, &len), TS_CODEC_OK);
@@ -460,9 +444,9 @@ static void a_command_the_database_refuses_is_set_aside_alone(void **state) {
     ts_command c[3];
     const char *names[] = {"Before", "Refuse Me", "After"};
     for (int i = 0; i < 3; i++) {
-        c[i] = it_command(&env, TS_CMD_REGISTER, id);
-        strcpy(c[i].u.reg.name, names[i]);
-        snprintf(c[i].u.reg.email, sizeof c[i].u.reg.email, "p%d@refuse.example", i);
+        char email[64];
+        snprintf(email, sizeof email, "p%d@refuse.example", i);
+        c[i] = it_registration(&env, id, names[i], email);
     }
     it_produce_many(&env, c, 3);
     ts_reply r[3];

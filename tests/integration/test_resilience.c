@@ -55,13 +55,6 @@ static void create_event_via_kafka(char id[TS_UUID_LEN + 1], int capacity) {
     assert_int_equal(it_await_reply(&env, c.command_id, 1, WAIT_MS).outcome, TS_OUT_CREATED);
 }
 
-static ts_command registration(const char *event_id, const char *email) {
-    ts_command c = it_command(&env, TS_CMD_REGISTER, event_id);
-    snprintf(c.u.reg.name, sizeof c.u.reg.name, "Fan");
-    snprintf(c.u.reg.email, sizeof c.u.reg.email, "%s", email);
-    return c;
-}
-
 static long long count_for(const char *sql, const char *event_id) {
     const char *p[] = {event_id};
     return it_query_ll(&env, sql, 1, p);
@@ -78,7 +71,7 @@ static void a_burst_produced_straight_to_kafka_is_answered_on_the_reply_topic(vo
     for (int i = 0; i < N; i++) {
         char email[64];
         snprintf(email, sizeof email, "k%d@direct.example", i);
-        cmds[i] = registration(id, email);
+        cmds[i] = it_registration(&env, id, "Fan", email);
     }
     int64_t t0 = ts_monotonic_ms();
     it_produce_many(&env, cmds, N);
@@ -128,7 +121,7 @@ static void killing_the_worker_mid_burst_loses_and_doubles_nothing(void **state)
             char email[64];
             int who = i < UNIQUE ? i : (i - UNIQUE) * 7;
             snprintf(email, sizeof email, "e%d-p%d@crash.example", e, who);
-            cmds[n++] = registration(ids[e], email);
+            cmds[n++] = it_registration(&env, ids[e], "Fan", email);
         }
         for (int i = 0; i < REDELIVERED; i++)
             cmds[n++] = cmds[start + (size_t)i * 13];
@@ -249,7 +242,7 @@ static void a_database_outage_is_waited_out_and_nothing_is_skipped(void **state)
     for (int i = 0; i < N; i++) {
         char email[64];
         snprintf(email, sizeof email, "o%d@outage.example", i);
-        cmds[i] = registration(id, email);
+        cmds[i] = it_registration(&env, id, "Fan", email);
     }
     it_produce_many(&env, cmds, N);
     /* the worker has met the outage: it retries instead of going on */
@@ -303,10 +296,10 @@ static void when_kafka_stops_answering_writes_get_503_and_retries_apply_once(voi
 
     it_http_request *reqs = calloc(N, sizeof *reqs);
     for (int i = 0; i < N; i++) {
-        reqs[i].method = "POST";
-        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/api/events/%s/register", url, id);
-        snprintf(reqs[i].body, sizeof reqs[i].body,
-                 "{\"name\":\"Patient %d\",\"email\":\"p%d@frozen.example\"}", i, i);
+        char name[32], email[64];
+        snprintf(name, sizeof name, "Patient %d", i);
+        snprintf(email, sizeof email, "p%d@frozen.example", i);
+        it_http_registration(&reqs[i], url, id, name, email);
         snprintf(reqs[i].header, sizeof reqs[i].header, "Idempotency-Key: frozen-%d", i);
     }
     freeze_broker(true);
@@ -393,11 +386,10 @@ static void two_apis_and_two_workers_answer_every_request_its_own(void **state) 
     size_t n = EVENTS * PER_EVENT;
     it_http_request *reqs = calloc(n, sizeof *reqs);
     for (size_t i = 0; i < n; i++) {
-        reqs[i].method = "POST";
-        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/api/events/%s/register", urls[i % 2],
-                 ids[i % EVENTS]);
-        snprintf(reqs[i].body, sizeof reqs[i].body,
-                 "{\"name\":\"Twin %zu\",\"email\":\"t%zu@twin.example\"}", i, i);
+        char name[32], email[64];
+        snprintf(name, sizeof name, "Twin %zu", i);
+        snprintf(email, sizeof email, "t%zu@twin.example", i);
+        it_http_registration(&reqs[i], urls[i % 2], ids[i % EVENTS], name, email);
     }
     it_http_burst(reqs, n, 400);
     int accepted[EVENTS] = {0};
