@@ -1,7 +1,6 @@
 /* ts_uuid.c — see ts_uuid.h. */
 #include "ts_uuid.h"
 
-#include <stdbool.h>
 #include <string.h>
 #include <uuid/uuid.h>
 
@@ -54,17 +53,12 @@ int ts_uuid_normalize(const char *in, char out[TS_UUID_LEN + 1]) {
     return 0;
 }
 
-static void v5(const uuid_t ns, const char *name, char out[TS_UUID_LEN + 1]) {
-    uuid_t u;
-    uuid_generate_sha1(u, ns, name, strlen(name));
-    uuid_unparse_lower(u, out);
-}
-
 void ts_uuid_v5(const char *ns, const char *name, char out[TS_UUID_LEN + 1]) {
-    uuid_t nsu;
+    uuid_t nsu, u;
     if (ts_uuid_parse(ns, nsu) != 0)
         uuid_clear(nsu);
-    v5(nsu, name, out);
+    uuid_generate_sha1(u, nsu, name, strlen(name));
+    uuid_unparse_lower(u, out);
 }
 
 void ts_uuid_for_email(const char *email, char out[TS_UUID_LEN + 1]) {
@@ -75,11 +69,5 @@ void ts_uuid_for_email(const char *email, char out[TS_UUID_LEN + 1]) {
         lower[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     }
     lower[i] = '\0';
-    static _Thread_local uuid_t ns;
-    static _Thread_local bool ns_parsed;
-    if (!ns_parsed) {
-        ts_uuid_parse(users_ns, ns);
-        ns_parsed = true;
-    }
-    v5(ns, lower, out);
+    ts_uuid_v5(users_ns, lower, out);
 }
