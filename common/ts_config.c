@@ -27,17 +27,43 @@ typedef struct var {
     {#field, STR, offsetof(ts_config, field), sizeof(((ts_config *)0)->field), def, 0, 0, help}
 
 static const var vars[] = {
+    S(http_bind, "127.0.0.1",
+      "listen address; anything but loopback turns protected mode on (see TS_AUTH)"),
     I(http_port, "4000", 1, 65535, "port of the HTTP ingress"),
     I(http_threads, "2", 1, 64, "threads of the ingress's epoll pool"),
     I(max_body_bytes, "16384", 256, 1048576, "largest request body accepted (413 above)"),
     I(reply_timeout_ms, "5000", 1, 600000, "wait for the worker's reply; then 202 Accepted"),
     I(reply_partition, "0", 0, 100000, "this ingress's partition of the reply topic"),
     I(max_pending, "20000", 1, 1000000, "requests waiting for replies before 503"),
+    S(auth, "auto",
+      "on: protected mode; off: open mode anywhere; auto: open only on loopback with no"
+      " organizer key"),
+    I(rate_writes_per_s, "-1", -1, 1000000,
+      "writes per second per client address (0: off; -1: 10 in protected mode, off in open)"),
+    I(rate_burst, "-1", -1, 1000000, "burst of writes per client address (-1: 20)"),
+    I(rate_key_writes_per_s, "-1", -1, 1000000,
+      "writes per second per organizer key (0: off; -1: 200 in protected mode, off in open)"),
+    I(rate_key_burst, "-1", -1, 1000000, "burst of writes per organizer key (-1: 1000)"),
+    S(trusted_proxies, "",
+      "comma-separated addresses or CIDRs whose X-Forwarded-For names the client"),
+    I(max_connections, "10000", 16, 1000000, "open HTTP connections at most"),
+    I(max_connections_per_ip, "-1", -1, 1000000,
+      "open HTTP connections per client address (0: no cap; -1: 256 in protected mode, no cap"
+      " in open)"),
+    I(request_timeout_s, "30", 1, 3600, "a whole request, first byte to answer, at most"),
+    I(idle_timeout_s, "10", 1, 3600, "a connection with nothing to read is closed after"),
+    I(max_url_bytes, "2048", 64, 65536, "longest request target (414 above)"),
+    I(max_header_bytes, "8192", 512, 65536, "largest request header block (431 above)"),
     S(kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers"),
     S(topic_prefix, "turnstile", "topics are PREFIX.commands, PREFIX.replies, PREFIX.dlq"),
     S(group_id, "turnstile-worker", "consumer group of the workers"),
     I(linger_ms, "5", 0, 1000, "the API's linger before a batch of commands is sent"),
     I(reply_linger_ms, "1", 0, 1000, "the worker's linger before its replies are sent"),
+    S(reply_topics, "",
+      "worker: comma-separated topics replies may go to (default: PREFIX.replies)"),
+    S(kafka_config_file, "",
+      "file of librdkafka key=value lines (e.g. security.protocol, sasl.*, ssl.*); each"
+      " TS_KAFKA_PROPERTY_<key>=value sets one too, after the file"),
     S(pg_dsn, "host=127.0.0.1 port=5432 dbname=turnstile user=turnstile password=turnstile",
       "libpq connection string"),
     I(migrate, "1", 0, 1, "apply pending sql/ migrations at start"),
@@ -82,6 +108,84 @@ static int set_var(ts_config *cfg, const var *v, const char *value, char *err,
     return 0;
 }
 
+extern char **environ;
+
+static int add_property(ts_config *cfg, const char *name, size_t name_len, const char *value,
+                        const char *origin, char *err, size_t errlen) {
+    ts_kafka_property *p = NULL;
+    for (int i = 0; i < cfg->kafka_nproperties; i++) /* a later setting wins */
+        if (strlen(cfg->kafka_properties[i].name) == name_len &&
+            !strncmp(cfg->kafka_properties[i].name, name, name_len))
+            p = &cfg->kafka_properties[i];
+    if (!p && cfg->kafka_nproperties == TS_KAFKA_PROPERTIES_MAX) {
+        snprintf(err, errlen, "%s: more than %d Kafka properties", origin,
+                 TS_KAFKA_PROPERTIES_MAX);
+        return -1;
+    }
+    if (name_len == 0 || name_len >= sizeof p->name || strlen(value) >= sizeof p->value) {
+        snprintf(err, errlen, "%s: a Kafka property name or value too long or empty", origin);
+        return -1;
+    }
+    if (!p)
+        p = &cfg->kafka_properties[cfg->kafka_nproperties++];
+    memcpy(p->name, name, name_len);
+    p->name[name_len] = '\0';
+    strcpy(p->value, value);
+    return 0;
+}
+
+/* key=value lines; blank lines and lines starting with # are skipped. The
+ * values are secrets often: an error names the line, never its value. */
+static int load_kafka_file(ts_config *cfg, char *err, size_t errlen) {
+    FILE *f = fopen(cfg->kafka_config_file, "r");
+    if (!f) {
+        snprintf(err, errlen, "TS_KAFKA_CONFIG_FILE: cannot open %s: %s", cfg->kafka_config_file,
+                 strerror(errno));
+        return -1;
+    }
+    char line[1280];
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        const char *s = line + strspn(line, " \t");
+        if (!*s || *s == '#')
+            continue;
+        const char *eq = strchr(s, '=');
+        char origin[300];
+        snprintf(origin, sizeof origin, "TS_KAFKA_CONFIG_FILE line %d", lineno);
+        size_t n = eq ? (size_t)(eq - s) : 0;
+        while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+            n--;
+        if (!eq || n == 0) {
+            snprintf(err, errlen, "%s: expected key=value", origin);
+            rc = -1;
+        } else {
+            rc = add_property(cfg, s, n, eq + 1 + strspn(eq + 1, " \t"), origin, err, errlen);
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+/* Every TS_KAFKA_PROPERTY_<librdkafka name>=value, e.g.
+ * TS_KAFKA_PROPERTY_security.protocol=SASL_SSL. */
+static int load_kafka_env(ts_config *cfg, char *err, size_t errlen) {
+    static const char prefix[] = "TS_KAFKA_PROPERTY_";
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, prefix, sizeof prefix - 1) != 0)
+            continue;
+        const char *name = *e + sizeof prefix - 1;
+        const char *eq = strchr(name, '=');
+        if (!eq)
+            continue;
+        if (add_property(cfg, name, (size_t)(eq - name), eq + 1, "TS_KAFKA_PROPERTY_*", err,
+                         errlen))
+            return -1;
+    }
+    return 0;
+}
+
 int ts_config_load(ts_config *cfg, char *err, size_t errlen) {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
@@ -100,7 +204,20 @@ int ts_config_load(ts_config *cfg, char *err, size_t errlen) {
     snprintf(cfg->topic_commands, sizeof cfg->topic_commands, "%s.commands", cfg->topic_prefix);
     snprintf(cfg->topic_replies, sizeof cfg->topic_replies, "%s.replies", cfg->topic_prefix);
     snprintf(cfg->topic_dlq, sizeof cfg->topic_dlq, "%s.dlq", cfg->topic_prefix);
-    return 0;
+    if (!cfg->reply_topics[0])
+        snprintf(cfg->reply_topics, sizeof cfg->reply_topics, "%s", cfg->topic_replies);
+    if (strcmp(cfg->auth, "auto") && strcmp(cfg->auth, "on") && strcmp(cfg->auth, "off")) {
+        snprintf(err, errlen, "TS_AUTH: expected auto, on or off, got '%s'", cfg->auth);
+        return -1;
+    }
+    if ((long)cfg->request_timeout_s * 1000 < (long)cfg->reply_timeout_ms + 1000) {
+        snprintf(err, errlen,
+                 "TS_REQUEST_TIMEOUT_S must exceed TS_REPLY_TIMEOUT_MS by a second at least");
+        return -1;
+    }
+    if (cfg->kafka_config_file[0] && load_kafka_file(cfg, err, errlen))
+        return -1;
+    return load_kafka_env(cfg, err, errlen);
 }
 
 void ts_config_usage(FILE *out) {
