@@ -19,13 +19,26 @@
 #include "ts_embedded.h"
 #include "ts_uuid.h"
 
-enum { S_CREATE, S_REGISTER, S_CANCEL, S_REPLY, S_COUNT };
+/* The slots up to S_REPLY are the current schemas, written and read; the
+ * ones after, older versions, only read. */
+enum {
+    S_CREATE, S_REGISTER, S_CANCEL, S_REPLY,
+    S_CREATE_V1, S_REGISTER_V1, S_CANCEL_V1, S_REPLY_V1,
+    S_COUNT
+};
 
-static const char *const schema_files[S_COUNT] = {
-    [S_CREATE] = "create_event.avsc",
-    [S_REGISTER] = "register.avsc",
-    [S_CANCEL] = "cancel.avsc",
-    [S_REPLY] = "reply.avsc",
+static const struct {
+    const char *file;
+    int kind; /* the current slot of the same record */
+} schema_files[S_COUNT] = {
+    [S_CREATE] = {"create_event.avsc", S_CREATE},
+    [S_REGISTER] = {"register.avsc", S_REGISTER},
+    [S_CANCEL] = {"cancel.avsc", S_CANCEL},
+    [S_REPLY] = {"reply.avsc", S_REPLY},
+    [S_CREATE_V1] = {"create_event.v1.avsc", S_CREATE},
+    [S_REGISTER_V1] = {"register.v1.avsc", S_REGISTER},
+    [S_CANCEL_V1] = {"cancel.v1.avsc", S_CANCEL},
+    [S_REPLY_V1] = {"reply.v1.avsc", S_REPLY},
 };
 
 typedef struct slot {
@@ -76,9 +89,9 @@ ts_codec *ts_codec_new(char *err, size_t errlen) {
         return NULL;
     }
     for (int i = 0; i < S_COUNT; i++) {
-        const ts_embedded *e = find_schema(schema_files[i]);
+        const ts_embedded *e = find_schema(schema_files[i].file);
         if (!e) {
-            snprintf(err, errlen, "schema %s is not compiled in", schema_files[i]);
+            snprintf(err, errlen, "schema %s is not compiled in", schema_files[i].file);
             goto fail;
         }
         if (avro_schema_from_json_length(e->data, e->len, &c->s[i].schema)) {
@@ -161,6 +174,16 @@ static int set_optional_string(avro_value_t *rec, const char *name, const char *
     return s ? avro_value_set_string(&branch, s) : avro_value_set_null(&branch);
 }
 
+/* A ["null", "bytes"] union holding a digest, or null. */
+static int set_optional_digest(avro_value_t *rec, const char *name, const ts_digest *d) {
+    avro_value_t f, branch;
+    if (avro_value_get_by_name(rec, name, &f, NULL) ||
+        avro_value_set_branch(&f, d->present ? 1 : 0, &branch))
+        return -1;
+    return d->present ? avro_value_set_bytes(&branch, (void *)d->bytes, sizeof d->bytes)
+                      : avro_value_set_null(&branch);
+}
+
 static ts_codec_status finish(ts_codec *c, avro_value_t *v, uint64_t fp, uint8_t *buf,
                               size_t cap, size_t *len) {
     if (cap < TS_AVRO_HEADER_LEN)
@@ -186,6 +209,7 @@ ts_codec_status ts_codec_encode_command(ts_codec *c, const ts_command *cmd, uint
     int rc = set_string(v, "command_id", cmd->command_id) ||
              set_long(v, "issued_at", cmd->issued_at_ms) ||
              set_string(v, "event_id", cmd->event_id) ||
+             set_optional_digest(v, "request_sha256", &cmd->request_sha256) ||
              avro_value_get_by_name(v, "reply_to", &reply_to, NULL);
     if (!rc && cmd->reply_topic[0]) {
         rc = avro_value_set_branch(&reply_to, 1, &branch) ||
@@ -209,10 +233,12 @@ ts_codec_status ts_codec_encode_command(ts_codec *c, const ts_command *cmd, uint
         break;
     case TS_CMD_REGISTER:
         rc = rc || set_string(v, "name", cmd->u.reg.name) ||
-             set_string(v, "email", cmd->u.reg.email);
+             set_string(v, "email", cmd->u.reg.email) ||
+             set_optional_digest(v, "cancel_token_sha256", &cmd->u.reg.cancel_token_sha256);
         break;
     case TS_CMD_CANCEL:
-        rc = rc || set_string(v, "user_id", cmd->u.cancel.user_id);
+        rc = rc || set_string(v, "user_id", cmd->u.cancel.user_id) ||
+             set_optional_digest(v, "token_sha256", &cmd->u.cancel.token_sha256);
         break;
     }
     if (rc)
@@ -323,6 +349,32 @@ static void get_optional_string(decoder *d, const char *name, char *dst, size_t 
         copy_string(d, &branch, name, dst, cap);
 }
 
+/* A ["null", "bytes"] digest added in a later version of the schema: absent
+ * from an older message (the default, null), else null or 32 bytes. */
+static void get_optional_digest(decoder *d, const char *name, ts_digest *out) {
+    avro_value_t f, branch;
+    out->present = false;
+    if (avro_value_get_by_name(d->rec, name, &f, NULL))
+        return; /* an older writer's schema */
+    int disc = 0;
+    if (avro_value_get_discriminant(&f, &disc) || avro_value_get_current_branch(&f, &branch)) {
+        reject(d, TS_CODEC_CORRUPT, "%s: not a union", name);
+        return;
+    }
+    if (disc != 1)
+        return;
+    const void *bytes;
+    size_t size;
+    if (avro_value_get_bytes(&branch, &bytes, &size)) {
+        reject(d, TS_CODEC_CORRUPT, "%s: not bytes", name);
+    } else if (size != TS_SHA256_LEN) {
+        reject(d, TS_CODEC_INVALID, "%s: %zu bytes, not a SHA-256 (32)", name, size);
+    } else {
+        memcpy(out->bytes, bytes, size);
+        out->present = true;
+    }
+}
+
 /* Reads the body after the header into the slot's value; the body must be
  * consumed exactly.
  *
@@ -364,10 +416,10 @@ ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len
     if (header(msg, len, &fp, &d))
         return d.status;
     int i;
-    for (i = 0; i < S_REPLY; i++)
-        if (c->s[i].fingerprint == fp)
+    for (i = 0; i < S_COUNT; i++)
+        if (schema_files[i].kind != S_REPLY && c->s[i].fingerprint == fp)
             break;
-    if (i == S_REPLY) {
+    if (i == S_COUNT) {
         reject(&d, TS_CODEC_UNKNOWN_SCHEMA, "unknown schema fingerprint %016llx",
                (unsigned long long)fp);
         return d.status;
@@ -378,12 +430,14 @@ ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len
 
     memset(out, 0, sizeof *out);
     d.rec = &c->s[i].value;
-    out->type = i == S_CREATE ? TS_CMD_CREATE_EVENT
-                : i == S_REGISTER ? TS_CMD_REGISTER
-                                  : TS_CMD_CANCEL;
+    int kind = schema_files[i].kind;
+    out->type = kind == S_CREATE ? TS_CMD_CREATE_EVENT
+                : kind == S_REGISTER ? TS_CMD_REGISTER
+                                     : TS_CMD_CANCEL;
     get_uuid(&d, "command_id", out->command_id);
     out->issued_at_ms = get_long(&d, "issued_at");
     get_uuid(&d, "event_id", out->event_id);
+    get_optional_digest(&d, "request_sha256", &out->request_sha256);
 
     avro_value_t reply_to;
     if (get_branch(&d, "reply_to", &reply_to)) {
@@ -415,9 +469,11 @@ ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len
     case TS_CMD_REGISTER:
         get_string(&d, "name", out->u.reg.name, sizeof out->u.reg.name);
         get_string(&d, "email", out->u.reg.email, sizeof out->u.reg.email);
+        get_optional_digest(&d, "cancel_token_sha256", &out->u.reg.cancel_token_sha256);
         break;
     case TS_CMD_CANCEL:
         get_uuid(&d, "user_id", out->u.cancel.user_id);
+        get_optional_digest(&d, "token_sha256", &out->u.cancel.token_sha256);
         break;
     }
     return d.status;
@@ -429,17 +485,21 @@ ts_codec_status ts_codec_decode_reply(ts_codec *c, const void *msg, size_t len, 
     uint64_t fp;
     if (header(msg, len, &fp, &d))
         return d.status;
-    if (fp != c->s[S_REPLY].fingerprint) {
+    int i;
+    for (i = 0; i < S_COUNT; i++)
+        if (schema_files[i].kind == S_REPLY && c->s[i].fingerprint == fp)
+            break;
+    if (i == S_COUNT) {
         reject(&d, TS_CODEC_UNKNOWN_SCHEMA, "unknown schema fingerprint %016llx",
                (unsigned long long)fp);
         return d.status;
     }
-    if (read_body(c, &c->s[S_REPLY], (const uint8_t *)msg + TS_AVRO_HEADER_LEN,
+    if (read_body(c, &c->s[i], (const uint8_t *)msg + TS_AVRO_HEADER_LEN,
                   len - TS_AVRO_HEADER_LEN, &d))
         return d.status;
 
     memset(out, 0, sizeof *out);
-    d.rec = &c->s[S_REPLY].value;
+    d.rec = &c->s[i].value;
     get_uuid(&d, "command_id", out->command_id);
     get_uuid(&d, "event_id", out->event_id);
     avro_value_t f;
@@ -480,6 +540,7 @@ const char *ts_outcome_name(ts_outcome o) {
         "CREATED",    "REGISTERED",         "CANCELLED",
         "EVENT_NOT_FOUND", "PAST_EVENT",    "EVENT_FULL",
         "ALREADY_REGISTERED", "REGISTRATION_NOT_FOUND", "INVALID",
+        "FORBIDDEN", "IDEMPOTENCY_KEY_REUSED",
     };
     return (unsigned)o < TS_OUT_COUNT_ ? names[o] : "UNKNOWN";
 }
@@ -492,6 +553,8 @@ const char *ts_outcome_message(ts_outcome o) {
         [TS_OUT_ALREADY_REGISTERED] = "User already registered",
         [TS_OUT_REGISTRATION_NOT_FOUND] = "Registration not found",
         [TS_OUT_INVALID] = "Invalid command",
+        [TS_OUT_FORBIDDEN] = "Invalid cancel token",
+        [TS_OUT_IDEMPOTENCY_KEY_REUSED] = "Idempotency-Key reused with a different request",
     };
     return (unsigned)o < TS_OUT_COUNT_ ? messages[o] : NULL;
 }

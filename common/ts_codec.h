@@ -3,7 +3,9 @@
  * ts_command and ts_reply are plain structs with fixed-size buffers (the
  * limits of ts_limits.h), so a batch of them needs no allocation. The codec
  * turns them into Avro single-object messages (the schemas of schemas/, compiled in)
- * and back. A ts_codec holds avro-c state reused across calls: it is NOT
+ * and back. It writes the current version of each schema (NAME.avsc) and
+ * reads every version (NAME.vN.avsc too): a field added later is absent
+ * from an older message and reads as its default. A ts_codec holds avro-c state reused across calls: it is NOT
  * thread-safe; give each thread its own. */
 #ifndef TS_CODEC_H
 #define TS_CODEC_H
@@ -20,6 +22,14 @@ typedef enum ts_command_type {
     TS_CMD_CANCEL,
 } ts_command_type;
 
+#define TS_SHA256_LEN 32
+
+/* An optional SHA-256 digest: a ["null", "bytes"] field of 32 bytes. */
+typedef struct ts_digest {
+    bool present;
+    uint8_t bytes[TS_SHA256_LEN];
+} ts_digest;
+
 typedef struct ts_command {
     ts_command_type type;
     char command_id[TS_UUID_LEN + 1];
@@ -27,6 +37,7 @@ typedef struct ts_command {
     char reply_topic[TS_TOPIC_MAX + 1]; /* "" when no reply is wanted */
     int32_t reply_partition;
     char event_id[TS_UUID_LEN + 1];
+    ts_digest request_sha256; /* the request behind an idempotency key's command id */
     union {
         struct {
             char title[TS_TITLE_MAX + 1];
@@ -39,9 +50,11 @@ typedef struct ts_command {
         struct {
             char name[TS_NAME_MAX + 1];
             char email[TS_EMAIL_MAX + 1];
+            ts_digest cancel_token_sha256; /* of the token the registrant gets */
         } reg;
         struct {
             char user_id[TS_UUID_LEN + 1];
+            ts_digest token_sha256; /* present: must match the registration's */
         } cancel;
     } u;
 } ts_command;
@@ -57,6 +70,8 @@ typedef enum ts_outcome {
     TS_OUT_ALREADY_REGISTERED,
     TS_OUT_REGISTRATION_NOT_FOUND,
     TS_OUT_INVALID,
+    TS_OUT_FORBIDDEN,              /* a cancel token that does not match */
+    TS_OUT_IDEMPOTENCY_KEY_REUSED, /* a command id seen with another request */
     TS_OUT_COUNT_
 } ts_outcome;
 

@@ -15,6 +15,8 @@ static const struct {
     [TS_OUT_ALREADY_REGISTERED] = {400, "already_registered"},
     [TS_OUT_REGISTRATION_NOT_FOUND] = {404, "registration_not_found"},
     [TS_OUT_INVALID] = {400, "invalid_command"},
+    [TS_OUT_FORBIDDEN] = {403, "forbidden"},
+    [TS_OUT_IDEMPOTENCY_KEY_REUSED] = {422, "idempotency_key_reused"},
 };
 
 json_t *ts_error_body(const char *code, const char *message, const char *field) {
