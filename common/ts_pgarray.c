@@ -106,6 +106,21 @@ void ts_pgarray_text(ts_pgarray *a, const char *s) {
         memcpy(p, s, n);
 }
 
+void ts_pgarray_bytea(ts_pgarray *a, const void *v, size_t len) {
+    if (!v) {
+        a->has_null = true;
+        element(a, TS_OID_BYTEA, -1);
+        return;
+    }
+    if (len > INT32_MAX) {
+        a->error = TS_PGARRAY_INVALID;
+        return;
+    }
+    uint8_t *p = element(a, TS_OID_BYTEA, (int32_t)len);
+    if (p && len)
+        memcpy(p, v, len);
+}
+
 void ts_pgarray_uuid(ts_pgarray *a, const char *text) {
     unsigned char u[16];
     if (!text || ts_uuid_parse(text, u)) {

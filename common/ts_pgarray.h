@@ -19,6 +19,7 @@
 
 /* The element types' OIDs (pg_type.oid, fixed since PostgreSQL 8.x). */
 enum {
+    TS_OID_BYTEA = 17,
     TS_OID_INT8 = 20,
     TS_OID_INT4 = 23,
     TS_OID_TEXT = 25,
@@ -52,6 +53,8 @@ void ts_pgarray_null(ts_pgarray *a);
 void ts_pgarray_text(ts_pgarray *a, const char *s);
 /* A UUID in its 36-character text form. */
 void ts_pgarray_uuid(ts_pgarray *a, const char *text);
+/* `len` bytes; `p` NULL adds SQL NULL. */
+void ts_pgarray_bytea(ts_pgarray *a, const void *p, size_t len);
 /* Milliseconds since the Unix epoch. */
 void ts_pgarray_timestamptz_ms(ts_pgarray *a, int64_t unix_ms);
 

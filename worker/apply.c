@@ -59,6 +59,7 @@ enum stmt {
     ST_COUNTERS,
     ST_CANCEL,
     ST_MOVE_SEAT,
+    ST_ROTATE_TOKEN,
     ST_COUNT_
 };
 
@@ -78,7 +79,8 @@ static const struct {
                         " FROM consumer_offsets WHERE topic = $1 AND kafka_partition = $2"},
     [ST_SEEN] = {"seen",
                  "SELECT command_id, outcome, coalesce(user_id::text, ''), coalesce(message, ''),"
-                 " (extract(epoch FROM processed_at) * 1000)::bigint"
+                 " (extract(epoch FROM processed_at) * 1000)::bigint,"
+                 " coalesce(encode(request_sha256, 'hex'), '')"
                  " FROM processed_commands WHERE command_id = ANY($1::uuid[])"},
     [ST_EVENTS] = {"events",
                    "SELECT id, capacity, registered, (extract(epoch FROM starts_at) * 1000)::bigint"
@@ -96,27 +98,35 @@ static const struct {
     /* clock_timestamp() per row, in array order: registration order */
     [ST_INSERT_REGISTRATIONS] = {"insert_registrations",
                                  "INSERT INTO registrations (event_id, user_id, name, seat,"
-                                 " capacity, registered_at, command_id)"
-                                 " SELECT e, u, n, s, c, clock_timestamp(), k FROM"
+                                 " capacity, registered_at, command_id, cancel_token_sha256)"
+                                 " SELECT e, u, n, s, c, clock_timestamp(), k, t FROM"
                                  " unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[],"
-                                 " $5::int[], $6::uuid[]) AS v(e, u, n, s, c, k)"},
+                                 " $5::int[], $6::uuid[], $7::bytea[]) AS v(e, u, n, s, c, k, t)"},
     [ST_INSERT_PROCESSED] = {"insert_processed",
                              "INSERT INTO processed_commands (command_id, event_id, kind,"
-                             " outcome, user_id, message, topic, kafka_partition, kafka_offset)"
-                             " SELECT c, e, k, o, u, m, $7, p, f FROM unnest($1::uuid[],"
+                             " outcome, user_id, message, topic, kafka_partition, kafka_offset,"
+                             " request_sha256)"
+                             " SELECT c, e, k, o, u, m, $7, p, f, h FROM unnest($1::uuid[],"
                              " $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],"
-                             " $8::int[], $9::bigint[]) AS v(c, e, k, o, u, m, p, f)"},
+                             " $8::int[], $9::bigint[], $10::bytea[]) AS v(c, e, k, o, u, m, p, f, h)"},
     [ST_COUNTERS] = {"counters",
                      "UPDATE events SET registered = v.n FROM unnest($1::uuid[], $2::int[])"
                      " AS v(id, n) WHERE events.id = v.id"},
+    /* With a token ($3), only the registration that holds its hash goes. */
     [ST_CANCEL] = {"cancel",
                    "DELETE FROM registrations WHERE event_id = $1 AND user_id = $2"
-                   " RETURNING seat"},
+                   " AND ($3::bytea IS NULL OR cancel_token_sha256 = $3) RETURNING seat"},
     /* Seats stay dense (1..registered): the last seat fills the hole a
      * cancellation leaves, so the next registration's seat is always
      * registered + 1. */
     [ST_MOVE_SEAT] = {"move_seat",
                       "UPDATE registrations SET seat = $3 WHERE event_id = $1 AND seat = $2"},
+    /* A client's retry of its registration (same idempotency key, same
+     * request) comes with a new token: it replaces the one the client never
+     * received. Only the registration that command made is touched. */
+    [ST_ROTATE_TOKEN] = {"rotate_token",
+                         "UPDATE registrations SET cancel_token_sha256 = $3"
+                         " WHERE event_id = $1 AND user_id = $2 AND command_id = $4"},
 };
 
 /* ------------------------------------------------------------ the batch's memory */
@@ -145,9 +155,9 @@ static const char no_user[TS_UUID_LEN + 1] = "----------------------------------
 
 enum { A_EV_ID, A_EV_TITLE, A_EV_DESC, A_EV_STARTS, A_EV_LOCATION, A_EV_CAPACITY,
        A_US_ID, A_US_EMAIL,
-       A_RG_EVENT, A_RG_USER, A_RG_NAME, A_RG_SEAT, A_RG_CAPACITY, A_RG_COMMAND,
+       A_RG_EVENT, A_RG_USER, A_RG_NAME, A_RG_SEAT, A_RG_CAPACITY, A_RG_COMMAND, A_RG_TOKEN,
        A_PC_COMMAND, A_PC_EVENT, A_PC_KIND, A_PC_OUTCOME, A_PC_USER, A_PC_MESSAGE,
-       A_PC_PARTITION, A_PC_OFFSET,
+       A_PC_PARTITION, A_PC_OFFSET, A_PC_REQUEST,
        A_Q1, A_Q2, A_Q3,
        A_COUNT_ };
 
@@ -269,18 +279,26 @@ static ts_apply_status classify(PGconn *conn, const PGresult *res) {
 
 /* A statement's parameter: text (format 0), or a binary array. */
 typedef struct param {
-    const char *value; /* NULL: an array that failed */
+    const char *value; /* NULL: an array that failed, unless is_null */
     int length;
     int format;
     ts_pgarray_error error;
+    bool is_null;
 } param;
 
-static param text_param(const char *s) { return (param){s, 0, 0, TS_PGARRAY_OK}; }
+static param text_param(const char *s) { return (param){s, 0, 0, TS_PGARRAY_OK, false}; }
+
+/* A digest as bytea (binary), or SQL NULL when absent. */
+static param digest_param(const ts_digest *d) {
+    if (!d->present)
+        return (param){NULL, 0, 1, TS_PGARRAY_OK, true};
+    return (param){(const char *)d->bytes, TS_SHA256_LEN, 1, TS_PGARRAY_OK, false};
+}
 
 static param array_param(ts_pgarray *arr) {
     int len = 0;
     const char *v = ts_pgarray_finish(arr, &len);
-    return (param){v, len, 1, arr->error};
+    return (param){v, len, 1, arr->error, false};
 }
 
 /* Runs a prepared statement; NULL on failure, with a->failure and `err` set.
@@ -297,7 +315,7 @@ static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, cha
         return NULL;
     }
     for (int i = 0; i < n; i++) {
-        if (!params[i].value) {
+        if (!params[i].value && !params[i].is_null) {
             bool nomem = params[i].error == TS_PGARRAY_NOMEM;
             a->failure = nomem ? TS_APPLY_RETRY : TS_APPLY_REJECTED;
             snprintf(err, errlen, "%s: parameter %d: %s", stmts[s].name, i + 1,
@@ -421,7 +439,7 @@ static void refuse(ts_reply *r, ts_outcome outcome, const char *message) {
 }
 
 /* The element type of each array of rows. */
-static const uint32_t row_types[A_PC_OFFSET + 1] = {
+static const uint32_t row_types[A_PC_REQUEST + 1] = {
     [A_EV_ID] = TS_OID_UUID,        [A_EV_TITLE] = TS_OID_TEXT,
     [A_EV_DESC] = TS_OID_TEXT,      [A_EV_STARTS] = TS_OID_TIMESTAMPTZ,
     [A_EV_LOCATION] = TS_OID_TEXT,  [A_EV_CAPACITY] = TS_OID_INT4,
@@ -429,6 +447,7 @@ static const uint32_t row_types[A_PC_OFFSET + 1] = {
     [A_RG_EVENT] = TS_OID_UUID,     [A_RG_USER] = TS_OID_UUID,
     [A_RG_NAME] = TS_OID_TEXT,      [A_RG_SEAT] = TS_OID_INT4,
     [A_RG_CAPACITY] = TS_OID_INT4,  [A_RG_COMMAND] = TS_OID_UUID,
+    [A_RG_TOKEN] = TS_OID_BYTEA,    [A_PC_REQUEST] = TS_OID_BYTEA,
     [A_PC_COMMAND] = TS_OID_UUID,   [A_PC_EVENT] = TS_OID_UUID,
     [A_PC_KIND] = TS_OID_TEXT,      [A_PC_OUTCOME] = TS_OID_TEXT,
     [A_PC_USER] = TS_OID_UUID,      [A_PC_MESSAGE] = TS_OID_TEXT,
@@ -436,7 +455,7 @@ static const uint32_t row_types[A_PC_OFFSET + 1] = {
 };
 
 static void begin_rows(ts_applier *a) {
-    for (int i = A_EV_ID; i <= A_PC_OFFSET; i++)
+    for (int i = A_EV_ID; i <= A_PC_REQUEST; i++)
         ts_pgarray_reset(&a->arr[i], row_types[i]);
 }
 
@@ -459,8 +478,9 @@ static int flush_rows(ts_applier *a, const char *topic, char *err, size_t errlen
     if (r[A_RG_EVENT].n) {
         const param p[] = {array_param(&r[A_RG_EVENT]),    array_param(&r[A_RG_USER]),
                            array_param(&r[A_RG_NAME]),     array_param(&r[A_RG_SEAT]),
-                           array_param(&r[A_RG_CAPACITY]), array_param(&r[A_RG_COMMAND])};
-        if (run0(a, ST_INSERT_REGISTRATIONS, 6, p, err, errlen))
+                           array_param(&r[A_RG_CAPACITY]), array_param(&r[A_RG_COMMAND]),
+                           array_param(&r[A_RG_TOKEN])};
+        if (run0(a, ST_INSERT_REGISTRATIONS, 7, p, err, errlen))
             return -1;
     }
     if (r[A_PC_COMMAND].n) {
@@ -468,8 +488,8 @@ static int flush_rows(ts_applier *a, const char *topic, char *err, size_t errlen
                            array_param(&r[A_PC_KIND]),    array_param(&r[A_PC_OUTCOME]),
                            array_param(&r[A_PC_USER]),    array_param(&r[A_PC_MESSAGE]),
                            text_param(topic),             array_param(&r[A_PC_PARTITION]),
-                           array_param(&r[A_PC_OFFSET])};
-        if (run0(a, ST_INSERT_PROCESSED, 9, p, err, errlen))
+                           array_param(&r[A_PC_OFFSET]),  array_param(&r[A_PC_REQUEST])};
+        if (run0(a, ST_INSERT_PROCESSED, 10, p, err, errlen))
             return -1;
     }
     begin_rows(a);
@@ -531,6 +551,8 @@ static void decide_register(ts_applier *a, const ts_batch_item *it, int64_t now_
     ts_pgarray_int4(&a->arr[A_RG_SEAT], (int32_t)e->registered);
     ts_pgarray_int4(&a->arr[A_RG_CAPACITY], (int32_t)e->capacity);
     ts_pgarray_uuid(&a->arr[A_RG_COMMAND], c->command_id);
+    const ts_digest *token = &c->u.reg.cancel_token_sha256;
+    ts_pgarray_bytea(&a->arr[A_RG_TOKEN], token->present ? token->bytes : NULL, TS_SHA256_LEN);
 }
 
 /* A cancellation runs at once, after the rows decided before it. */
@@ -544,10 +566,16 @@ static int apply_cancel(ts_applier *a, const char *topic, const ts_command *c, t
     }
     if (flush_rows(a, topic, err, errlen))
         return -1;
-    const param key[] = {text_param(c->event_id), text_param(c->u.cancel.user_id)};
-    PGresult *res = run(a, ST_CANCEL, 2, key, err, errlen);
+    const param key[] = {text_param(c->event_id), text_param(c->u.cancel.user_id),
+                         digest_param(&c->u.cancel.token_sha256)};
+    PGresult *res = run(a, ST_CANCEL, 3, key, err, errlen);
     if (!res)
         return -1;
+    if (PQntuples(res) == 0 && c->u.cancel.token_sha256.present) {
+        PQclear(res); /* registered, but not with this token */
+        refuse(r, TS_OUT_FORBIDDEN, ts_outcome_message(TS_OUT_FORBIDDEN));
+        return 0;
+    }
     if (PQntuples(res) == 0) { /* the set said present: the database disagrees */
         PQclear(res);
         a->failure = TS_APPLY_REJECTED;
@@ -585,6 +613,44 @@ static void queue_processed(ts_applier *a, const ts_batch_item *it) {
     ts_pgarray_text(&a->arr[A_PC_MESSAGE], it->reply.message[0] ? it->reply.message : NULL);
     ts_pgarray_int4(&a->arr[A_PC_PARTITION], it->partition);
     ts_pgarray_int8(&a->arr[A_PC_OFFSET], it->offset);
+    const ts_digest *h = &it->cmd.request_sha256;
+    ts_pgarray_bytea(&a->arr[A_PC_REQUEST], h->present ? h->bytes : NULL, TS_SHA256_LEN);
+}
+
+static void hex(const uint8_t *b, size_t n, char *out) {
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* An idempotency key's command seen again with another request: refused,
+ * and nothing of the first command's outcome is told. */
+static void refuse_reused_key(ts_reply *r) {
+    r->user_id[0] = '\0';
+    refuse(r, TS_OUT_IDEMPOTENCY_KEY_REUSED, ts_outcome_message(TS_OUT_IDEMPOTENCY_KEY_REUSED));
+}
+
+static bool same_request(const ts_digest *a, const ts_digest *b) {
+    return !a->present || !b->present || memcmp(a->bytes, b->bytes, TS_SHA256_LEN) == 0;
+}
+
+/* A client's retry of a registration made by this command id gets the
+ * retry's token (see ST_ROTATE_TOKEN); the rows decided before go first, in
+ * case the registration is one of them. */
+static int rotate_token(ts_applier *a, const char *topic, const ts_batch_item *it, char *err,
+                        size_t errlen) {
+    const ts_command *c = &it->cmd;
+    if (c->type != TS_CMD_REGISTER || !c->request_sha256.present ||
+        !c->u.reg.cancel_token_sha256.present || it->reply.outcome != TS_OUT_REGISTERED)
+        return 0;
+    if (flush_rows(a, topic, err, errlen))
+        return -1;
+    const param p[] = {text_param(c->event_id), text_param(it->user_id),
+                       digest_param(&c->u.reg.cancel_token_sha256), text_param(c->command_id)};
+    return run0(a, ST_ROTATE_TOKEN, 4, p, err, errlen);
 }
 
 /* Marks the items applied before, with their first outcome. An item whose
@@ -616,6 +682,13 @@ static int load_seen(ts_applier *a, ts_batch_item *items, size_t n, char *err, s
             snprintf(it->reply.user_id, sizeof it->reply.user_id, "%s", PQgetvalue(res, row, 2));
             snprintf(it->reply.message, sizeof it->reply.message, "%s", PQgetvalue(res, row, 3));
             it->reply.applied_at_ms = strtoll(PQgetvalue(res, row, 4), NULL, 10);
+            const char *stored = PQgetvalue(res, row, 5);
+            if (it->cmd.request_sha256.present && stored[0]) {
+                char mine[2 * TS_SHA256_LEN + 1];
+                hex(it->cmd.request_sha256.bytes, TS_SHA256_LEN, mine);
+                if (strcmp(mine, stored) != 0)
+                    refuse_reused_key(&it->reply);
+            }
         }
     }
     PQclear(res);
@@ -770,13 +843,20 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
         if (it->replayed) {
             if (!r->applied_at_ms)
                 r->applied_at_ms = now_ms;
+            if (rotate_token(a, topic, it, err, errlen))
+                return -1;
             continue;
         }
         /* the same command earlier in this batch: its outcome, once */
         pair_slot *cmd = pair_slot_for(a, it->cmd.command_id, no_user);
         if (cmd->present) {
-            *r = items[cmd->first].reply;
+            const ts_batch_item *first = &items[cmd->first];
+            *r = first->reply;
             it->replayed = true;
+            if (!same_request(&it->cmd.request_sha256, &first->cmd.request_sha256))
+                refuse_reused_key(r);
+            else if (rotate_token(a, topic, it, err, errlen))
+                return -1;
             continue;
         }
         cmd->present = true;

@@ -11,7 +11,15 @@
  *   - a message that does not decode, or breaks a rule, goes to the
  *     dead-letter topic (with the reason in headers, and an INVALID reply
  *     when it has a readable reply address) and is skipped; the partition
- *     keeps flowing.
+ *     keeps flowing. Producers are not trusted: a command whose Kafka key
+ *     is not its event id (it would break "one event, one partition, one
+ *     writer", which lets the worker decide without locks) and one that
+ *     asks for its reply on a topic outside TS_REPLY_TOPICS, or on a
+ *     partition that topic lacks, are dead letters too.
+ *   - dead letters have a producer of their own; the source offset moves
+ *     only once the broker has acknowledged them (at least once), but the
+ *     loop never waits for replies: an address that swallows them cannot
+ *     stall a partition.
  *   - a database outage is retried in place, with backoff: never skipped.
  *   - a statement refused by the database (a constraint) is retried one
  *     command per transaction, so that one bad command goes to the
@@ -37,6 +45,15 @@
 
 #define MAX_PARTITIONS 1024
 #define SLOW_BATCH_MS 100 /* a transaction this long is logged */
+#define MAX_REPLY_TOPICS 16
+#define DLQ_TIMEOUT_MS 10000       /* a dead letter unacknowledged this long: retried */
+#define REPLY_METADATA_EVERY_MS 10000 /* a reply partition unknown: look again, this often */
+
+/* A topic replies may go to, and its partition count (0: not known). */
+typedef struct reply_topic {
+    char name[TS_TOPIC_MAX + 1];
+    int32_t partitions;
+} reply_topic;
 
 typedef struct partition_state {
     bool owned;
@@ -69,7 +86,13 @@ struct ts_worker {
     int64_t offsets_committed_ms;
     const ts_config *cfg;
     rd_kafka_t *consumer;
-    rd_kafka_t *producer;
+    rd_kafka_t *producer;         /* replies */
+    rd_kafka_t *dlq;              /* dead letters */
+    atomic_long dlq_failed;       /* dead letters the broker did not take */
+    bool dlq_sent;                /* dead letters sent since the last acknowledgement */
+    reply_topic reply_topics[MAX_REPLY_TOPICS];
+    int nreply_topics;
+    int64_t reply_metadata_ms;    /* when the partition counts were last asked for */
     ts_codec *codec;
     ts_applier *applier;
     partition_state parts[MAX_PARTITIONS];
@@ -154,6 +177,83 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ------------------------------------------------------------ setup */
 
+static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    ts_worker *w = opaque;
+    if (m->err) {
+        atomic_fetch_add(&w->dlq_failed, 1);
+        ts_error("worker", "event=dlq_not_delivered err=\"%s\"", rd_kafka_err2str(m->err));
+    }
+}
+
+static void dlq_setup(rd_kafka_conf_t *conf, void *arg) {
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
+    rd_kafka_conf_set_opaque(conf, arg);
+}
+
+static int parse_reply_topics(ts_worker *w, char *err, size_t errlen) {
+    char list[sizeof w->cfg->reply_topics];
+    snprintf(list, sizeof list, "%s", w->cfg->reply_topics);
+    char *save = NULL;
+    for (char *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        if (w->nreply_topics == MAX_REPLY_TOPICS || strlen(t) > TS_TOPIC_MAX) {
+            snprintf(err, errlen, "TS_REPLY_TOPICS: at most %d topics of %d bytes",
+                     MAX_REPLY_TOPICS, TS_TOPIC_MAX);
+            return -1;
+        }
+        snprintf(w->reply_topics[w->nreply_topics++].name, TS_TOPIC_MAX + 1, "%s", t);
+    }
+    return 0;
+}
+
+/* Asks the cluster how many partitions each reply topic has. A topic it
+ * does not know keeps 0 (not known: any partition is let through). */
+static void learn_reply_partitions(ts_worker *w) {
+    const struct rd_kafka_metadata *md;
+    w->reply_metadata_ms = ts_monotonic_ms();
+    if (rd_kafka_metadata(w->producer, 1, NULL, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    for (int i = 0; i < w->nreply_topics; i++)
+        for (int t = 0; t < md->topic_cnt; t++)
+            if (!strcmp(md->topics[t].topic, w->reply_topics[i].name) && !md->topics[t].err)
+                w->reply_topics[i].partitions = md->topics[t].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+}
+
+/* NULL when the command may have its reply where it asks (or wants none);
+ * else why not, and *reason the dead letter's reason. */
+static const char *reply_address_problem(ts_worker *w, const ts_command *cmd,
+                                         const char **reason) {
+    if (!cmd->reply_topic[0])
+        return NULL;
+    reply_topic *t = NULL;
+    for (int i = 0; i < w->nreply_topics && !t; i++)
+        if (!strcmp(w->reply_topics[i].name, cmd->reply_topic))
+            t = &w->reply_topics[i];
+    if (!t) {
+        *reason = "reply_topic_not_allowed";
+        return "reply_to.topic is not one of the worker's reply topics (TS_REPLY_TOPICS)";
+    }
+    if ((t->partitions == 0 || cmd->reply_partition >= t->partitions) &&
+        ts_monotonic_ms() - w->reply_metadata_ms >= REPLY_METADATA_EVERY_MS)
+        learn_reply_partitions(w); /* it may have grown */
+    if (t->partitions > 0 && cmd->reply_partition >= t->partitions) {
+        *reason = "invalid";
+        return "reply_to.partition: the reply topic has no such partition";
+    }
+    return NULL;
+}
+
+/* The Kafka key must be the command's event id (as text, in any case). */
+static bool key_matches(const rd_kafka_message_t *m, const ts_command *cmd) {
+    char key[TS_UUID_LEN + 1], canon[TS_UUID_LEN + 1];
+    if (!m->key || m->key_len != TS_UUID_LEN)
+        return false;
+    memcpy(key, m->key, TS_UUID_LEN);
+    key[TS_UUID_LEN] = '\0';
+    return ts_uuid_normalize(key, canon) == 0 && strcmp(canon, cmd->event_id) == 0;
+}
+
 static void consumer_setup(rd_kafka_conf_t *conf, void *arg) {
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, arg);
@@ -186,6 +286,15 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
     if (!(w->producer = ts_kafka_new(cfg, RD_KAFKA_PRODUCER, "turnstile-worker", producer_pairs,
                                      NULL, NULL, err, errlen)))
         goto fail;
+    char dlq_timeout[16];
+    snprintf(dlq_timeout, sizeof dlq_timeout, "%d", DLQ_TIMEOUT_MS);
+    const char *dlq_pairs[] = {"linger.ms", "0", "message.timeout.ms", dlq_timeout, NULL};
+    if (!(w->dlq = ts_kafka_new(cfg, RD_KAFKA_PRODUCER, "turnstile-worker-dlq", dlq_pairs,
+                                dlq_setup, w, err, errlen)))
+        goto fail;
+    if (parse_reply_topics(w, err, errlen))
+        goto fail;
+    learn_reply_partitions(w);
 
     const char *pairs[] = {
         "group.id", cfg->group_id,
@@ -233,6 +342,10 @@ void ts_worker_free(ts_worker *w) {
         rd_kafka_flush(w->producer, 10000);
         rd_kafka_destroy(w->producer);
     }
+    if (w->dlq) {
+        rd_kafka_flush(w->dlq, DLQ_TIMEOUT_MS);
+        rd_kafka_destroy(w->dlq);
+    }
     ts_applier_free(w->applier);
     ts_codec_free(w->codec);
     free(w->msgs);
@@ -265,7 +378,8 @@ static void send_reply(ts_worker *w, const ts_command *cmd, const ts_reply *r) {
 /* An INVALID reply to a command set aside, when enough of it was read to
  * know who asked (a command id, an event id and a reply address). */
 static void reply_invalid(ts_worker *w, const ts_command *cmd, const char *message) {
-    if (!cmd->command_id[0] || !cmd->event_id[0])
+    const char *reason;
+    if (!cmd->command_id[0] || !cmd->event_id[0] || reply_address_problem(w, cmd, &reason))
         return;
     ts_reply r = {.outcome = TS_OUT_INVALID, .applied_at_ms = ts_now_ms()};
     strcpy(r.command_id, cmd->command_id);
@@ -274,8 +388,8 @@ static void reply_invalid(ts_worker *w, const ts_command *cmd, const char *messa
     send_reply(w, cmd, &r);
 }
 
-/* Sends a message to the dead-letter topic and waits for the broker's
- * acknowledgement: the source offset is committed right after. */
+/* Sends a message to the dead-letter topic. The offset that passes it
+ * moves only after dead_letters_acknowledged(). */
 static void dead_letter(ts_worker *w, const rd_kafka_message_t *m, const char *reason,
                         const char *detail) {
     char part[16], off[24];
@@ -288,19 +402,38 @@ static void dead_letter(ts_worker *w, const rd_kafka_message_t *m, const char *r
     rd_kafka_header_add(h, "ts-source-partition", -1, part, -1);
     rd_kafka_header_add(h, "ts-source-offset", -1, off, -1);
     rd_kafka_resp_err_t e = rd_kafka_producev(
-        w->producer, RD_KAFKA_V_TOPIC(w->cfg->topic_dlq), RD_KAFKA_V_KEY(m->key, m->key_len),
+        w->dlq, RD_KAFKA_V_TOPIC(w->cfg->topic_dlq), RD_KAFKA_V_KEY(m->key, m->key_len),
         RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_HEADERS(h),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (e) {
         rd_kafka_headers_destroy(h);
+        atomic_fetch_add(&w->dlq_failed, 1);
         ts_error("worker", "event=dlq_failed partition=%d offset=%lld err=%s", m->partition,
                  (long long)m->offset, rd_kafka_err2str(e));
         return;
     }
-    rd_kafka_flush(w->producer, 10000);
+    w->dlq_sent = true;
     atomic_fetch_add(&w->metrics.dead_letters, 1);
     ts_warn("worker", "event=dead_letter partition=%d offset=%lld reason=%s detail=\"%s\"",
             m->partition, (long long)m->offset, reason, detail);
+}
+
+/* True once every dead letter sent so far is acknowledged; false if one
+ * failed or is still unacknowledged after DLQ_TIMEOUT_MS (then the batch
+ * is not applied: its partitions are read again, the dead letters sent
+ * again). Waits on the dead-letter producer alone: replies never hold the
+ * loop up. */
+static bool dead_letters_acknowledged(ts_worker *w) {
+    if (!w->dlq_sent && atomic_load(&w->dlq_failed) == 0)
+        return true;
+    w->dlq_sent = false;
+    int64_t give_up = ts_monotonic_ms() + DLQ_TIMEOUT_MS + 1000;
+    while (rd_kafka_outq_len(w->dlq) > 0 && ts_monotonic_ms() < give_up && !*w->stop)
+        rd_kafka_poll(w->dlq, 5);
+    bool ok = rd_kafka_outq_len(w->dlq) == 0 && atomic_exchange(&w->dlq_failed, 0) == 0;
+    if (!ok)
+        ts_error("worker", "event=dlq_unacknowledged action=retry_batch");
+    return ok;
 }
 
 /* ------------------------------------------------------------ a batch */
@@ -323,6 +456,16 @@ static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *item
             /* a readable reply address gets an answer, so no client waits */
             if (st == TS_CODEC_INVALID)
                 reply_invalid(w, &it->cmd, why);
+            continue;
+        }
+        const char *reason = "invalid", *problem = reply_address_problem(w, &it->cmd, &reason);
+        if (problem) { /* no reply: the address is the problem */
+            it->skip = true;
+            dead_letter(w, msgs[i], reason, problem);
+        } else if (!key_matches(msgs[i], &it->cmd)) {
+            it->skip = true;
+            dead_letter(w, msgs[i], "key_mismatch", "the Kafka key must be the event_id");
+            reply_invalid(w, &it->cmd, "The Kafka key must be the command's event_id");
         } else if (ts_validate_command(&it->cmd, &v)) {
             it->skip = true;
             snprintf(why, sizeof why, "%s: %s", v.field, v.message);
@@ -420,6 +563,10 @@ static void apply_one_by_one(ts_worker *w, const ts_batch_part *part,
         if (st == TS_APPLY_REJECTED) {
             dead_letter(w, msgs[i], "rejected", err);
             w->items[i].skip = true;
+            if (!dead_letters_acknowledged(w)) {
+                seek_to_stored(w, part->partition);
+                return;
+            }
             /* its client gets an answer now, not a 202 that never ends */
             reply_invalid(w, &w->items[i].cmd, "Refused by the database");
             st = apply_retrying(w, &one, 1, err, sizeof err);
@@ -458,6 +605,11 @@ static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
     int64_t t = ts_monotonic_us();
     prepare(w, msgs, w->items, kept);
     atomic_fetch_add(&w->metrics.stage_us[STAGE_DECODE], (unsigned long)(ts_monotonic_us() - t));
+    if (!dead_letters_acknowledged(w)) { /* nothing applied: read it all again */
+        for (size_t i = 0; i < nparts; i++)
+            seek_to_stored(w, parts[i].partition);
+        return;
+    }
 
     char err[512];
     for (;;) {

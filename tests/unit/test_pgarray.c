@@ -81,6 +81,28 @@ static void text_and_nulls(void **state) {
     ts_pgarray_free(&a);
 }
 
+static void bytea_elements_are_raw_bytes_and_nulls(void **state) {
+    (void)state;
+    ts_pgarray a = {0};
+    ts_pgarray_reset(&a, TS_OID_BYTEA);
+    ts_pgarray_bytea(&a, "\x00\xff\x10", 3);
+    ts_pgarray_bytea(&a, NULL, 0);
+    int len;
+    const char *b = ts_pgarray_finish(&a, &len);
+    assert_non_null(b);
+    assert_int_equal(get32(b + 4), 1);  /* has NULLs */
+    assert_int_equal(get32(b + 8), 17); /* bytea */
+    assert_int_equal(get32(b + 12), 2);
+    assert_int_equal(get32(b + 20), 3);
+    assert_memory_equal(b + 24, "\x00\xff\x10", 3);
+    assert_int_equal(get32(b + 27), 0xffffffffu);
+    assert_int_equal(len, 31);
+    /* another element type in a bytea array fails it */
+    ts_pgarray_text(&a, "x");
+    assert_null(ts_pgarray_finish(&a, &len));
+    ts_pgarray_free(&a);
+}
+
 static void uuids_and_timestamps(void **state) {
     (void)state;
     ts_pgarray a = {0};
@@ -148,6 +170,7 @@ int main(void) {
         cmocka_unit_test(integers_are_big_endian_with_their_lengths),
         cmocka_unit_test(text_and_nulls),
         cmocka_unit_test(uuids_and_timestamps),
+        cmocka_unit_test(bytea_elements_are_raw_bytes_and_nulls),
         cmocka_unit_test(a_wrong_value_fails_the_whole_array),
         cmocka_unit_test(it_grows_past_its_first_buffer),
     };
