@@ -9,12 +9,15 @@
 -- key covers every event; otherwise only those listed.
 CREATE TABLE api_keys (
     id          uuid PRIMARY KEY,
-    name        text NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 100),
+    name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
     key_sha256  bytea NOT NULL UNIQUE CHECK (length(key_sha256) = 32),
     events      uuid[],
     created_at  timestamptz NOT NULL DEFAULT now(),
     revoked_at  timestamptz
 );
+
+-- A name names one active key (a revoked key's name may be used again).
+CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
 
 -- The registrant's cancel token. NULL: none was issued (open mode, or a
 -- producer that sent none); such a registration is cancelled by its user id

@@ -3,8 +3,14 @@
  *   turnstile-admin migrate        apply pending sql/ migrations
  *   turnstile-admin topics         create the commands, replies and dlq topics
  *   turnstile-admin delete-topics  delete them (benchmarks, tests)
+ *   turnstile-admin keys create --name NAME [--events all|EVENT_ID...]
+ *   turnstile-admin keys list | keys revoke ID|NAME
+ *                                  organizer keys of protected mode
  *
- * All are idempotent. Configuration as for the services (see --help). */
+ * migrate, topics and delete-topics are idempotent. A key is printed once,
+ * when it is made; the database keeps its SHA-256 only. Configuration as
+ * for the services (see --help). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +19,8 @@
 #include "ts_kafka.h"
 #include "ts_log.h"
 #include "ts_pg.h"
+#include "ts_secret.h"
+#include "ts_uuid.h"
 
 static int migrate(const ts_config *cfg) {
     char err[512];
@@ -72,6 +80,167 @@ static int delete_topics(const ts_config *cfg) {
     return 0;
 }
 
+/* ------------------------------------------------------------ keys */
+
+/* A migrated connection, or NULL (said on stderr). */
+static PGconn *keys_db(const ts_config *cfg) {
+    char err[512];
+    PGconn *conn = ts_pg_connect(cfg->pg_dsn, "turnstile-admin", err, sizeof err);
+    if (!conn || ts_pg_migrate(conn, NULL, err, sizeof err)) {
+        fprintf(stderr, "turnstile-admin: %s\n", err);
+        if (conn)
+            PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+/* Runs a statement with text parameters (and one binary, if `binary` is
+ * not NULL: parameter `binary_at`). NULL, said on stderr, on failure. */
+static PGresult *keys_exec(PGconn *conn, const char *sql, int n, const char *const *values,
+                           const ts_digest *binary, int binary_at) {
+    int lengths[4] = {0}, formats[4] = {0};
+    const char *v[4];
+    for (int i = 0; i < n && i < 4; i++)
+        v[i] = values[i];
+    if (binary) {
+        v[binary_at] = (const char *)binary->bytes;
+        lengths[binary_at] = TS_SHA256_LEN;
+        formats[binary_at] = 1;
+    }
+    PGresult *res = PQexecParams(conn, sql, n, NULL, v, lengths, formats, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return res;
+    const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+    if (constraint && !strcmp(constraint, "api_keys_active_name"))
+        fprintf(stderr, "turnstile-admin: a key with that name exists already\n");
+    else
+        fprintf(stderr, "turnstile-admin: %s", PQerrorMessage(conn));
+    PQclear(res);
+    return NULL;
+}
+
+static int keys_create(const ts_config *cfg, int argc, char **argv) {
+    const char *name = NULL;
+    char events[8192] = ""; /* a PostgreSQL array literal of canonical UUIDs, or "" for all */
+    size_t used = 0;
+    bool all = false;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--name") && i + 1 < argc) {
+            name = argv[++i];
+        } else if (!strcmp(argv[i], "--events")) {
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+                const char *e = argv[++i];
+                char id[TS_UUID_LEN + 1];
+                if (!strcmp(e, "all")) {
+                    all = true;
+                } else if (ts_uuid_normalize(e, id) == 0 && used + TS_UUID_LEN + 3 < sizeof events) {
+                    used += (size_t)snprintf(events + used, sizeof events - used, "%s%s",
+                                             used ? "," : "{", id);
+                } else {
+                    fprintf(stderr, "turnstile-admin: --events: '%s' is not an event id\n", e);
+                    return 2;
+                }
+            }
+        } else {
+            fprintf(stderr, "turnstile-admin: keys create: unexpected '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!name || !*name || strlen(name) > 100) {
+        fprintf(stderr, "turnstile-admin: keys create needs --name NAME (1 to 100 bytes)\n");
+        return 2;
+    }
+    if (all && used) {
+        fprintf(stderr, "turnstile-admin: --events takes 'all' or event ids, not both\n");
+        return 2;
+    }
+    if (used)
+        snprintf(events + used, sizeof events - used, "}");
+    char key[TS_API_KEY_LEN + 1], id[TS_UUID_LEN + 1];
+    if (ts_new_api_key(key)) {
+        fprintf(stderr, "turnstile-admin: no random bytes from the kernel\n");
+        return 1;
+    }
+    ts_uuid_new(id);
+    ts_digest hash = ts_digest_of(key);
+    PGconn *conn = keys_db(cfg);
+    if (!conn)
+        return 1;
+    const char *params[] = {id, name, NULL, used ? events : NULL};
+    PGresult *res = keys_exec(conn,
+                              "INSERT INTO api_keys (id, name, key_sha256, events)"
+                              " VALUES ($1, $2, $3, $4::uuid[])",
+                              4, params, &hash, 2);
+    PQclear(res);
+    PQfinish(conn);
+    if (!res)
+        return 1;
+    printf("%s\n", key); /* the only time it is ever shown */
+    fprintf(stderr, "turnstile-admin: key '%s' (id %s) created for %s events; store it now,"
+                    " it cannot be shown again\n", name, id, used ? "the listed" : "all");
+    return 0;
+}
+
+static int keys_list(const ts_config *cfg) {
+    PGconn *conn = keys_db(cfg);
+    if (!conn)
+        return 1;
+    PGresult *res = keys_exec(conn,
+                              "SELECT id, name, coalesce(array_to_string(events, ','), 'all'),"
+                              " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+                              " coalesce(to_char(revoked_at AT TIME ZONE 'UTC',"
+                              " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-')"
+                              " FROM api_keys ORDER BY created_at, name",
+                              0, NULL, NULL, 0);
+    if (res) {
+        printf("%-36s  %-20s  %-20s  %-20s  %s\n", "id", "name", "created", "revoked", "events");
+        for (int i = 0; i < PQntuples(res); i++)
+            printf("%-36s  %-20s  %-20s  %-20s  %s\n", PQgetvalue(res, i, 0),
+                   PQgetvalue(res, i, 1), PQgetvalue(res, i, 3), PQgetvalue(res, i, 4),
+                   PQgetvalue(res, i, 2));
+        PQclear(res);
+    }
+    PQfinish(conn);
+    return res ? 0 : 1;
+}
+
+static int keys_revoke(const ts_config *cfg, const char *which) {
+    PGconn *conn = keys_db(cfg);
+    if (!conn)
+        return 1;
+    const char *params[] = {which};
+    PGresult *res = keys_exec(conn,
+                              "UPDATE api_keys SET revoked_at = now()"
+                              " WHERE (id::text = lower($1) OR name = $1) AND revoked_at IS NULL"
+                              " RETURNING id, name",
+                              1, params, NULL, 0);
+    int rc = 1;
+    if (res && PQntuples(res) == 0)
+        fprintf(stderr, "turnstile-admin: no active key with id or name '%s'\n", which);
+    for (int i = 0; res && i < PQntuples(res); i++) {
+        printf("revoked %s (%s)\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+        rc = 0;
+    }
+    PQclear(res);
+    PQfinish(conn);
+    return rc;
+}
+
+static int keys(const ts_config *cfg, int argc, char **argv) {
+    if (argc >= 1 && !strcmp(argv[0], "create"))
+        return keys_create(cfg, argc - 1, argv + 1);
+    if (argc == 1 && !strcmp(argv[0], "list"))
+        return keys_list(cfg);
+    if (argc == 2 && !strcmp(argv[0], "revoke"))
+        return keys_revoke(cfg, argv[1]);
+    fprintf(stderr, "usage: turnstile-admin keys create --name NAME [--events all|EVENT_ID...]\n"
+                    "       turnstile-admin keys list\n"
+                    "       turnstile-admin keys revoke ID|NAME\n");
+    return 2;
+}
+
 static int env_int(const char *name, int def) {
     const char *v = getenv(name);
     return v && *v ? atoi(v) : def;
@@ -79,11 +248,16 @@ static int env_int(const char *name, int def) {
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: turnstile-admin migrate|topics|delete-topics\n\n"
+        printf("usage: turnstile-admin migrate|topics|delete-topics|keys\n\n"
                "  migrate        apply pending migrations to TS_PG_DSN\n"
                "  topics         create the topics (TS_COMMAND_PARTITIONS, default 12;\n"
                "                 TS_REPLY_PARTITIONS, default 8)\n"
-               "  delete-topics  delete them, and every message in them\n\n");
+               "  delete-topics  delete them, and every message in them\n"
+               "  keys create --name NAME [--events all|EVENT_ID...]\n"
+               "                 a new organizer key, printed once (all events by default)\n"
+               "  keys list      the keys: id, name, created, revoked, events (never a key)\n"
+               "  keys revoke ID|NAME\n"
+               "                 the key stops working within a second\n\n");
         ts_config_usage(stdout);
         return argc < 2 ? 2 : 0;
     }
@@ -97,6 +271,8 @@ int main(int argc, char **argv) {
         return migrate(&cfg);
     if (!strcmp(argv[1], "delete-topics"))
         return delete_topics(&cfg);
+    if (!strcmp(argv[1], "keys"))
+        return keys(&cfg, argc - 2, argv + 2);
     if (!strcmp(argv[1], "topics"))
         return topics(&cfg, env_int("TS_COMMAND_PARTITIONS", 12),
                       env_int("TS_REPLY_PARTITIONS", 8));
