@@ -1,38 +1,73 @@
 /* http.c — see http.h.
  *
  * libmicrohttpd calls on_request several times per request: first with the
- * headers (a context is made and the route matched), then with each piece
- * of the body (kept, up to TS_MAX_BODY_BYTES), then once with nothing
- * (the request is handled). A write suspends the connection until
+ * headers (a context is made, the route matched, and the request admitted
+ * or refused: sizes, the organizer key, the rate limit), then with each
+ * piece of the body (kept, up to TS_MAX_BODY_BYTES), then once with
+ * nothing (the request is handled). A write suspends the connection until
  * replies.c has its answer; libmicrohttpd then calls on_request once more
- * and the answer is sent. */
+ * and the answer is sent.
+ *
+ * Protected mode (keys.h) changes four things: a key is needed to create an
+ * event, to see its attendees and to cancel without the registrant's
+ * token; registrations get a cancel token; writes are rate-limited; an
+ * unknown key is refused everywhere. Open mode is the original contract. */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include "clientaddr.h"
+#include "guard.h"
+#include "keys.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "outcome.h"
 #include "reads.h"
 #include "replies.h"
 #include "request.h"
 #include "routes.h"
 #include "ts_log.h"
+#include "ts_secret.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
 #include "ts_validate.h"
 
 #define PAGE_DEFAULT 1000
 #define PAGE_MAX 10000
+#define RATE_SLOTS 65536 /* clients remembered by each rate limit */
+
+/* The defaults of protected mode, where TS_RATE_* and
+ * TS_MAX_CONNECTIONS_PER_IP say -1: a person registering never meets them,
+ * a script flooding from one address does within seconds. */
+#define PROTECTED_WRITES_PER_S 10
+#define PROTECTED_BURST 20
+#define PROTECTED_KEY_WRITES_PER_S 200
+#define PROTECTED_KEY_BURST 1000
+#define PROTECTED_CONNECTIONS_PER_IP 256
+
+/* A rate limit and when it applies. */
+typedef struct rate_limit {
+    ts_ratelimit *buckets; /* NULL: never */
+    bool always;           /* set explicitly: in open mode too */
+} rate_limit;
 
 struct ts_http {
     const ts_config *cfg;
     struct MHD_Daemon *daemon;
     ts_replies *replies;
+    ts_keys *keys;
+    ts_guard *guard;
+    ts_proxies *proxies;
+    rate_limit per_address, per_key;
     ts_metrics metrics;
 };
 
@@ -43,6 +78,12 @@ typedef struct request {
     size_t len, cap;
     bool too_big;
     bool submitted;
+    bool protected_mode;      /* the mode when the headers came */
+    bool has_key;             /* protected mode, and a valid Authorization header */
+    ts_key_check key;         /* what that key covers of this request's event */
+    char key_id[TS_UUID_LEN + 1];
+    char client[TS_CLIENT_ADDR_MAX]; /* the client's address (X-Forwarded-For if trusted) */
+    char token[TS_TOKEN_LEN + 1];    /* a registration's cancel token, "" if none */
     ts_answer answer;
 } request;
 
@@ -76,21 +117,42 @@ static enum MHD_Result respond_error(ts_http *h, struct MHD_Connection *conn, un
     return respond(h, conn, status, ts_error_body(code, message, field), NULL, NULL);
 }
 
+/* 401 with the challenge RFC 6750 asks for; `invalid` when a key was sent. */
+static enum MHD_Result respond_unauthorized(ts_http *h, struct MHD_Connection *conn,
+                                            bool invalid, const char *message) {
+    atomic_fetch_add_explicit(&h->metrics.unauthorized, 1, memory_order_relaxed);
+    return respond(h, conn, MHD_HTTP_UNAUTHORIZED, ts_error_body("unauthorized", message, NULL),
+                   MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                   invalid ? "Bearer realm=\"turnstile\", error=\"invalid_token\""
+                           : "Bearer realm=\"turnstile\"");
+}
+
+static enum MHD_Result respond_forbidden(ts_http *h, struct MHD_Connection *conn,
+                                         const char *message) {
+    atomic_fetch_add_explicit(&h->metrics.unauthorized, 1, memory_order_relaxed);
+    return respond_error(h, conn, MHD_HTTP_FORBIDDEN, "forbidden", message, NULL);
+}
+
+/* The answer to a write; a registration's cancel token goes with it (also
+ * in a 202: it will be valid once the registration is applied). */
 static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn,
-                                      const ts_answer *a) {
+                                      const ts_answer *a, const char *token) {
     switch (a->result) {
     case TS_WAIT_REPLIED: {
         json_t *body;
         unsigned status = ts_outcome_http(&a->reply, &body);
+        if (token[0] && a->reply.outcome == TS_OUT_REGISTERED && body)
+            json_object_set_new(body, "cancel_token", json_string(token));
         return respond(h, conn, status, body, NULL, NULL);
     }
     case TS_WAIT_ACCEPTED: {
         char location[96];
         snprintf(location, sizeof location, "/api/commands/%s", a->command_id);
-        return respond(h, conn, MHD_HTTP_ACCEPTED,
-                       json_pack("{s:s, s:s, s:s}", "command_id", a->command_id, "status",
-                                 "pending", "location", location),
-                       MHD_HTTP_HEADER_LOCATION, location);
+        json_t *body = json_pack("{s:s, s:s, s:s}", "command_id", a->command_id, "status",
+                                 "pending", "location", location);
+        if (token[0] && body)
+            json_object_set_new(body, "cancel_token", json_string(token));
+        return respond(h, conn, MHD_HTTP_ACCEPTED, body, MHD_HTTP_HEADER_LOCATION, location);
     }
     case TS_WAIT_PENDING:
     case TS_WAIT_UNAVAILABLE:
@@ -127,8 +189,12 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
     bool bad = false;
     switch (req->match.route) {
     case TS_ROUTE_HEALTHZ:
-        return respond(h, conn, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
+        return respond(h, conn, 200,
+                       json_pack("{s:s, s:s}", "status", "ok", "mode",
+                                 ts_keys_protected(h->keys) ? "protected" : "open"),
+                       NULL, NULL);
     case TS_ROUTE_METRICS: {
+        atomic_store(&h->metrics.requests_cut, ts_guard_cut_total(h->guard));
         char *text = ts_metrics_render(&h->metrics);
         if (!text)
             return MHD_NO;
@@ -157,7 +223,9 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
         if (bad)
             return respond_error(h, conn, 400, "invalid_query",
                                  "limit must be 0..10000 and offset >= 0", NULL);
-        status = ts_read_event(h->cfg, id, limit, offset, &body);
+        /* attendees' names and emails: open mode, or a key for the event */
+        bool attendees = !req->protected_mode || req->key == TS_KEY_COVERS;
+        status = ts_read_event(h->cfg, id, attendees, limit, offset, &body);
         break;
     }
     case TS_ROUTE_STATS:
@@ -183,16 +251,25 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
 
 /* Fills the envelope of a command: ids, time, reply address. With an
  * Idempotency-Key the command id (and a new event's id) derive from the
- * key, so a retry is the same command and gets the first outcome. */
-static int envelope(ts_http *h, struct MHD_Connection *conn, const char *path, ts_command *c) {
+ * key, the client (its organizer key, else its address) and the route with
+ * its canonical event id — so a retry is the same command and gets the
+ * first outcome, and nobody else's key can name it — and the command
+ * carries the digest of the body, so the same key with another request is
+ * refused by the worker. */
+static int envelope(ts_http *h, struct MHD_Connection *conn, const request *req,
+                    ts_command *c) {
     const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
     if (key) {
         size_t n = strlen(key);
         if (n == 0 || n > 200)
             return -1;
         char name[512];
-        snprintf(name, sizeof name, "%s\n%s", path, key);
+        snprintf(name, sizeof name, "%s:%s\n%d\n%s\n%s", req->has_key ? "key" : "addr",
+                 req->has_key ? req->key_id : req->client, (int)req->match.route,
+                 c->event_id, key);
         ts_uuid_v5(idempotency_ns, name, c->command_id);
+        if (ts_request_digest(req->body ? req->body : "", req->len, &c->request_sha256))
+            return -1; /* cannot happen: the body parsed already */
     } else {
         ts_uuid_new(c->command_id);
     }
@@ -202,8 +279,50 @@ static int envelope(ts_http *h, struct MHD_Connection *conn, const char *path, t
     return 0;
 }
 
-static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, request *req,
-                                    const char *path) {
+/* Who may do this write in protected mode; NULL if allowed, or the refusal
+ * sent. Sets what protected mode adds to the command (a cancel token). */
+static bool authorize_write(ts_http *h, struct MHD_Connection *conn, request *req,
+                            ts_command *cmd, enum MHD_Result *refused) {
+    if (!req->protected_mode) {
+        /* the original contract: cancel by user id alone, no tokens */
+        if (cmd->type == TS_CMD_CANCEL)
+            cmd->u.cancel.token_sha256.present = false;
+        return true;
+    }
+    switch (cmd->type) {
+    case TS_CMD_CREATE_EVENT:
+        if (!req->has_key)
+            *refused = respond_unauthorized(h, conn, false, "Creating an event needs an organizer key");
+        else if (req->key != TS_KEY_COVERS)
+            *refused = respond_forbidden(h, conn, "This key may not create events");
+        else
+            return true;
+        return false;
+    case TS_CMD_REGISTER:
+        if (ts_new_cancel_token(req->token)) {
+            *refused = respond_error(h, conn, 503, "unavailable", "No randomness, retry later", NULL);
+            return false;
+        }
+        cmd->u.reg.cancel_token_sha256 = ts_digest_of(req->token);
+        return true;
+    case TS_CMD_CANCEL:
+        if (req->key == TS_KEY_COVERS) { /* an organizer: no token needed */
+            cmd->u.cancel.token_sha256.present = false;
+            return true;
+        }
+        if (cmd->u.cancel.token_sha256.present) /* the worker compares it */
+            return true;
+        if (req->has_key)
+            *refused = respond_forbidden(h, conn, "This key does not cover this event");
+        else
+            *refused = respond_unauthorized(h, conn, false,
+                                            "Cancelling needs the registration's token or an organizer key");
+        return false;
+    }
+    return true;
+}
+
+static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, request *req) {
     if (req->too_big)
         return respond_error(h, conn, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                              "Request body too large", NULL);
@@ -233,7 +352,10 @@ static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, req
     ts_violation rule; /* the rules the worker holds every producer to */
     if (ts_validate_command(&cmd, &rule))
         return respond_error(h, conn, 400, "invalid_field", rule.message, rule.field);
-    if (envelope(h, conn, path, &cmd))
+    enum MHD_Result refused;
+    if (!authorize_write(h, conn, req, &cmd, &refused))
+        return refused;
+    if (envelope(h, conn, req, &cmd))
         return respond_error(h, conn, 400, "invalid_header",
                              "Idempotency-Key must be 1 to 200 characters", "Idempotency-Key");
     if (cmd.type == TS_CMD_CREATE_EVENT) {
@@ -246,7 +368,132 @@ static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, req
     if (ts_replies_submit(h->replies, &cmd, conn, &req->answer))
         return MHD_YES; /* suspended: on_request is called again with the answer */
     ts_histogram_observe(&h->metrics.write_latency, (long)(ts_monotonic_ms() - req->started_ms));
-    return respond_answer(h, conn, &req->answer);
+    return respond_answer(h, conn, &req->answer, req->token);
+}
+
+/* ------------------------------------------------------------ admission */
+
+static enum MHD_Result add_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value) {
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+/* X-Forwarded-For, every header of that name joined with ", ". */
+typedef struct xff_buf {
+    char text[1024];
+    size_t len;
+} xff_buf;
+
+static enum MHD_Result add_xff(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value) {
+    (void)kind;
+    xff_buf *x = cls;
+    if (value && !strcasecmp(key, "X-Forwarded-For") && x->len + strlen(value) + 3 < sizeof x->text)
+        x->len += (size_t)snprintf(x->text + x->len, sizeof x->text - x->len, "%s%s",
+                                   x->len ? ", " : "", value);
+    return MHD_YES;
+}
+
+static void client_address(ts_http *h, struct MHD_Connection *conn, request *req) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    xff_buf xff = {.len = 0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, add_xff, &xff);
+    if (!info || ts_client_address(h->proxies, info->client_addr, xff.len ? xff.text : NULL,
+                                   req->client, sizeof req->client))
+        snprintf(req->client, sizeof req->client, "unknown");
+}
+
+/* The event the route names, canonical, or NULL. */
+static const char *route_event(const request *req, char out[TS_UUID_LEN + 1]) {
+    switch (req->match.route) {
+    case TS_ROUTE_GET_EVENT:
+    case TS_ROUTE_REGISTER:
+    case TS_ROUTE_CANCEL:
+    case TS_ROUTE_STATS:
+        return ts_uuid_normalize(req->match.param, out) == 0 ? out : NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* The organizer key of the Authorization header, in protected mode. False
+ * (and a 401 sent) for a header that is not a known key's. */
+static bool check_key(ts_http *h, struct MHD_Connection *conn, request *req,
+                      enum MHD_Result *refused) {
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                   MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!auth)
+        return true;
+    char event[TS_UUID_LEN + 1];
+    if (strncasecmp(auth, "Bearer ", 7) == 0) {
+        const char *key = auth + 7 + strspn(auth + 7, " ");
+        req->key = ts_keys_check(h->keys, key, route_event(req, event), req->key_id);
+        req->has_key = req->key != TS_KEY_UNKNOWN;
+    }
+    if (!req->has_key)
+        *refused = respond_unauthorized(h, conn, true, "Unknown or revoked organizer key");
+    return req->has_key;
+}
+
+/* Takes a write's token from its key's bucket, or its address's. */
+static bool within_rate(ts_http *h, struct MHD_Connection *conn, request *req,
+                        enum MHD_Result *refused) {
+    const rate_limit *l = req->has_key ? &h->per_key : &h->per_address;
+    if (!l->buckets || (!l->always && !req->protected_mode))
+        return true;
+    char key[TS_CLIENT_ADDR_MAX + 8];
+    if (req->has_key)
+        snprintf(key, sizeof key, "%s", req->key_id);
+    else
+        ts_client_limit_key(req->client, key, sizeof key);
+    int wait_s = ts_ratelimit_take(l->buckets, key, ts_monotonic_ms());
+    if (wait_s == 0)
+        return true;
+    char retry[16];
+    snprintf(retry, sizeof retry, "%d", wait_s);
+    atomic_fetch_add_explicit(&h->metrics.rate_limited, 1, memory_order_relaxed);
+    *refused = respond(h, conn, MHD_HTTP_TOO_MANY_REQUESTS,
+                       ts_error_body("rate_limited", "Too many requests, retry later", NULL),
+                       MHD_HTTP_HEADER_RETRY_AFTER, retry);
+    return false;
+}
+
+/* What is decided on the headers alone, before any body is read: sizes
+ * (414, 431, and 413 on a Content-Length over the limit), the key (401),
+ * the rate limit (429). True to go on; false with the refusal sent. */
+static bool admit(ts_http *h, struct MHD_Connection *conn, const char *url, request *req,
+                  enum MHD_Result *refused) {
+    size_t url_len = strlen(url), header_len = 0;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_length, &url_len);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, add_length, &header_len);
+    if (url_len > (size_t)h->cfg->max_url_bytes) {
+        *refused = respond_error(h, conn, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
+                                 "Request URI too long", NULL);
+        return false;
+    }
+    if (header_len > (size_t)h->cfg->max_header_bytes) {
+        *refused = respond_error(h, conn, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                 "headers_too_large", "Request headers too large", NULL);
+        return false;
+    }
+    const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (length && strtoull(length, NULL, 10) > (unsigned long long)h->cfg->max_body_bytes) {
+        *refused = respond_error(h, conn, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                                 "Request body too large", NULL);
+        return false;
+    }
+    ts_route_id route = req->match.route;
+    if (route == TS_ROUTE_HEALTHZ || route == TS_ROUTE_METRICS || route == TS_ROUTE_NONE)
+        return true;
+    client_address(h, conn, req);
+    req->protected_mode = ts_keys_protected(h->keys);
+    if (req->protected_mode && !check_key(h, conn, req, refused))
+        return false;
+    return !ts_route_has_body(route) || within_rate(h, conn, req, refused);
 }
 
 /* ------------------------------------------------------------ libmicrohttpd */
@@ -265,6 +512,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->match = ts_route(method, url);
         req->started_ms = ts_monotonic_ms();
         *con_cls = req;
+        enum MHD_Result refused;
+        if (!admit(h, conn, url, req, &refused)) {
+            req->too_big = true; /* any body that still comes is dropped */
+            return refused;
+        }
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -298,7 +550,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         int64_t now = ts_monotonic_ms();
         ts_histogram_observe(&h->metrics.write_latency, (long)(now - req->started_ms));
         ts_histogram_observe(&h->metrics.resume, (long)(now - req->answer.resolved_ms));
-        return respond_answer(h, conn, &req->answer);
+        return respond_answer(h, conn, &req->answer, req->token);
     }
 
     if (req->match.route == TS_ROUTE_NONE) {
@@ -309,21 +561,80 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return respond_error(h, conn, MHD_HTTP_NOT_FOUND, "not_found", "Not found", NULL);
     }
     if (ts_route_has_body(req->match.route))
-        return handle_write(h, conn, req, url);
+        return handle_write(h, conn, req);
     return handle_read(h, conn, req);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)cls;
-    (void)conn;
+    ts_http *h = cls;
     (void)toe;
+    ts_guard_request_done(h->guard, conn);
     request *req = *con_cls;
     if (req) {
         free(req->body);
         free(req);
         *con_cls = NULL;
     }
+}
+
+/* A rate limit from its settings: -1 takes protected mode's default and
+ * applies in protected mode only; 0 is off; a value set applies always. */
+static int make_limit(rate_limit *l, int per_s, int burst, int default_per_s, int default_burst,
+                      char *err, size_t errlen) {
+    l->always = per_s > 0;
+    if (per_s == 0)
+        return 0;
+    double rate = per_s > 0 ? per_s : default_per_s;
+    double size = burst > 0 ? burst : burst == 0 ? 1 : default_burst;
+    if (!(l->buckets = ts_ratelimit_new(rate, size, RATE_SLOTS))) {
+        snprintf(err, errlen, "out of memory for the rate limits");
+        return -1;
+    }
+    return 0;
+}
+
+/* The listen address: cfg->http_bind (numeric, or a name such as
+ * "localhost") with cfg->http_port. 0, or -1 with `err` set. */
+static int listen_address(const ts_config *cfg, struct sockaddr_storage *out, char *err,
+                          size_t errlen) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%d", cfg->http_port);
+    int rc = getaddrinfo(cfg->http_bind, port, &hints, &ai);
+    if (rc || !ai) {
+        snprintf(err, errlen, "TS_HTTP_BIND %s: %s", cfg->http_bind, gai_strerror(rc));
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    memcpy(out, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    return 0;
+}
+
+/* Every connection is a descriptor: make room for TS_MAX_CONNECTIONS. */
+static void raise_fd_limit(int connections) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    rlim_t want = (rlim_t)connections + 1024;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+            ts_warn("api", "event=fd_limit limit=%llu connections=%d",
+                    (unsigned long long)rl.rlim_cur, connections);
+    }
+}
+
+static void free_parts(ts_http *h) {
+    ts_guard_stop(h->guard);
+    ts_keys_stop(h->keys);
+    ts_proxies_free(h->proxies);
+    ts_ratelimit_free(h->per_address.buckets);
+    ts_ratelimit_free(h->per_key.buckets);
+    free(h);
 }
 
 ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen) {
@@ -333,29 +644,59 @@ ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen) {
         return NULL;
     }
     h->cfg = cfg;
+    struct sockaddr_storage addr;
+    if (listen_address(cfg, &addr, err, errlen) ||
+        ts_proxies_parse(cfg->trusted_proxies, &h->proxies, err, errlen) ||
+        make_limit(&h->per_address, cfg->rate_writes_per_s, cfg->rate_burst,
+                   PROTECTED_WRITES_PER_S, PROTECTED_BURST, err, errlen) ||
+        make_limit(&h->per_key, cfg->rate_key_writes_per_s, cfg->rate_key_burst,
+                   PROTECTED_KEY_WRITES_PER_S, PROTECTED_KEY_BURST, err, errlen) ||
+        !(h->keys = ts_keys_start(cfg, err, errlen))) {
+        free_parts(h);
+        return NULL;
+    }
+    if (!(h->guard = ts_guard_start(cfg->request_timeout_s))) {
+        snprintf(err, errlen, "cannot start the request guard");
+        free_parts(h);
+        return NULL;
+    }
     h->replies = ts_replies_start(cfg, &h->metrics, err, errlen);
     if (!h->replies) {
-        free(h);
+        free_parts(h);
         return NULL;
     }
+    /* The per-address cap is libmicrohttpd's, fixed at start: the mode at
+     * start decides its default. */
+    int per_ip = cfg->max_connections_per_ip >= 0 ? cfg->max_connections_per_ip
+                 : ts_keys_protected(h->keys)     ? PROTECTED_CONNECTIONS_PER_IP
+                                                  : 0;
+    /* libmicrohttpd clears a connection's memory pool for each request: 32
+     * kB by default, 9% of the ingress's CPU in a burst. 16 kB holds the
+     * default header limit (8 kB); bodies are streamed out of it. */
+    size_t memory = cfg->max_header_bytes <= 12288 ? 16384 : (size_t)cfg->max_header_bytes + 4096;
+    raise_fd_limit(cfg->max_connections);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     h->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ERROR_LOG,
-        (uint16_t)cfg->http_port, NULL, NULL, on_request, h, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-        MHD_OPTION_CONNECTION_LIMIT, 20000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
-        /* MHD clears a connection's memory pool for each request: 32 kB
-         * by default, 9% of the ingress's CPU in a burst. Headers of 8 kB
-         * still fit; bodies are streamed out of it. */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+        flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)per_ip,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
+        MHD_OPTION_NOTIFY_CONNECTION, ts_guard_notify, h->guard,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
     if (!h->daemon) {
-        snprintf(err, errlen, "cannot listen on port %d", cfg->http_port);
+        snprintf(err, errlen, "cannot listen on %s port %d", cfg->http_bind, cfg->http_port);
         ts_replies_stop(h->replies);
-        free(h);
+        free_parts(h);
         return NULL;
     }
-    ts_info("api", "event=listening port=%d threads=%d", cfg->http_port, cfg->http_threads);
+    ts_info("api", "event=listening bind=%s port=%d threads=%d mode=%s per_ip_connections=%d",
+            cfg->http_bind, cfg->http_port, cfg->http_threads,
+            ts_keys_protected(h->keys) ? "protected" : "open", per_ip);
     return h;
 }
 
@@ -369,5 +710,5 @@ void ts_http_stop(ts_http *h) {
     ts_replies_drain(h->replies);
     MHD_stop_daemon(h->daemon);
     ts_replies_stop(h->replies);
-    free(h);
+    free_parts(h);
 }

@@ -31,6 +31,13 @@ char *ts_metrics_render(const ts_metrics *m) {
          "counter", atomic_load(&m->replies_unmatched)},
         {"turnstile_accepted_total", "Requests answered 202 at the reply deadline.", "counter",
          atomic_load(&m->accepted_202)},
+        {"turnstile_rate_limited_total", "Writes refused by a rate limit (429).", "counter",
+         atomic_load(&m->rate_limited)},
+        {"turnstile_unauthorized_total", "Requests refused for want of a key or token (401, 403).",
+         "counter", atomic_load(&m->unauthorized)},
+        {"turnstile_requests_cut_total",
+         "Connections shut down with a request still unanswered at TS_REQUEST_TIMEOUT_S.",
+         "counter", atomic_load(&m->requests_cut)},
         {"turnstile_waiting_requests", "Requests waiting for a reply.", "gauge",
          (unsigned long)atomic_load(&m->waiting)},
     };

@@ -16,6 +16,9 @@ typedef struct ts_metrics {
     atomic_ulong replies_unmatched;  /* for no request waiting here */
     atomic_ulong accepted_202;       /* answered 202 at the deadline */
     atomic_long waiting;             /* requests waiting for a reply now */
+    atomic_ulong rate_limited;       /* answered 429 */
+    atomic_ulong unauthorized;       /* answered 401 or 403 */
+    atomic_ulong requests_cut;       /* connections cut at TS_REQUEST_TIMEOUT_S (copied in) */
     ts_histogram write_latency;      /* a write's request to its answer */
     ts_histogram produced;           /* command issued -> acknowledged by Kafka */
     ts_histogram to_applied;         /* command issued -> applied by the worker */

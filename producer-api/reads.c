@@ -101,8 +101,8 @@ static unsigned not_found(json_t **body) {
     return 404;
 }
 
-unsigned ts_read_event(const ts_config *cfg, const char *event_id, long limit, long offset,
-                       json_t **body) {
+unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendees, long limit,
+                       long offset, json_t **body) {
     const char *p1[] = {event_id};
     PGresult *ev = query(cfg, Q_EVENT, 1, p1);
     if (!ev)
@@ -110,6 +110,14 @@ unsigned ts_read_event(const ts_config *cfg, const char *event_id, long limit, l
     if (PQntuples(ev) == 0) {
         PQclear(ev);
         return not_found(body);
+    }
+    if (!attendees) { /* the public view: the event and its counts */
+        *body = event_json(ev, 0);
+        long long capacity = atoll(PQgetvalue(ev, 0, 5)), registered = atoll(PQgetvalue(ev, 0, 6));
+        json_object_set_new(*body, "total_registrations", json_integer(registered));
+        json_object_set_new(*body, "remaining_capacity", json_integer(capacity - registered));
+        PQclear(ev);
+        return 200;
     }
     char lim[24], off[24];
     snprintf(lim, sizeof lim, "%ld", limit);

@@ -5,13 +5,16 @@
 #define TS_READS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "ts_config.h"
 
 /* Each returns the HTTP status and sets *body (caller decrefs). A database
  * that cannot be reached is a 503. */
-unsigned ts_read_event(const ts_config *cfg, const char *event_id, long limit, long offset,
-                       json_t **body);
+/* The event with its counts; with its registrations (names, emails) only
+ * when `attendees` (open mode, or an organizer key for the event). */
+unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendees, long limit,
+                       long offset, json_t **body);
 unsigned ts_read_upcoming(const ts_config *cfg, long limit, long offset, json_t **body);
 unsigned ts_read_stats(const ts_config *cfg, const char *event_id, json_t **body);
 /* A processed command's outcome: 200 with it, or 404 when not applied. */

@@ -8,13 +8,15 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "ts_secret.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
 #include "ts_validate.h"
 
-typedef enum kind { STRING, TEXT, EMAIL, TIME, COUNT, UUID } kind;
+typedef enum kind { STRING, TEXT, EMAIL, TIME, COUNT, UUID, SECRET } kind;
 
 typedef struct field {
     const char *name;
@@ -44,9 +46,13 @@ static const field_rule register_fields[] = {
     {"email", NULL, EMAIL, 1, CMD(u.reg.email), CAP(u.reg.email), 0, NULL},
 };
 
+/* A secret is kept as its digest only (`offset` is a ts_digest's). */
+#define TOKEN_MAX 256
+
 static const field_rule cancel_fields[] = {
     {"userId", "user_id", UUID, 1, CMD(u.cancel.user_id), CAP(u.cancel.user_id), 0,
      "userId required"},
+    {"token", NULL, SECRET, 0, CMD(u.cancel.token_sha256), TOKEN_MAX + 1, 0, NULL},
 };
 
 static int bad(ts_bad_request *why, const char *code, const char *field, const char *fmt,
@@ -61,6 +67,12 @@ static int set_field(const field_rule *f, json_t *v, ts_command *cmd, ts_bad_req
     char *dst = (char *)cmd + f->offset;
     const char *s = json_string_value(v);
     switch (f->kind) {
+    case SECRET:
+        if (!s || !*s || json_string_length(v) > TOKEN_MAX ||
+            memchr(s, '\0', json_string_length(v)))
+            return bad(why, "invalid_field", f->name, "%s must be a non-empty string", f->name);
+        *(ts_digest *)dst = ts_digest_of(s);
+        return 0;
     case STRING:
     case TEXT:
     case EMAIL:
@@ -149,4 +161,15 @@ int ts_request_register(const char *body, size_t len, ts_command *cmd, ts_bad_re
 int ts_request_cancel(const char *body, size_t len, ts_command *cmd, ts_bad_request *why) {
     return parse(body, len, cancel_fields, sizeof cancel_fields / sizeof cancel_fields[0], cmd,
                  why);
+}
+
+int ts_request_digest(const char *body, size_t len, ts_digest *out) {
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+    char *canon = root ? json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(root);
+    if (!canon)
+        return -1;
+    *out = ts_digest_of(canon);
+    free(canon);
+    return 0;
 }

@@ -20,4 +20,10 @@ int ts_request_create_event(const char *body, size_t len, ts_command *cmd, ts_ba
 int ts_request_register(const char *body, size_t len, ts_command *cmd, ts_bad_request *why);
 int ts_request_cancel(const char *body, size_t len, ts_command *cmd, ts_bad_request *why);
 
+/* The SHA-256 of a JSON body in a canonical form (keys sorted, no
+ * whitespace), so that the same request sent again, however formatted,
+ * has the same digest: what an idempotency key is bound to. 0, or -1 if
+ * the body is not JSON. */
+int ts_request_digest(const char *body, size_t len, ts_digest *out);
+
 #endif
