@@ -19,6 +19,7 @@
 #include "harness.h"
 #include "http_client.h"
 #include "ts_avro.h"
+#include "ts_secret.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
 
@@ -368,6 +369,160 @@ static void a_poison_message_goes_to_the_dlq_and_the_partition_flows_on(void **s
     assert_int_equal(registrations(id), 1);
 }
 
+/* ------------------------------------------------------------ hostile producers */
+
+static void produce_keyed(const ts_command *c, const char *key) {
+    uint8_t buf[TS_MESSAGE_BYTES_MAX];
+    size_t len;
+    assert_int_equal(ts_codec_encode_command(env.codec, c, buf, sizeof buf, &len), TS_CODEC_OK);
+    it_produce_raw(&env, key, buf, len);
+}
+
+static void a_command_keyed_by_another_event_is_a_dead_letter(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], other[TS_UUID_LEN + 1], reason[64];
+    create_event(id, 10, in_days(30));
+    ts_uuid_new(other);
+    ts_command c = it_registration(&env, id, "Mallory", "mallory@example.org");
+    uint8_t buf[TS_MESSAGE_BYTES_MAX];
+    size_t len;
+    assert_int_equal(ts_codec_encode_command(env.codec, &c, buf, sizeof buf, &len), TS_CODEC_OK);
+    it_produce_raw(&env, other, buf, len); /* another event's partition, maybe */
+    ts_reply r = it_await_reply(&env, c.command_id, 1, WAIT_MS);
+    assert_string_equal(ts_outcome_name(r.outcome), "INVALID");
+    it_await_dead_letter(&env, buf, len, reason, sizeof reason, WAIT_MS);
+    assert_string_equal(reason, "key_mismatch");
+    /* the same command keyed properly is applied; the key's case does not matter */
+    char upper[TS_UUID_LEN + 1];
+    for (int i = 0; i <= TS_UUID_LEN; i++)
+        upper[i] = (char)(id[i] >= 'a' && id[i] <= 'f' ? id[i] - 32 : id[i]);
+    ts_command ok = it_registration(&env, id, "Mallory", "mallory@example.org");
+    produce_keyed(&ok, upper);
+    assert_string_equal(ts_outcome_name(it_await_reply(&env, ok.command_id, 1, WAIT_MS).outcome),
+                        "REGISTERED");
+    assert_int_equal(registrations(id), 1);
+}
+
+/* Replies only go to TS_REPLY_TOPICS, to partitions that exist: a producer
+ * naming another topic (or a partition the reply topic lacks) gets a dead
+ * letter, and no partition waits for a reply that cannot be delivered. */
+static void a_reply_address_the_worker_may_not_use_stalls_nothing(void **state) {
+    (void)state;
+    enum { EVENTS = 9, PEOPLE = 10 };
+    char ids[EVENTS][TS_UUID_LEN + 1], reason[64];
+    for (int e = 0; e < EVENTS; e++)
+        create_event(ids[e], 100, in_days(30));
+    /* hostile commands first, in every event's partition */
+    uint8_t bufs[2 * EVENTS][TS_MESSAGE_BYTES_MAX];
+    size_t lens[2 * EVENTS];
+    for (int e = 0; e < EVENTS; e++) {
+        ts_command foreign = it_registration(&env, ids[e], "Eve", "eve@example.org");
+        snprintf(foreign.reply_topic, sizeof foreign.reply_topic, "elsewhere.%d", (int)getpid());
+        ts_command nowhere = it_registration(&env, ids[e], "Eve", "eve2@example.org");
+        nowhere.reply_partition = 7; /* the reply topic has one partition */
+        assert_int_equal(ts_codec_encode_command(env.codec, &foreign, bufs[2 * e],
+                                                 sizeof bufs[0], &lens[2 * e]), TS_CODEC_OK);
+        assert_int_equal(ts_codec_encode_command(env.codec, &nowhere, bufs[2 * e + 1],
+                                                 sizeof bufs[0], &lens[2 * e + 1]), TS_CODEC_OK);
+        it_produce_raw(&env, ids[e], bufs[2 * e], lens[2 * e]);
+        it_produce_raw(&env, ids[e], bufs[2 * e + 1], lens[2 * e + 1]);
+    }
+    /* then valid ones behind them: all answered, none refused */
+    ts_command ok[EVENTS * PEOPLE];
+    for (int i = 0; i < EVENTS * PEOPLE; i++) {
+        char email[64];
+        snprintf(email, sizeof email, "p%d@example.org", i);
+        ok[i] = it_registration(&env, ids[i % EVENTS], "P", email);
+    }
+    int64_t t0 = ts_monotonic_ms();
+    it_produce_many(&env, ok, EVENTS * PEOPLE);
+    for (int i = 0; i < EVENTS * PEOPLE; i++)
+        assert_string_equal(ts_outcome_name(it_await_reply(&env, ok[i].command_id, 1, WAIT_MS).outcome),
+                            "REGISTERED");
+    /* before, each undeliverable reply held the loop for a 10 s flush */
+    int64_t took = ts_monotonic_ms() - t0;
+    assert_true(took < 8000);
+    for (int e = 0; e < EVENTS; e++) {
+        it_await_dead_letter(&env, bufs[2 * e], lens[2 * e], reason, sizeof reason, WAIT_MS);
+        assert_string_equal(reason, "reply_topic_not_allowed");
+        it_await_dead_letter(&env, bufs[2 * e + 1], lens[2 * e + 1], reason, sizeof reason,
+                             WAIT_MS);
+        assert_string_equal(reason, "invalid");
+        assert_int_equal(registrations(ids[e]), PEOPLE);
+    }
+}
+
+static void a_cancel_with_a_token_needs_the_registrations_token(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1];
+    create_event(id, 10, in_days(30));
+    ts_command reg = it_registration(&env, id, "Ada", "ada.token@example.org");
+    reg.u.reg.cancel_token_sha256 = ts_digest_of("the-right-token");
+    it_produce(&env, &reg);
+    ts_reply r = it_await_reply(&env, reg.command_id, 1, WAIT_MS);
+    assert_string_equal(ts_outcome_name(r.outcome), "REGISTERED");
+    const char *p[] = {id};
+    assert_int_equal(it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1"
+                                       " AND cancel_token_sha256 = sha256('the-right-token')",
+                                 1, p),
+                     1);
+
+    ts_command wrong = it_command(&env, TS_CMD_CANCEL, id);
+    strcpy(wrong.u.cancel.user_id, r.user_id);
+    wrong.u.cancel.token_sha256 = ts_digest_of("a-guess");
+    it_produce(&env, &wrong);
+    assert_string_equal(ts_outcome_name(it_await_reply(&env, wrong.command_id, 1, WAIT_MS).outcome),
+                        "FORBIDDEN");
+    assert_int_equal(registrations(id), 1);
+
+    ts_command right = it_command(&env, TS_CMD_CANCEL, id);
+    strcpy(right.u.cancel.user_id, r.user_id);
+    right.u.cancel.token_sha256 = ts_digest_of("the-right-token");
+    it_produce(&env, &right);
+    assert_string_equal(ts_outcome_name(it_await_reply(&env, right.command_id, 1, WAIT_MS).outcome),
+                        "CANCELLED");
+    assert_int_equal(registrations(id), 0);
+    assert_int_equal(counter(id), 0);
+}
+
+/* A command id derived from an idempotency key is bound to its request: the
+ * same id with another request is refused and changes nothing; with the
+ * same request it is the first outcome again, and its new cancel token
+ * replaces the one the client never got. */
+static void an_idempotency_key_is_bound_to_its_request(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1];
+    create_event(id, 10, in_days(30));
+    ts_command first = it_registration(&env, id, "Ada", "ada.idem@example.org");
+    first.request_sha256 = ts_digest_of("{\"email\":\"ada.idem@example.org\"}");
+    first.u.reg.cancel_token_sha256 = ts_digest_of("token-1");
+    it_produce(&env, &first);
+    ts_reply r1 = it_await_reply(&env, first.command_id, 1, WAIT_MS);
+    assert_string_equal(ts_outcome_name(r1.outcome), "REGISTERED");
+
+    ts_command other = it_registration(&env, id, "Eve", "eve.idem@example.org");
+    strcpy(other.command_id, first.command_id);
+    other.request_sha256 = ts_digest_of("{\"email\":\"eve.idem@example.org\"}");
+    it_produce(&env, &other);
+    ts_reply r2 = it_await_reply(&env, first.command_id, 2, WAIT_MS);
+    assert_string_equal(ts_outcome_name(r2.outcome), "IDEMPOTENCY_KEY_REUSED");
+    assert_string_equal(r2.user_id, ""); /* nothing of the first outcome */
+    assert_int_equal(registrations(id), 1);
+
+    ts_command retry = first;
+    retry.u.reg.cancel_token_sha256 = ts_digest_of("token-2");
+    it_produce(&env, &retry);
+    ts_reply r3 = it_await_reply(&env, first.command_id, 3, WAIT_MS);
+    assert_string_equal(ts_outcome_name(r3.outcome), "REGISTERED");
+    assert_string_equal(r3.user_id, r1.user_id);
+    const char *p[] = {id};
+    assert_int_equal(it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1"
+                                       " AND cancel_token_sha256 = sha256('token-2')",
+                                 1, p),
+                     1);
+    assert_int_equal(registrations(id), 1);
+}
+
 /* Runs a command line and returns its standard output (caller frees). */
 static char *run_capture(const char *cmdline, size_t *len) {
     FILE *p = popen(cmdline, "r");
@@ -513,6 +668,10 @@ int main(void) {
         cmocka_unit_test(a_batch_meeting_stored_rows_is_decided_again_with_them),
         cmocka_unit_test(a_worker_with_a_stale_offset_is_fenced_and_writes_nothing),
         cmocka_unit_test(a_poison_message_goes_to_the_dlq_and_the_partition_flows_on),
+        cmocka_unit_test(a_command_keyed_by_another_event_is_a_dead_letter),
+        cmocka_unit_test(a_reply_address_the_worker_may_not_use_stalls_nothing),
+        cmocka_unit_test(a_cancel_with_a_token_needs_the_registrations_token),
+        cmocka_unit_test(an_idempotency_key_is_bound_to_its_request),
         cmocka_unit_test(another_avro_implementation_speaks_the_same_wire_format),
         cmocka_unit_test(a_command_the_database_refuses_is_set_aside_alone),
         cmocka_unit_test(the_worker_reports_health_and_metrics),
