@@ -25,9 +25,10 @@ static void on_notice(void *arg, const char *message) {
     ts_debug("pg", "event=notice msg=\"%.*s\"", (int)strcspn(message, "\n"), message);
 }
 
-PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen) {
-    const char *keys[] = {"dbname", "application_name", NULL};
-    const char *values[] = {dsn, application_name, NULL};
+/* Connects with the dsn expanded first, then the other parameters, which
+ * win over the dsn's own. */
+static PGconn *connect_with(const char *const *keys, const char *const *values, char *err,
+                            size_t errlen) {
     PGconn *conn = PQconnectdbParams(keys, values, 1 /* dbname is a full dsn */);
     if (!conn) {
         snprintf(err, errlen, "connect: out of memory");
@@ -41,6 +42,22 @@ PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, 
     PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
     PQsetNoticeProcessor(conn, on_notice, NULL);
     return conn;
+}
+
+PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen) {
+    const char *keys[] = {"dbname", "application_name", NULL};
+    const char *values[] = {dsn, application_name, NULL};
+    return connect_with(keys, values, err, errlen);
+}
+
+PGconn *ts_pg_connect_bounded(const char *dsn, const char *application_name, int timeout_s,
+                              char *err, size_t errlen) {
+    char timeout[16], options[64];
+    snprintf(timeout, sizeof timeout, "%d", timeout_s);
+    snprintf(options, sizeof options, "-c statement_timeout=%d", timeout_s * 1000);
+    const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
+    const char *values[] = {dsn, application_name, timeout, options, NULL};
+    return connect_with(keys, values, err, errlen);
 }
 
 int ts_pg_exec(PGconn *conn, const char *sql, char *err, size_t errlen) {

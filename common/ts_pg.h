@@ -12,6 +12,13 @@
  * with `err` set. */
 PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen);
 
+/* ts_pg_connect with deadlines: the connection attempt gives up after
+ * `timeout_s` seconds and every statement after as many (statement_timeout,
+ * which replaces any `options` of the dsn). For connections that must never
+ * wait long on a hung database. */
+PGconn *ts_pg_connect_bounded(const char *dsn, const char *application_name, int timeout_s,
+                              char *err, size_t errlen);
+
 /* Applies the compiled-in migrations (sql/NNN_name.sql) not yet recorded in
  * schema_migrations, each in its own transaction, under an advisory lock so
  * that services starting together migrate once. Sets *applied to the count

@@ -44,9 +44,8 @@ struct ts_keys {
     PGconn *conn;                /* the thread's own */
 };
 
-/* A read of the keys must not wait long: the connection gives up after 2 s,
- * a statement after 2 s. */
-#define CONNECT_OPTIONS "connect_timeout=2 options='-c statement_timeout=2000'"
+/* A read of the keys must not wait long on a hung database. */
+#define DB_TIMEOUT_S 2
 
 static void snapshot_free(snapshot *s) {
     for (int i = 0; i < s->n; i++)
@@ -81,9 +80,9 @@ static int parse_events(const char *text, key_entry *e) {
 }
 
 static void connect_db(ts_keys *ks) {
-    char dsn[sizeof ks->cfg->pg_dsn + sizeof CONNECT_OPTIONS + 2], err[512];
-    snprintf(dsn, sizeof dsn, "%s %s", ks->cfg->pg_dsn, CONNECT_OPTIONS);
-    ks->conn = ts_pg_connect(dsn, "turnstile-api-keys", err, sizeof err);
+    char err[512];
+    ks->conn = ts_pg_connect_bounded(ks->cfg->pg_dsn, "turnstile-api-keys", DB_TIMEOUT_S, err,
+                                     sizeof err);
     if (!ks->conn)
         ts_warn("api", "event=keys_db_unavailable err=\"%s\"", err);
 }
