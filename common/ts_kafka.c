@@ -1,10 +1,18 @@
-/* ts_kafka.c — see ts_kafka.h. */
+/* ts_kafka.c — see ts_kafka.h.
+ *
+ * The operator's librdkafka properties (TS_KAFKA_CONFIG_FILE,
+ * TS_KAFKA_PROPERTY_*) hold credentials: no message made here prints one of
+ * their values, and librdkafka's own messages are masked before they are
+ * passed on. */
 #include "ts_kafka.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ts_log.h"
+#include "ts_time.h"
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     (void)rk;
@@ -27,8 +35,70 @@ int ts_kafka_conf_set(rd_kafka_conf_t *conf, const char *const *pairs, char *err
     return 0;
 }
 
-rd_kafka_conf_t *ts_kafka_conf_new(const ts_config *cfg, const char *client_id, char *err,
-                                   size_t errlen) {
+/* Properties whose values are credentials by their name alone. */
+static bool sensitive(const char *name) {
+    static const char *const words[] = {"password", "secret", "jaas", "oauthbearer.config",
+                                        ".pem", "key"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(name, words[i]))
+            return true;
+    return false;
+}
+
+/* Copies `text` into out[cap] with each occurrence of `value` replaced:
+ * librdkafka quotes the value it refuses ("Invalid value \"...\" for
+ * configuration property ..."), and that value may be a password. */
+static void mask(char *out, size_t cap, const char *text, const char *value) {
+    size_t n = 0, vlen = strlen(value);
+    while (*text && n + 1 < cap) {
+        if (vlen && strncmp(text, value, vlen) == 0) {
+            n += (size_t)snprintf(out + n, cap - n, "%s", "(value hidden)");
+            if (n >= cap) {
+                n = cap - 1;
+                break;
+            }
+            text += vlen;
+        } else {
+            out[n++] = *text++;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* Masks, in place, the values of the operator's sensitive properties. */
+static void mask_secrets(const ts_config *cfg, char *text, size_t cap) {
+    for (int i = 0; i < cfg->kafka_nproperties; i++) {
+        const ts_kafka_property *p = &cfg->kafka_properties[i];
+        if (!sensitive(p->name) || !strstr(text, p->value))
+            continue;
+        char masked[1024];
+        mask(masked, sizeof masked, text, p->value);
+        snprintf(text, cap, "%s", masked);
+    }
+}
+
+/* The operator's properties: the error names the property and where it
+ * came from, never its value. */
+static int set_properties(rd_kafka_conf_t *conf, const ts_config *cfg, char *err,
+                          size_t errlen) {
+    for (int i = 0; i < cfg->kafka_nproperties; i++) {
+        const ts_kafka_property *p = &cfg->kafka_properties[i];
+        char why[512], masked[512];
+        if (rd_kafka_conf_set(conf, p->name, p->value, why, sizeof why) != RD_KAFKA_CONF_OK) {
+            mask(masked, sizeof masked, why, p->value);
+            snprintf(err, errlen,
+                     "kafka property %s (TS_KAFKA_CONFIG_FILE or TS_KAFKA_PROPERTY_%s): %s",
+                     p->name, p->name, masked);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* turnstile's settings, then `defaults` (NULL-terminated pairs, or NULL),
+ * then the operator's properties, which may override both. */
+static rd_kafka_conf_t *conf_with(const ts_config *cfg, const char *client_id,
+                                  const char *const *defaults, char *err, size_t errlen) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     const char *pairs[] = {
         "bootstrap.servers", cfg->kafka_brokers,
@@ -36,12 +106,19 @@ rd_kafka_conf_t *ts_kafka_conf_new(const ts_config *cfg, const char *client_id, 
         "socket.nagle.disable", "true",
         NULL,
     };
-    if (ts_kafka_conf_set(conf, pairs, err, errlen)) {
+    if (ts_kafka_conf_set(conf, pairs, err, errlen) ||
+        (defaults && ts_kafka_conf_set(conf, defaults, err, errlen)) ||
+        set_properties(conf, cfg, err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
     rd_kafka_conf_set_log_cb(conf, log_cb);
     return conf;
+}
+
+rd_kafka_conf_t *ts_kafka_conf_new(const ts_config *cfg, const char *client_id, char *err,
+                                   size_t errlen) {
+    return conf_with(cfg, client_id, NULL, err, errlen);
 }
 
 rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char *client_id,
@@ -58,21 +135,20 @@ rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char 
         "message.timeout.ms", "30000",
         NULL,
     };
-    const char *none[] = {NULL};
-    rd_kafka_conf_t *conf = ts_kafka_conf_new(cfg, client_id, err, errlen);
+    rd_kafka_conf_t *conf = conf_with(
+        cfg, client_id, type == RD_KAFKA_PRODUCER ? producer_defaults : NULL, err, errlen);
     if (!conf)
         return NULL;
-    if (ts_kafka_conf_set(conf, type == RD_KAFKA_PRODUCER ? producer_defaults : none, err,
-                          errlen) ||
-        (pairs && ts_kafka_conf_set(conf, pairs, err, errlen))) {
+    if (pairs && ts_kafka_conf_set(conf, pairs, err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
     if (setup)
         setup(conf, arg);
-    char why[256];
+    char why[512];
     rd_kafka_t *rk = rd_kafka_new(type, conf, why, sizeof why);
     if (!rk) {
+        mask_secrets(cfg, why, sizeof why);
         snprintf(err, errlen, "kafka %s: %s",
                  type == RD_KAFKA_PRODUCER ? "producer" : "consumer", why);
         rd_kafka_conf_destroy(conf);
@@ -86,6 +162,94 @@ rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char 
 rd_kafka_t *ts_kafka_producer_new(const ts_config *cfg, const char *client_id, char *err,
                                   size_t errlen) {
     return ts_kafka_new(cfg, RD_KAFKA_PRODUCER, client_id, NULL, NULL, NULL, err, errlen);
+}
+
+/* What the verifying client's error callback saw. librdkafka calls it from
+ * rd_kafka_poll, on the thread of ts_kafka_verify: no locking. */
+typedef struct verify_state {
+    bool auth_failed;
+    char auth_reason[512];
+    char last_reason[512]; /* the latest other error, for "unreachable" */
+} verify_state;
+
+static void verify_error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque) {
+    (void)rk;
+    verify_state *st = opaque;
+    if (code == RD_KAFKA_RESP_ERR__AUTHENTICATION && !st->auth_failed) {
+        st->auth_failed = true;
+        snprintf(st->auth_reason, sizeof st->auth_reason, "%s", reason);
+    } else if (code != RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+        snprintf(st->last_reason, sizeof st->last_reason, "%s", reason);
+    }
+}
+
+static void conf_get(const rd_kafka_conf_t *conf, const char *name, char *out, size_t cap) {
+    size_t n = cap;
+    if (rd_kafka_conf_get(conf, name, out, &n) != RD_KAFKA_CONF_OK)
+        snprintf(out, cap, "?");
+}
+
+int ts_kafka_verify(const ts_config *cfg, const char *client_id, int timeout_ms, char *err,
+                    size_t errlen) {
+    /* Metadata is asked for in slices, with the error callback served in
+     * between: a refused login is reported within a slice, not at the
+     * deadline (librdkafka keeps retrying it as if the broker were down). */
+    enum { SLICE_MS = 200 };
+    verify_state st = {0};
+    rd_kafka_conf_t *conf = ts_kafka_conf_new(cfg, client_id, err, errlen);
+    if (!conf)
+        return -1;
+    /* Read back after the operator's properties: what the client will use.
+     * Names only; the password is never read. */
+    char brokers[512], protocol[64], mechanism[64], user[256];
+    conf_get(conf, "bootstrap.servers", brokers, sizeof brokers);
+    conf_get(conf, "security.protocol", protocol, sizeof protocol);
+    conf_get(conf, "sasl.mechanisms", mechanism, sizeof mechanism);
+    conf_get(conf, "sasl.username", user, sizeof user);
+    rd_kafka_conf_set_error_cb(conf, verify_error_cb);
+    rd_kafka_conf_set_opaque(conf, &st);
+    char why[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    if (!rk) {
+        mask_secrets(cfg, why, sizeof why);
+        snprintf(err, errlen, "kafka client: %s", why);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    int64_t start = ts_monotonic_ms();
+    int rc = -1;
+    for (;;) {
+        rd_kafka_poll(rk, 0);
+        if (st.auth_failed) {
+            mask_secrets(cfg, st.auth_reason, sizeof st.auth_reason);
+            if (strncasecmp(protocol, "sasl", 4) == 0)
+                snprintf(err, errlen, "Kafka authentication failed (SASL %s as user '%s'): %s",
+                         mechanism, user, st.auth_reason);
+            else
+                snprintf(err, errlen, "Kafka authentication failed (%s): %s", protocol,
+                         st.auth_reason);
+            break;
+        }
+        int64_t left = start + timeout_ms - ts_monotonic_ms();
+        if (left <= 0) {
+            mask_secrets(cfg, st.last_reason, sizeof st.last_reason);
+            snprintf(err, errlen, "Kafka unreachable at %s after %d ms%s%s", brokers, timeout_ms,
+                     st.last_reason[0] ? ": " : "", st.last_reason);
+            break;
+        }
+        const struct rd_kafka_metadata *md;
+        rd_kafka_resp_err_t e =
+            rd_kafka_metadata(rk, 0, NULL, &md, left < SLICE_MS ? (int)left : SLICE_MS);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_metadata_destroy(md);
+            rc = 0;
+            break;
+        }
+        if (e != RD_KAFKA_RESP_ERR__TRANSPORT && e != RD_KAFKA_RESP_ERR__TIMED_OUT)
+            snprintf(st.last_reason, sizeof st.last_reason, "%s", rd_kafka_err2str(e));
+    }
+    rd_kafka_destroy(rk);
+    return rc;
 }
 
 /* Runs one admin request and returns its per-topic results; the event is

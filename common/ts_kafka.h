@@ -8,8 +8,11 @@
 
 #include "ts_config.h"
 
-/* A configuration with bootstrap.servers set and librdkafka's logs routed
- * to ts_log. Caller owns it (rd_kafka_new takes it over). NULL on error. */
+/* A configuration with turnstile's settings (bootstrap.servers, ...), then
+ * the operator's properties of cfg->kafka_properties (TS_KAFKA_CONFIG_FILE,
+ * TS_KAFKA_PROPERTY_*), which may override them, and librdkafka's logs
+ * routed to ts_log. Caller owns it (rd_kafka_new takes it over). NULL on
+ * error, with `err` naming the property at fault but never its value. */
 rd_kafka_conf_t *ts_kafka_conf_new(const ts_config *cfg, const char *client_id, char *err,
                                    size_t errlen);
 
@@ -22,8 +25,9 @@ int ts_kafka_conf_set(rd_kafka_conf_t *conf, const char *const *pairs, char *err
  * to set callbacks and the opaque pointer. */
 typedef void (*ts_kafka_setup_fn)(rd_kafka_conf_t *conf, void *arg);
 
-/* A client of `type` with turnstile's defaults, then `pairs` (a
- * NULL-terminated "key", "value" list, or NULL), then `setup` (or NULL).
+/* A client of `type` with turnstile's defaults, then the operator's
+ * properties (as ts_kafka_conf_new), then `pairs` (a NULL-terminated "key",
+ * "value" list, or NULL), then `setup` (or NULL).
  * Producers are idempotent (acks=all, no duplicates on retry); consumers
  * are served by rd_kafka_consumer_poll. NULL with `err` set on error. */
 rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char *client_id,
@@ -33,6 +37,16 @@ rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char 
 /* ts_kafka_new for a producer with the defaults only. */
 rd_kafka_t *ts_kafka_producer_new(const ts_config *cfg, const char *client_id, char *err,
                                   size_t errlen);
+
+/* Connects a short-lived producer with `cfg` and asks for the cluster's
+ * metadata: the check a service makes at start, so that wrong credentials
+ * or an unreachable cluster stop it with a clear message instead of a
+ * service that waits forever. 0 when the cluster answered within
+ * timeout_ms; -1 with `err` naming the cause: "Kafka authentication failed
+ * (SASL <mechanism> as user '<name>'): <librdkafka's reason>" or "Kafka
+ * unreachable at <brokers> after <n> ms". No secret is ever in `err`. */
+int ts_kafka_verify(const ts_config *cfg, const char *client_id, int timeout_ms, char *err,
+                    size_t errlen);
 
 /* Creates the topics that do not exist yet: names[i] with partitions[i].
  * Returns 0 when all exist afterwards, or -1 with `err` set. */

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "http.h"
+#include "ts_kafka.h"
 #include "ts_log.h"
 #include "ts_pg.h"
 #include "ts_service.h"
@@ -25,6 +26,14 @@ int main(int argc, char **argv) {
             return 1;
         }
         PQfinish(conn);
+    }
+    /* Wrong credentials or no cluster: stop now with the reason, rather
+     * than take requests that can only be answered 503. 10 s covers a
+     * broker still starting beside us. */
+    enum { KAFKA_VERIFY_TIMEOUT_MS = 10000 };
+    if (ts_kafka_verify(&cfg, "turnstile-api", KAFKA_VERIFY_TIMEOUT_MS, err, sizeof err)) {
+        ts_error("api", "event=kafka_unavailable err=\"%s\"", err);
+        return 1;
     }
     ts_http *http = ts_http_start(&cfg, err, sizeof err);
     if (!http) {

@@ -2,6 +2,7 @@
  * PostgreSQL, one transaction per poll, and replies. Configuration comes
  * from the environment (see --help). SIGTERM or SIGINT drains and exits 0. */
 #include "consumer.h"
+#include "ts_kafka.h"
 #include "ts_log.h"
 #include "ts_service.h"
 #include "ts_statusd.h"
@@ -15,6 +16,14 @@ int main(int argc, char **argv) {
                         &cfg, &code))
         return code;
     char err[512];
+    /* Wrong credentials or no cluster: stop now with the reason, rather
+     * than wait for commands that cannot come. 10 s covers a broker still
+     * starting beside us. */
+    enum { KAFKA_VERIFY_TIMEOUT_MS = 10000 };
+    if (ts_kafka_verify(&cfg, "turnstile-worker", KAFKA_VERIFY_TIMEOUT_MS, err, sizeof err)) {
+        ts_error("worker", "event=kafka_unavailable err=\"%s\"", err);
+        return 1;
+    }
     ts_worker *w = ts_worker_new(&cfg, err, sizeof err);
     if (!w) {
         ts_error("worker", "event=start_failed err=\"%s\"", err);
