@@ -82,7 +82,7 @@ typedef struct request {
     bool has_key;             /* protected mode, and a valid Authorization header */
     ts_key_check key;         /* what that key covers of this request's event */
     char key_id[TS_UUID_LEN + 1];
-    char client[TS_CLIENT_ADDR_MAX]; /* the client's address (X-Forwarded-For if trusted) */
+    char client[TS_CLIENT_ADDR_MAX]; /* client_of(): "" until first asked */
     char token[TS_TOKEN_LEN + 1];    /* a registration's cancel token, "" if none */
     ts_answer answer;
 } request;
@@ -249,6 +249,37 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
     return respond(h, conn, status, body, NULL, NULL);
 }
 
+/* X-Forwarded-For, every header of that name joined with ", ". */
+typedef struct xff_buf {
+    char text[1024];
+    size_t len;
+} xff_buf;
+
+static enum MHD_Result add_xff(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value) {
+    (void)kind;
+    xff_buf *x = cls;
+    if (value && !strcasecmp(key, "X-Forwarded-For") && x->len + strlen(value) + 3 < sizeof x->text)
+        x->len += (size_t)snprintf(x->text + x->len, sizeof x->text - x->len, "%s%s",
+                                   x->len ? ", " : "", value);
+    return MHD_YES;
+}
+
+/* The client's address, worked out on first use (idempotency keys and rate
+ * limits need it; most requests in open mode do not). */
+static const char *client_of(ts_http *h, struct MHD_Connection *conn, request *req) {
+    if (req->client[0])
+        return req->client;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    xff_buf xff = {.len = 0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, add_xff, &xff);
+    if (!info || ts_client_address(h->proxies, info->client_addr, xff.len ? xff.text : NULL,
+                                   req->client, sizeof req->client))
+        snprintf(req->client, sizeof req->client, "unknown");
+    return req->client;
+}
+
 /* Fills the envelope of a command: ids, time, reply address. With an
  * Idempotency-Key the command id (and a new event's id) derive from the
  * key, the client (its organizer key, else its address) and the route with
@@ -256,7 +287,7 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
  * first outcome, and nobody else's key can name it — and the command
  * carries the digest of the body, so the same key with another request is
  * refused by the worker. */
-static int envelope(ts_http *h, struct MHD_Connection *conn, const request *req,
+static int envelope(ts_http *h, struct MHD_Connection *conn, request *req,
                     ts_command *c) {
     const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
     if (key) {
@@ -265,7 +296,7 @@ static int envelope(ts_http *h, struct MHD_Connection *conn, const request *req,
             return -1;
         char name[512];
         snprintf(name, sizeof name, "%s:%s\n%d\n%s\n%s", req->has_key ? "key" : "addr",
-                 req->has_key ? req->key_id : req->client, (int)req->match.route,
+                 req->has_key ? req->key_id : client_of(h, conn, req), (int)req->match.route,
                  c->event_id, key);
         ts_uuid_v5(idempotency_ns, name, c->command_id);
         if (ts_request_digest(req->body ? req->body : "", req->len, &c->request_sha256))
@@ -380,32 +411,6 @@ static enum MHD_Result add_length(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
-/* X-Forwarded-For, every header of that name joined with ", ". */
-typedef struct xff_buf {
-    char text[1024];
-    size_t len;
-} xff_buf;
-
-static enum MHD_Result add_xff(void *cls, enum MHD_ValueKind kind, const char *key,
-                               const char *value) {
-    (void)kind;
-    xff_buf *x = cls;
-    if (value && !strcasecmp(key, "X-Forwarded-For") && x->len + strlen(value) + 3 < sizeof x->text)
-        x->len += (size_t)snprintf(x->text + x->len, sizeof x->text - x->len, "%s%s",
-                                   x->len ? ", " : "", value);
-    return MHD_YES;
-}
-
-static void client_address(ts_http *h, struct MHD_Connection *conn, request *req) {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    xff_buf xff = {.len = 0};
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, add_xff, &xff);
-    if (!info || ts_client_address(h->proxies, info->client_addr, xff.len ? xff.text : NULL,
-                                   req->client, sizeof req->client))
-        snprintf(req->client, sizeof req->client, "unknown");
-}
-
 /* The event the route names, canonical, or NULL. */
 static const char *route_event(const request *req, char out[TS_UUID_LEN + 1]) {
     switch (req->match.route) {
@@ -448,7 +453,7 @@ static bool within_rate(ts_http *h, struct MHD_Connection *conn, request *req,
     if (req->has_key)
         snprintf(key, sizeof key, "%s", req->key_id);
     else
-        ts_client_limit_key(req->client, key, sizeof key);
+        ts_client_limit_key(client_of(h, conn, req), key, sizeof key);
     int wait_s = ts_ratelimit_take(l->buckets, key, ts_monotonic_ms());
     if (wait_s == 0)
         return true;
@@ -489,7 +494,6 @@ static bool admit(ts_http *h, struct MHD_Connection *conn, const char *url, requ
     ts_route_id route = req->match.route;
     if (route == TS_ROUTE_HEALTHZ || route == TS_ROUTE_METRICS || route == TS_ROUTE_NONE)
         return true;
-    client_address(h, conn, req);
     req->protected_mode = ts_keys_protected(h->keys);
     if (req->protected_mode && !check_key(h, conn, req, refused))
         return false;
