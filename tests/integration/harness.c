@@ -13,6 +13,7 @@
 #include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -177,6 +178,21 @@ static int free_port(void) {
 }
 
 void it_start_api(it_env *env, int i, int reply_partition, char *url, size_t cap) {
+    it_start_api_env(env, i, reply_partition, NULL, url, cap);
+}
+
+/* In a child: sets each "NAME=value" of `extra`. */
+static void set_extra_env(const char *const *extra) {
+    for (; extra && *extra; extra++) {
+        char name[128];
+        size_t n = strcspn(*extra, "=");
+        snprintf(name, sizeof name, "%.*s", (int)n, *extra);
+        setenv(name, (*extra)[n] ? *extra + n + 1 : "", 1);
+    }
+}
+
+void it_start_api_env(it_env *env, int i, int reply_partition, const char *const *extra,
+                      char *url, size_t cap) {
     int port = free_port();
     env->api_ports[i] = port;
     pid_t pid = fork();
@@ -187,6 +203,7 @@ void it_start_api(it_env *env, int i, int reply_partition, char *url, size_t cap
         snprintf(rp, sizeof rp, "%d", reply_partition);
         setenv("TS_HTTP_PORT", p, 1);
         setenv("TS_REPLY_PARTITION", rp, 1);
+        set_extra_env(extra);
         execl(TS_API_BIN, TS_API_BIN, (char *)NULL);
         perror("exec " TS_API_BIN);
         _exit(127);
@@ -341,4 +358,96 @@ long long it_query_ll(it_env *env, const char *sql, int nparams, const char *con
     long long v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     return v;
+}
+
+int it_run_api_to_exit(it_env *env, const char *const *extra, int timeout_ms, char *err,
+                       size_t cap) {
+    (void)env;
+    int port = free_port(), fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        char p[16];
+        snprintf(p, sizeof p, "%d", port);
+        setenv("TS_HTTP_PORT", p, 1);
+        set_extra_env(extra);
+        execl(TS_API_BIN, TS_API_BIN, (char *)NULL);
+        perror("exec " TS_API_BIN);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    err[0] = '\0';
+    int64_t deadline = ts_monotonic_ms() + timeout_ms;
+    bool eof = false;
+    int status = 0;
+    for (;;) {
+        int64_t left = deadline - ts_monotonic_ms();
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            close(fds[0]);
+            return -1;
+        }
+        if (!eof) { /* its stderr, until it closes */
+            struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+            if (poll(&pfd, 1, (int)(left < 100 ? left : 100)) > 0) {
+                char buf[1024];
+                ssize_t n = read(fds[0], buf, sizeof buf);
+                if (n <= 0) {
+                    eof = true;
+                } else if (len + 1 < cap) {
+                    size_t take = (size_t)n < cap - 1 - len ? (size_t)n : cap - 1 - len;
+                    memcpy(err + len, buf, take);
+                    len += take;
+                    err[len] = '\0';
+                }
+            }
+            continue;
+        }
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            break;
+        struct timespec ts = {0, 10 * 1000000L}; /* stderr closed: it is exiting */
+        nanosleep(&ts, NULL);
+    }
+    close(fds[0]);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int it_admin(const char *const *args, char *out, size_t cap) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        const char *argv[32] = {TS_ADMIN_BIN};
+        for (int i = 0; args && args[i] && i < 30; i++)
+            argv[i + 1] = args[i];
+        execv(TS_ADMIN_BIN, (char *const *)argv);
+        perror("exec " TS_ADMIN_BIN);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    char buf[1024];
+    out[0] = '\0';
+    while ((n = read(fds[0], buf, sizeof buf)) > 0) /* until it exits */
+        if (len + 1 < cap) {
+            size_t take = (size_t)n < cap - 1 - len ? (size_t)n : cap - 1 - len;
+            memcpy(out + len, buf, take);
+            len += take;
+            out[len] = '\0';
+        }
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

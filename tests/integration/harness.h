@@ -55,6 +55,21 @@ int it_stop_worker(it_env *env, int i, int sig);
  * in url[cap]. */
 void it_start_api(it_env *env, int i, int reply_partition, char *url, size_t cap);
 int it_stop_api(it_env *env, int i, int sig);
+/* it_start_api with more environment for this instance alone: `extra` is a
+ * NULL-terminated list of "NAME=value" (NULL: none). */
+void it_start_api_env(it_env *env, int i, int reply_partition, const char *const *extra,
+                      char *url, size_t cap);
+/* Runs the API binary on a free port with `extra` environment and waits up
+ * to timeout_ms for it to exit by itself, its stderr in err[cap]. Returns
+ * its exit status (128+signal if a signal ended it), or -1 if it was still
+ * running at the deadline (it is killed then). */
+int it_run_api_to_exit(it_env *env, const char *const *extra, int timeout_ms, char *err,
+                       size_t cap);
+
+/* Runs turnstile-admin with `args` (NULL-terminated, after the program's
+ * name) in this process's environment, its stdout in out[cap] (its stderr
+ * passes through). Returns its exit status. */
+int it_admin(const char *const *args, char *out, size_t cap);
 
 /* A command of `type` for `event_id` with a fresh command id, replying to
  * partition 0 of this run's reply topic. */
