@@ -166,10 +166,13 @@ int it_stop_worker(it_env *env, int i, int sig) { return stop_child(&env->worker
 
 int it_stop_api(it_env *env, int i, int sig) { return stop_child(&env->apis[i], sig); }
 
-/* A port nobody listens on now: bind to 0 and see what the kernel gives. */
+/* A port nobody listens on now: bind to 0 and see what the kernel gives.
+ * On every address, not just 127.0.0.1: an API may listen on 0.0.0.0
+ * (TS_HTTP_BIND), where a port any local socket holds (a client's bound to
+ * 127.0.0.2, say, or in TIME_WAIT there) is taken. */
 static int free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
     socklen_t len = sizeof a;
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);

@@ -513,6 +513,39 @@ static int get_healthz_on(int fd) {
     return read_outcome(fd, 3000, false).status;
 }
 
+/* Opens n connections from `source`, each served a /healthz and kept
+ * open, in fds. */
+static void hold_connections(const char *source, int port, int *fds, int n) {
+    for (int i = 0; i < n; i++) {
+        fds[i] = open_from(source, port);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(await_connected(fds[i], 2000), 0);
+        int status = get_healthz_on(fds[i]);
+        if (status != 200)
+            fail_msg("connection %d of %d from %s: %d", i + 1, n, source, status);
+    }
+}
+
+/* One more connection from `source` must be refused, closed, or answered
+ * with an error, within 3 s. */
+static void expect_turned_away(const char *source, int port) {
+    int fd = open_from(source, port);
+    assert_true(fd >= 0);
+    outcome o = {0};
+    if (await_connected(fd, 2000) == 0) {
+        const char req[] = "GET /healthz HTTP/1.1\r\nHost: capped\r\n\r\n";
+        send_all(fd, req, sizeof req - 1, 3000);
+        o = read_outcome(fd, 3000, true);
+        if (o.status == 200 || (!o.closed && o.status == 0))
+            fail_msg("the connection over the cap: %s ('%.60s')",
+                     o.status ? "served" : "neither closed nor answered in 3 s", o.head);
+        if (o.status)
+            assert_true(o.status >= 400);
+    }
+    close(fd);
+    printf("over the cap: status %d, closed %d\n", o.status, o.closed);
+}
+
 static void the_connection_over_the_cap_of_one_address_is_refused_and_others_are_served(
     void **state) {
     (void)state;
@@ -522,30 +555,9 @@ static void the_connection_over_the_cap_of_one_address_is_refused_and_others_are
     it_start_api_env(&env, 1, 1, extra, capped, sizeof capped);
     int port = port_of(capped);
     int fds[CAP];
-    for (int i = 0; i < CAP; i++) { /* 50 served, and kept open */
-        fds[i] = open_from("127.0.0.30", port);
-        assert_true(fds[i] >= 0);
-        assert_int_equal(await_connected(fds[i], 2000), 0);
-        int status = get_healthz_on(fds[i]);
-        if (status != 200)
-            fail_msg("connection %d of %d from one address: %d", i + 1, CAP, status);
-    }
-    /* the 51st from that address: refused, closed, or answered with an error */
-    int extra_fd = open_from("127.0.0.30", port);
-    assert_true(extra_fd >= 0);
-    outcome o = {0};
-    if (await_connected(extra_fd, 2000) == 0) {
-        const char req[] = "GET /healthz HTTP/1.1\r\nHost: capped\r\n\r\n";
-        send_all(extra_fd, req, sizeof req - 1, 3000);
-        o = read_outcome(extra_fd, 3000, true);
-        if (o.status == 200 || (!o.closed && o.status == 0))
-            fail_msg("the connection over the cap: %s ('%.60s')",
-                     o.status ? "served" : "neither closed nor answered in 3 s", o.head);
-        if (o.status)
-            assert_true(o.status >= 400);
-    }
-    close(extra_fd);
-    printf("over the cap: status %d, closed %d\n", o.status, o.closed);
+    hold_connections("127.0.0.30", port, fds, CAP);
+    /* the 51st from that address */
+    expect_turned_away("127.0.0.30", port);
 
     /* another address is served meanwhile */
     char url[128];
@@ -574,6 +586,36 @@ static void the_connection_over_the_cap_of_one_address_is_refused_and_others_are
     }
     for (int i = 1; i < CAP; i++)
         close(fds[i]);
+}
+
+/* TS_MAX_CONNECTIONS_PER_IP unset: 256 in protected mode, no cap in open
+ * mode (the API under attack is open: 300 from one address are served). */
+static void one_address_gets_256_connections_when_protected_and_no_cap_when_open(
+    void **state) {
+    (void)state;
+    enum { PROTECTED_CAP = 256, OPEN_MANY = 300 };
+    int *fds = calloc(OPEN_MANY, sizeof *fds);
+    hold_connections("127.0.0.50", env.api_ports[0], fds, OPEN_MANY);
+    for (int i = 0; i < OPEN_MANY; i++)
+        close(fds[i]);
+
+    /* slot 1 becomes a protected API with the default cap */
+    assert_true(api_alive(1));
+    assert_int_equal(it_stop_api(&env, 1, SIGTERM), 0);
+    const char *extra[] = {"TS_AUTH=on", "TS_IDLE_TIMEOUT_S=60", NULL};
+    it_start_api_env(&env, 1, 1, extra, capped, sizeof capped);
+    char mode[32];
+    snprintf(mode, sizeof mode, "%s/healthz", capped);
+    it_http_result r = it_http("GET", mode, NULL, NULL);
+    assert_string_equal(it_json_str(&r, "mode"), "protected");
+    it_http_free(&r);
+    int port = port_of(capped);
+    hold_connections("127.0.0.51", port, fds, PROTECTED_CAP);
+    expect_turned_away("127.0.0.51", port);
+    assert_int_equal(healthz(capped), 200); /* from 127.0.0.1 */
+    for (int i = 0; i < PROTECTED_CAP; i++)
+        close(fds[i]);
+    free(fds);
 }
 
 /* ------------------------------------------------------------ bad input */
@@ -676,6 +718,7 @@ int main(void) {
         cmocka_unit_test(two_thousand_slow_connections_do_not_keep_anyone_else_out),
         cmocka_unit_test(
             the_connection_over_the_cap_of_one_address_is_refused_and_others_are_served),
+        cmocka_unit_test(one_address_gets_256_connections_when_protected_and_no_cap_when_open),
         cmocka_unit_test(after_all_of_it_the_apis_are_alive_and_serve),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

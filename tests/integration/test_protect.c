@@ -565,6 +565,40 @@ static void with_keys_a_public_bind_starts_protected_and_ts_auth_off_stays_open(
     snprintf(expect, sizeof expect, "{\"user_id\":\"%s\"}", uid);
     assert_string_equal(r.body, expect);
     it_http_free(&r);
+    expect_status(do_cancel(url, id, uid, NULL, (call){0}), 200);
+    assert_int_equal(registered(id, uid), 0);
+    stop_api(0);
+}
+
+static void check_429(const it_http_result *r);
+
+/* A burst of n registrations for event_id from `source` on `api`; the
+ * number refused with 429 (each checked), every other one must be 201. */
+static int burst_from(const char *api, const char *event_id, const char *source, int n,
+                      const char *tag);
+
+static void writes_are_rate_limited_by_default_when_protected_and_when_set_when_open(
+    void **state) {
+    (void)state;
+    enum { N = 40 };
+    char url[64], id[TS_UUID_LEN + 1];
+    const char *on[] = {"TS_AUTH=on", NULL};
+    free_slot(0);
+    it_start_api_env(&env, 0, 1, on, url, sizeof url);
+    await_key(url, org_key, "/api/events", false);
+    create_event(url, org_key, "Default limits", 1000, id);
+    /* 40 at once from one address: over the default burst (20) */
+    int limited_n = burst_from(url, id, "127.0.0.5", N, "default");
+    printf("protected, default limits: %d of %d limited\n", limited_n, N);
+    assert_true(limited_n >= 1);
+    stop_api(0);
+
+    const char *off_with_limits[] = {"TS_AUTH=off", "TS_RATE_WRITES_PER_S=5", "TS_RATE_BURST=5",
+                                     NULL};
+    it_start_api_env(&env, 0, 1, off_with_limits, url, sizeof url);
+    limited_n = burst_from(url, id, "127.0.0.5", N, "open-set");
+    printf("open, limits set: %d of %d limited\n", limited_n, N);
+    assert_true(limited_n >= N / 2);
     stop_api(0);
 }
 
@@ -1050,6 +1084,31 @@ static void an_organizer_key_over_its_write_rate_gets_429_from_any_address(void 
                      created + OTHER);
 }
 
+static int burst_from(const char *api, const char *event_id, const char *source, int n,
+                      const char *tag) {
+    it_http_request *reqs = calloc((size_t)n, sizeof *reqs);
+    for (int i = 0; i < n; i++) {
+        char email[64];
+        snprintf(email, sizeof email, "%s%d@burst.example", tag, i);
+        it_http_registration(&reqs[i], api, event_id, "Burst", email);
+        snprintf(reqs[i].source, sizeof reqs[i].source, "%s", source);
+    }
+    it_http_paced(reqs, (size_t)n);
+    int limited_n = 0;
+    for (int i = 0; i < n; i++) {
+        it_http_result *r = &reqs[i].result;
+        if (r->status == 429) {
+            check_429(r);
+            limited_n++;
+        } else if (r->status != 201) {
+            fail_msg("%s burst, write %d: %ld %s", tag, i, r->status, r->body ? r->body : "");
+        }
+        it_http_free(r);
+    }
+    free(reqs);
+    return limited_n;
+}
+
 static void the_apis_drain_and_exit_zero_on_sigterm(void **state) {
     (void)state;
     stop_api(0);
@@ -1066,6 +1125,8 @@ int main(void) {
         cmocka_unit_test(only_the_hash_of_a_key_is_stored_and_the_list_never_shows_it),
         cmocka_unit_test(revoking_the_last_key_turns_the_api_open_again_within_a_second),
         cmocka_unit_test(with_keys_a_public_bind_starts_protected_and_ts_auth_off_stays_open),
+        cmocka_unit_test(
+            writes_are_rate_limited_by_default_when_protected_and_when_set_when_open),
         cmocka_unit_test(creating_an_event_needs_a_key_that_covers_all_events),
         cmocka_unit_test(an_event_read_without_its_key_shows_counts_and_no_attendee),
         cmocka_unit_test(only_the_cancel_token_or_an_organizer_key_cancels_a_registration),
