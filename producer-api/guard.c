@@ -127,4 +127,6 @@ void ts_guard_request_done(ts_guard *g, struct MHD_Connection *conn) {
     atomic_store(&e->deadline_ms, ts_monotonic_ms() + g->timeout_ms);
 }
 
-unsigned long ts_guard_cut_total(ts_guard *g) { return atomic_load(&g->cut_total); }
+unsigned long ts_guard_cut_total(ts_guard *g) {
+    return atomic_load(&g->cut_total);
+}

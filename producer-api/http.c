@@ -310,8 +310,9 @@ static int envelope(ts_http *h, struct MHD_Connection *conn, request *req,
     return 0;
 }
 
-/* Who may do this write in protected mode; NULL if allowed, or the refusal
- * sent. Sets what protected mode adds to the command (a cancel token). */
+/* Whether this write is allowed (in protected mode, who may do it): true, or
+ * false with the refusal sent. Sets what protected mode adds to the command
+ * (a registration's cancel token) and drops what it does not use. */
 static bool authorize_write(ts_http *h, struct MHD_Connection *conn, request *req,
                             ts_command *cmd, enum MHD_Result *refused) {
     if (!req->protected_mode) {

@@ -22,7 +22,7 @@
 typedef struct key_entry {
     uint8_t digest[TS_SHA256_LEN];
     char id[TS_UUID_LEN + 1];
-    int nevents;                  /* -1: every event */
+    int nevents; /* -1: every event */
     char (*events)[TS_UUID_LEN + 1];
 } key_entry;
 
@@ -35,13 +35,13 @@ struct ts_keys {
     const ts_config *cfg;
     bool loopback;
     pthread_rwlock_t lock;
-    snapshot snap;               /* under lock */
-    atomic_bool loaded;          /* one read succeeded */
+    snapshot snap;      /* under lock */
+    atomic_bool loaded; /* one read succeeded */
     atomic_bool protected_mode;
     atomic_bool stop;
     pthread_t thread;
     bool thread_started;
-    PGconn *conn;                /* the thread's own */
+    PGconn *conn; /* the thread's own */
 };
 
 /* A read of the keys must not wait long on a hung database. */
@@ -81,8 +81,8 @@ static int parse_events(const char *text, key_entry *e) {
 
 static void connect_db(ts_keys *ks) {
     char err[512];
-    ks->conn = ts_pg_connect_bounded(ks->cfg->pg_dsn, "turnstile-api-keys", DB_TIMEOUT_S, err,
-                                     sizeof err);
+    ks->conn =
+        ts_pg_connect_bounded(ks->cfg->pg_dsn, "turnstile-api-keys", DB_TIMEOUT_S, err, sizeof err);
     if (!ks->conn)
         ts_warn("api", "event=keys_db_unavailable err=\"%s\"", err);
 }
@@ -188,8 +188,8 @@ ts_keys *ts_keys_start(const ts_config *cfg, char *err, size_t errlen) {
         return NULL;
     }
     ks->thread_started = true;
-    ts_info("api", "event=mode mode=%s bind=%s auth=%s", ts_keys_protected(ks) ? "protected" : "open",
-            cfg->http_bind, cfg->auth);
+    ts_info("api", "event=mode mode=%s bind=%s auth=%s",
+            ts_keys_protected(ks) ? "protected" : "open", cfg->http_bind, cfg->auth);
     return ks;
 }
 
@@ -206,7 +206,9 @@ void ts_keys_stop(ts_keys *ks) {
     free(ks);
 }
 
-bool ts_keys_protected(ts_keys *ks) { return atomic_load(&ks->protected_mode); }
+bool ts_keys_protected(ts_keys *ks) {
+    return atomic_load(&ks->protected_mode);
+}
 
 ts_key_check ts_keys_check(ts_keys *ks, const char *key, const char *event_id,
                            char key_id[TS_UUID_LEN + 1]) {
