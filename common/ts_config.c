@@ -15,15 +15,14 @@ typedef struct var {
     const char *name;
     enum kind kind;
     size_t offset;
-    size_t size;  /* STR: buffer size */
+    size_t size; /* STR: buffer size */
     const char *def;
-    long min, max;/* INT: accepted range */
+    long min, max; /* INT: accepted range */
     const char *help;
 } var;
 
-#define I(field, def, lo, hi, help)                                                     \
-    {#field, INT, offsetof(ts_config, field), 0, def, lo, hi, help}
-#define S(field, def, help)                                                             \
+#define I(field, def, lo, hi, help) {#field, INT, offsetof(ts_config, field), 0, def, lo, hi, help}
+#define S(field, def, help)                                                                        \
     {#field, STR, offsetof(ts_config, field), sizeof(((ts_config *)0)->field), def, 0, 0, help}
 
 static const var vars[] = {
@@ -83,8 +82,7 @@ static void env_name(const var *v, char *out, size_t len) {
     out[i] = '\0';
 }
 
-static int set_var(ts_config *cfg, const var *v, const char *value, char *err,
-                   size_t errlen) {
+static int set_var(ts_config *cfg, const var *v, const char *value, char *err, size_t errlen) {
     char name[64];
     env_name(v, name, sizeof name);
     char *field = (char *)cfg + v->offset;
@@ -100,8 +98,8 @@ static int set_var(ts_config *cfg, const var *v, const char *value, char *err,
     errno = 0;
     long n = strtol(value, &end, 10);
     if (errno || end == value || *end || n < v->min || n > v->max) {
-        snprintf(err, errlen, "%s: expected an integer in [%ld, %ld], got '%s'", name,
-                 v->min, v->max, value);
+        snprintf(err, errlen, "%s: expected an integer in [%ld, %ld], got '%s'", name, v->min,
+                 v->max, value);
         return -1;
     }
     *(int *)field = (int)n;
@@ -118,8 +116,7 @@ static int add_property(ts_config *cfg, const char *name, size_t name_len, const
             !strncmp(cfg->kafka_properties[i].name, name, name_len))
             p = &cfg->kafka_properties[i];
     if (!p && cfg->kafka_nproperties == TS_KAFKA_PROPERTIES_MAX) {
-        snprintf(err, errlen, "%s: more than %d Kafka properties", origin,
-                 TS_KAFKA_PROPERTIES_MAX);
+        snprintf(err, errlen, "%s: more than %d Kafka properties", origin, TS_KAFKA_PROPERTIES_MAX);
         return -1;
     }
     if (name_len == 0 || name_len >= sizeof p->name || strlen(value) >= sizeof p->value) {
@@ -225,7 +222,6 @@ void ts_config_usage(FILE *out) {
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         char name[64];
         env_name(&vars[i], name, sizeof name);
-        fprintf(out, "  %-20s %s\n  %-20s (default: %s)\n", name, vars[i].help, "",
-                vars[i].def);
+        fprintf(out, "  %-20s %s\n  %-20s (default: %s)\n", name, vars[i].help, "", vars[i].def);
     }
 }

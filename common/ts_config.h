@@ -21,24 +21,24 @@ typedef struct ts_kafka_property {
 
 typedef struct ts_config {
     /* HTTP ingress */
-    char http_bind[64];      /* listen address; loopback keeps open mode possible */
+    char http_bind[64]; /* listen address; loopback keeps open mode possible */
     int http_port;
     int http_threads;
     int max_body_bytes;
     int reply_timeout_ms;
-    int reply_partition;     /* this API instance's partition of the reply topic */
-    int max_pending;         /* requests waiting for a reply, per instance */
+    int reply_partition; /* this API instance's partition of the reply topic */
+    int max_pending;     /* requests waiting for a reply, per instance */
     /* protection (open mode on loopback without keys; protected elsewhere) */
-    char auth[8];            /* "auto", "on" or "off" */
-    int rate_writes_per_s;   /* per client address; -1: 10 in protected mode, off in open */
-    int rate_burst;          /* -1: 20 in protected mode */
+    char auth[8];              /* "auto", "on" or "off" */
+    int rate_writes_per_s;     /* per client address; -1: 10 in protected mode, off in open */
+    int rate_burst;            /* -1: 20 in protected mode */
     int rate_key_writes_per_s; /* per organizer key; -1: 200 in protected mode */
-    int rate_key_burst;      /* -1: 1000 in protected mode */
+    int rate_key_burst;        /* -1: 1000 in protected mode */
     char trusted_proxies[512]; /* CIDRs whose X-Forwarded-For is believed */
     int max_connections;
     int max_connections_per_ip; /* -1: 256 in protected mode, unlimited in open */
-    int request_timeout_s;   /* a whole request, headers to answer */
-    int idle_timeout_s;      /* a connection with nothing to read */
+    int request_timeout_s;      /* a whole request, headers to answer */
+    int idle_timeout_s;         /* a connection with nothing to read */
     int max_url_bytes;
     int max_header_bytes;
     /* Kafka */
@@ -50,18 +50,18 @@ typedef struct ts_config {
     char group_id[128];
     int linger_ms;
     int reply_linger_ms;
-    char reply_topics[512];  /* worker: topics replies may go to ("" = PREFIX.replies) */
+    char reply_topics[512]; /* worker: topics replies may go to ("" = PREFIX.replies) */
     char kafka_config_file[256];
     ts_kafka_property kafka_properties[TS_KAFKA_PROPERTIES_MAX];
-    int kafka_nproperties;   /* the file's lines, then TS_KAFKA_PROPERTY_* */
+    int kafka_nproperties; /* the file's lines, then TS_KAFKA_PROPERTY_* */
     /* PostgreSQL */
     char pg_dsn[512];
-    int migrate;             /* apply sql/ migrations at start */
+    int migrate; /* apply sql/ migrations at start */
     /* worker */
     int batch_max;
     int batch_wait_ms;
     int optimism_pause;
-    int worker_http_port;    /* /healthz and /metrics of the worker; 0: none */
+    int worker_http_port; /* /healthz and /metrics of the worker; 0: none */
     /* both */
     char log_level[16];
 } ts_config;

@@ -28,9 +28,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char 
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
     (void)version;
     (void)upload_data;
     (void)upload_data_size;
@@ -50,8 +49,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                  "application/json");
 }
 
-ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err,
-                             size_t errlen) {
+ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err, size_t errlen) {
     ts_statusd *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -59,9 +57,9 @@ ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *e
     }
     s->metrics = metrics;
     s->arg = arg;
-    s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL,
-                                 (uint16_t)port, NULL, NULL, on_request, s,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    s->daemon =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL,
+                         NULL, on_request, s, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot listen on port %d", port);
         free(s);

@@ -34,8 +34,7 @@ void ts_histogram_observe(ts_histogram *h, long ms);
 /* Prints it in the Prometheus text format, as `name`_bucket, _sum, _count. */
 void ts_histogram_print(FILE *out, const char *name, const char *help, const ts_histogram *h);
 
-ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err,
-                             size_t errlen);
+ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err, size_t errlen);
 void ts_statusd_stop(ts_statusd *s);
 
 #endif

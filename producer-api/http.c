@@ -78,9 +78,9 @@ typedef struct request {
     size_t len, cap;
     bool too_big;
     bool submitted;
-    bool protected_mode;      /* the mode when the headers came */
-    bool has_key;             /* protected mode, and a valid Authorization header */
-    ts_key_check key;         /* what that key covers of this request's event */
+    bool protected_mode; /* the mode when the headers came */
+    bool has_key;        /* protected mode, and a valid Authorization header */
+    ts_key_check key;    /* what that key covers of this request's event */
     char key_id[TS_UUID_LEN + 1];
     char client[TS_CLIENT_ADDR_MAX]; /* client_of(): "" until first asked */
     char token[TS_TOKEN_LEN + 1];    /* a registration's cancel token, "" if none */
@@ -118,8 +118,8 @@ static enum MHD_Result respond_error(ts_http *h, struct MHD_Connection *conn, un
 }
 
 /* 401 with the challenge RFC 6750 asks for; `invalid` when a key was sent. */
-static enum MHD_Result respond_unauthorized(ts_http *h, struct MHD_Connection *conn,
-                                            bool invalid, const char *message) {
+static enum MHD_Result respond_unauthorized(ts_http *h, struct MHD_Connection *conn, bool invalid,
+                                            const char *message) {
     atomic_fetch_add_explicit(&h->metrics.unauthorized, 1, memory_order_relaxed);
     return respond(h, conn, MHD_HTTP_UNAUTHORIZED, ts_error_body("unauthorized", message, NULL),
                    MHD_HTTP_HEADER_WWW_AUTHENTICATE,
@@ -135,8 +135,8 @@ static enum MHD_Result respond_forbidden(ts_http *h, struct MHD_Connection *conn
 
 /* The answer to a write; a registration's cancel token goes with it (also
  * in a 202: it will be valid once the registration is applied). */
-static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn,
-                                      const ts_answer *a, const char *token) {
+static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, const ts_answer *a,
+                                      const char *token) {
     switch (a->result) {
     case TS_WAIT_REPLIED: {
         json_t *body;
@@ -155,8 +155,7 @@ static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn,
         return respond(h, conn, MHD_HTTP_ACCEPTED, body, MHD_HTTP_HEADER_LOCATION, location);
     }
     case TS_WAIT_PENDING:
-    case TS_WAIT_UNAVAILABLE:
-        break;
+    case TS_WAIT_UNAVAILABLE: break;
     }
     return respond(h, conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                    ts_error_body("unavailable", "Service unavailable, retry later", NULL),
@@ -200,8 +199,7 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
             return MHD_NO;
         struct MHD_Response *resp =
             MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "text/plain; version=0.0.4");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4");
         enum MHD_Result r = MHD_queue_response(conn, 200, resp);
         MHD_destroy_response(resp);
         return r;
@@ -243,8 +241,7 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
             status = 200;
         }
         break;
-    default:
-        return respond_error(h, conn, 500, "internal", "Unhandled route", NULL);
+    default: return respond_error(h, conn, 500, "internal", "Unhandled route", NULL);
     }
     return respond(h, conn, status, body, NULL, NULL);
 }
@@ -287,8 +284,7 @@ static const char *client_of(ts_http *h, struct MHD_Connection *conn, request *r
  * first outcome, and nobody else's key can name it — and the command
  * carries the digest of the body, so the same key with another request is
  * refused by the worker. */
-static int envelope(ts_http *h, struct MHD_Connection *conn, request *req,
-                    ts_command *c) {
+static int envelope(ts_http *h, struct MHD_Connection *conn, request *req, ts_command *c) {
     const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
     if (key) {
         size_t n = strlen(key);
@@ -313,8 +309,8 @@ static int envelope(ts_http *h, struct MHD_Connection *conn, request *req,
 /* Whether this write is allowed (in protected mode, who may do it): true, or
  * false with the refusal sent. Sets what protected mode adds to the command
  * (a registration's cancel token) and drops what it does not use. */
-static bool authorize_write(ts_http *h, struct MHD_Connection *conn, request *req,
-                            ts_command *cmd, enum MHD_Result *refused) {
+static bool authorize_write(ts_http *h, struct MHD_Connection *conn, request *req, ts_command *cmd,
+                            enum MHD_Result *refused) {
     if (!req->protected_mode) {
         /* the original contract: cancel by user id alone, no tokens */
         if (cmd->type == TS_CMD_CANCEL)
@@ -324,7 +320,8 @@ static bool authorize_write(ts_http *h, struct MHD_Connection *conn, request *re
     switch (cmd->type) {
     case TS_CMD_CREATE_EVENT:
         if (!req->has_key)
-            *refused = respond_unauthorized(h, conn, false, "Creating an event needs an organizer key");
+            *refused =
+                respond_unauthorized(h, conn, false, "Creating an event needs an organizer key");
         else if (req->key != TS_KEY_COVERS)
             *refused = respond_forbidden(h, conn, "This key may not create events");
         else
@@ -332,7 +329,8 @@ static bool authorize_write(ts_http *h, struct MHD_Connection *conn, request *re
         return false;
     case TS_CMD_REGISTER:
         if (ts_new_cancel_token(req->token)) {
-            *refused = respond_error(h, conn, 503, "unavailable", "No randomness, retry later", NULL);
+            *refused =
+                respond_error(h, conn, 503, "unavailable", "No randomness, retry later", NULL);
             return false;
         }
         cmd->u.reg.cancel_token_sha256 = ts_digest_of(req->token);
@@ -347,8 +345,8 @@ static bool authorize_write(ts_http *h, struct MHD_Connection *conn, request *re
         if (req->has_key)
             *refused = respond_forbidden(h, conn, "This key does not cover this event");
         else
-            *refused = respond_unauthorized(h, conn, false,
-                                            "Cancelling needs the registration's token or an organizer key");
+            *refused = respond_unauthorized(
+                h, conn, false, "Cancelling needs the registration's token or an organizer key");
         return false;
     }
     return true;
@@ -418,10 +416,8 @@ static const char *route_event(const request *req, char out[TS_UUID_LEN + 1]) {
     case TS_ROUTE_GET_EVENT:
     case TS_ROUTE_REGISTER:
     case TS_ROUTE_CANCEL:
-    case TS_ROUTE_STATS:
-        return ts_uuid_normalize(req->match.param, out) == 0 ? out : NULL;
-    default:
-        return NULL;
+    case TS_ROUTE_STATS: return ts_uuid_normalize(req->match.param, out) == 0 ? out : NULL;
+    default: return NULL;
     }
 }
 
@@ -429,8 +425,8 @@ static const char *route_event(const request *req, char out[TS_UUID_LEN + 1]) {
  * (and a 401 sent) for a header that is not a known key's. */
 static bool check_key(ts_http *h, struct MHD_Connection *conn, request *req,
                       enum MHD_Result *refused) {
-    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                   MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *auth =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!auth)
         return true;
     char event[TS_UUID_LEN + 1];
@@ -485,8 +481,8 @@ static bool admit(ts_http *h, struct MHD_Connection *conn, const char *url, requ
                                  "headers_too_large", "Request headers too large", NULL);
         return false;
     }
-    const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *length =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length && strtoull(length, NULL, 10) > (unsigned long long)h->cfg->max_body_bytes) {
         *refused = respond_error(h, conn, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                                  "Request body too large", NULL);
@@ -504,9 +500,8 @@ static bool admit(ts_http *h, struct MHD_Connection *conn, const char *url, requ
 /* ------------------------------------------------------------ libmicrohttpd */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
     (void)version;
     ts_http *h = cls;
     request *req = *con_cls;
@@ -603,8 +598,8 @@ static int make_limit(rate_limit *l, int per_s, int burst, int default_per_s, in
  * "localhost") with cfg->http_port. 0, or -1 with `err` set. */
 static int listen_address(const ts_config *cfg, struct sockaddr_storage *out, char *err,
                           size_t errlen) {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *ai = NULL;
     char port[8];
     snprintf(port, sizeof port, "%d", cfg->http_port);
@@ -652,8 +647,8 @@ ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen) {
     struct sockaddr_storage addr;
     if (listen_address(cfg, &addr, err, errlen) ||
         ts_proxies_parse(cfg->trusted_proxies, &h->proxies, err, errlen) ||
-        make_limit(&h->per_address, cfg->rate_writes_per_s, cfg->rate_burst,
-                   PROTECTED_WRITES_PER_S, PROTECTED_BURST, err, errlen) ||
+        make_limit(&h->per_address, cfg->rate_writes_per_s, cfg->rate_burst, PROTECTED_WRITES_PER_S,
+                   PROTECTED_BURST, err, errlen) ||
         make_limit(&h->per_key, cfg->rate_key_writes_per_s, cfg->rate_key_burst,
                    PROTECTED_KEY_WRITES_PER_S, PROTECTED_KEY_BURST, err, errlen) ||
         !(h->keys = ts_keys_start(cfg, err, errlen))) {
@@ -683,16 +678,13 @@ ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen) {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     h->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)per_ip,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
-        MHD_OPTION_NOTIFY_CONNECTION, ts_guard_notify, h->guard,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+        flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)per_ip,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
+        MHD_OPTION_NOTIFY_CONNECTION, ts_guard_notify, h->guard, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, h, MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(err, errlen, "cannot listen on %s port %d", cfg->http_bind, cfg->http_port);
         ts_replies_stop(h->replies);

@@ -27,8 +27,8 @@ char *ts_metrics_render(const ts_metrics *m) {
          "counter", atomic_load(&m->produce_failures)},
         {"turnstile_replies_received_total", "Replies read from this instance's partition.",
          "counter", atomic_load(&m->replies_received)},
-        {"turnstile_replies_unmatched_total", "Replies no request here was waiting for.",
-         "counter", atomic_load(&m->replies_unmatched)},
+        {"turnstile_replies_unmatched_total", "Replies no request here was waiting for.", "counter",
+         atomic_load(&m->replies_unmatched)},
         {"turnstile_accepted_total", "Requests answered 202 at the reply deadline.", "counter",
          atomic_load(&m->accepted_202)},
         {"turnstile_rate_limited_total", "Writes refused by a rate limit (429).", "counter",
@@ -44,15 +44,15 @@ char *ts_metrics_render(const ts_metrics *m) {
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         ts_metric_print(f, rows[i].name, rows[i].help, rows[i].type, rows[i].value);
     ts_histogram_print(f, "turnstile_write_latency_ms", "A write's request to its answer (ms).",
-                     &m->write_latency);
+                       &m->write_latency);
     ts_histogram_print(f, "turnstile_command_produced_ms",
                        "Command issued to acknowledged by Kafka (ms).", &m->produced);
     ts_histogram_print(f, "turnstile_command_to_applied_ms",
-                     "Command issued to applied by the worker (ms).", &m->to_applied);
+                       "Command issued to applied by the worker (ms).", &m->to_applied);
     ts_histogram_print(f, "turnstile_applied_to_reply_ms",
-                     "Command applied to its reply read by this instance (ms).", &m->to_reply);
+                       "Command applied to its reply read by this instance (ms).", &m->to_reply);
     ts_histogram_print(f, "turnstile_resume_ms", "Reply read to its request resumed (ms).",
-                     &m->resume);
+                       &m->resume);
     fclose(f);
     return text;
 }

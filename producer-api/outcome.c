@@ -32,15 +32,9 @@ unsigned ts_outcome_http(const ts_reply *r, json_t **body) {
         return 500;
     }
     switch (r->outcome) {
-    case TS_OUT_CREATED:
-        *body = json_pack("{s:s}", "id", r->event_id);
-        break;
-    case TS_OUT_REGISTERED:
-        *body = json_pack("{s:s}", "user_id", r->user_id);
-        break;
-    case TS_OUT_CANCELLED:
-        *body = json_pack("{s:b}", "ok", 1);
-        break;
+    case TS_OUT_CREATED: *body = json_pack("{s:s}", "id", r->event_id); break;
+    case TS_OUT_REGISTERED: *body = json_pack("{s:s}", "user_id", r->user_id); break;
+    case TS_OUT_CANCELLED: *body = json_pack("{s:b}", "ok", 1); break;
     default:
         /* An INVALID reply carries the worker's reason; the others the
          * original service's fixed messages. */

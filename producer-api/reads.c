@@ -20,26 +20,34 @@ enum { Q_EVENT, Q_REGISTRATIONS, Q_UPCOMING, Q_STATS, Q_COMMAND, Q_COUNT_ };
 static const struct {
     const char *name, *sql;
 } queries[Q_COUNT_] = {
-    [Q_EVENT] = {"event", "SELECT id, title, description, " ISO("starts_at") ", location,"
-                          " capacity, registered FROM events WHERE id = $1"},
-    [Q_REGISTRATIONS] = {"registrations",
-                         "SELECT r.user_id, r.name, u.email, " ISO("r.registered_at")
-                         " FROM registrations r JOIN users u ON u.id = r.user_id"
-                         " WHERE r.event_id = $1 ORDER BY r.registered_at, r.seat"
-                         " LIMIT $2 OFFSET $3"},
-    [Q_UPCOMING] = {"upcoming", "SELECT id, title, description, " ISO("starts_at") ", location,"
-                                " capacity, registered FROM events WHERE starts_at > now()"
-                                " ORDER BY starts_at, location, id LIMIT $1 OFFSET $2"},
+    [Q_EVENT] = {"event", "SELECT id, title, description, " ISO(
+                              "starts_at") ", location,"
+                                           " capacity, registered FROM events WHERE id = $1"},
+    [Q_REGISTRATIONS] =
+        {"registrations",
+         "SELECT r.user_id, r.name, u.email, " ISO(
+             "r.registered_at") " FROM registrations r JOIN users u ON u.id = r.user_id"
+                                " WHERE r.event_id = $1 ORDER BY r.registered_at, r.seat"
+                                " LIMIT $2 OFFSET $3"},
+    [Q_UPCOMING] = {"upcoming",
+                    "SELECT id, title, description, " ISO(
+                        "starts_at") ", location,"
+                                     " capacity, registered FROM events WHERE starts_at > now()"
+                                     " ORDER BY starts_at, location, id LIMIT $1 OFFSET $2"},
     [Q_STATS] = {"stats", "SELECT capacity, registered FROM events WHERE id = $1"},
     [Q_COMMAND] = {"command", "SELECT kind, outcome, event_id, coalesce(user_id::text, ''),"
-                              " coalesce(message, ''), " ISO("processed_at")
-                              " FROM processed_commands WHERE command_id = $1"},
+                              " coalesce(message, ''), " ISO(
+                                  "processed_at") " FROM processed_commands WHERE command_id = $1"},
 };
 
 static pthread_key_t conn_key;
 static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
-static void close_conn(void *c) { PQfinish(c); }
-static void make_key(void) { pthread_key_create(&conn_key, close_conn); }
+static void close_conn(void *c) {
+    PQfinish(c);
+}
+static void make_key(void) {
+    pthread_key_create(&conn_key, close_conn);
+}
 
 static PGconn *conn_for_thread(const ts_config *cfg) {
     pthread_once(&conn_once, make_key);
@@ -89,10 +97,10 @@ static json_t *text_or_null(PGresult *res, int row, int col) {
 }
 
 static json_t *event_json(PGresult *res, int row) {
-    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I}", "id", PQgetvalue(res, row, 0),
-                     "title", PQgetvalue(res, row, 1), "description", text_or_null(res, row, 2),
-                     "starts_at", PQgetvalue(res, row, 3), "location", PQgetvalue(res, row, 4),
-                     "capacity", (json_int_t)atoll(PQgetvalue(res, row, 5)), "registered",
+    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I}", "id", PQgetvalue(res, row, 0), "title",
+                     PQgetvalue(res, row, 1), "description", text_or_null(res, row, 2), "starts_at",
+                     PQgetvalue(res, row, 3), "location", PQgetvalue(res, row, 4), "capacity",
+                     (json_int_t)atoll(PQgetvalue(res, row, 5)), "registered",
                      (json_int_t)atoll(PQgetvalue(res, row, 6)));
 }
 
@@ -130,9 +138,8 @@ unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendee
     }
     json_t *list = json_array();
     for (int i = 0; i < PQntuples(regs); i++)
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s}", "id",
-                                              PQgetvalue(regs, i, 0), "name",
-                                              PQgetvalue(regs, i, 1), "email",
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s}", "id", PQgetvalue(regs, i, 0),
+                                              "name", PQgetvalue(regs, i, 1), "email",
                                               PQgetvalue(regs, i, 2), "registered_at",
                                               PQgetvalue(regs, i, 3)));
     *body = event_json(ev, 0);
@@ -175,8 +182,8 @@ unsigned ts_read_stats(const ts_config *cfg, const char *event_id, json_t **body
     /* percentage rounded to 2 decimals, as the original service did */
     long long hundredths = (registered * 10000 + capacity / 2) / capacity;
     *body = json_pack("{s:I, s:I, s:f}", "total_registrations", (json_int_t)registered,
-                      "remaining_capacity", (json_int_t)(capacity - registered),
-                      "percentage_used", (double)hundredths / 100.0);
+                      "remaining_capacity", (json_int_t)(capacity - registered), "percentage_used",
+                      (double)hundredths / 100.0);
     return 200;
 }
 
@@ -202,8 +209,8 @@ unsigned ts_read_command(const ts_config *cfg, const char *command_id, json_t **
     unsigned status = ts_outcome_http(&reply, &result);
     *body = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s}", "command_id", command_id, "status",
                       "done", "kind", PQgetvalue(res, 0, 0), "outcome",
-                      ts_outcome_name(reply.outcome), "http_status", (json_int_t)status,
-                      "result", result, "processed_at", PQgetvalue(res, 0, 5));
+                      ts_outcome_name(reply.outcome), "http_status", (json_int_t)status, "result",
+                      result, "processed_at", PQgetvalue(res, 0, 5));
     PQclear(res);
     return 200;
 }

@@ -36,10 +36,10 @@ typedef struct waiter {
     ts_answer *answer;           /* NULL once detached */
     bool suspended;
     bool delivered;
-    bool expired;      /* the deadline passed before the delivery report */
+    bool expired; /* the deadline passed before the delivery report */
     bool in_table;
     int refs;
-    int64_t due;       /* monotonic ms: the reply deadline, or the late expiry */
+    int64_t due;          /* monotonic ms: the reply deadline, or the late expiry */
     int64_t issued_at_ms; /* the command's issue time (wall clock) */
     struct waiter *hnext;
     struct waiter *prev, *next; /* in `waiting` or `late` */
@@ -61,7 +61,7 @@ struct ts_replies {
     queue waiting; /* attached, by deadline (= by submission: one fixed timeout) */
     queue late;    /* answered 202, waiting for the reply, by expiry */
     long attached;
-    long nlate;    /* waiters in `late` */
+    long nlate; /* waiters in `late` */
     bool draining;
     volatile bool stop;
     atomic_llong brokers_down_since; /* 0 when Kafka is reachable */
@@ -221,7 +221,8 @@ static void on_reply(ts_replies *r, const rd_kafka_message_t *m) {
         w = late; /* nobody waits any more: forget the 202'd command */
     if (w) {
         /* wall clocks of one machine or of synchronised ones */
-        ts_histogram_observe(&r->metrics->to_applied, (long)(reply.applied_at_ms - w->issued_at_ms));
+        ts_histogram_observe(&r->metrics->to_applied,
+                             (long)(reply.applied_at_ms - w->issued_at_ms));
         ts_histogram_observe(&r->metrics->to_reply, (long)(now - reply.applied_at_ms));
         resolve(r, w, TS_WAIT_REPLIED, &reply);
         table_remove(r, w);
@@ -274,8 +275,7 @@ static void *run(void *arg) {
             if (!m->err)
                 on_reply(r, m);
             else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                ts_warn("api", "event=reply_consume_error err=\"%s\"",
-                        rd_kafka_message_errstr(m));
+                ts_warn("api", "event=reply_consume_error err=\"%s\"", rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
         }
         rd_kafka_poll(r->producer, 0);
@@ -290,10 +290,17 @@ static void *run(void *arg) {
 static rd_kafka_t *reply_reader(const ts_config *cfg, char *err, size_t errlen) {
     char group[64];
     snprintf(group, sizeof group, "turnstile-api-%d", cfg->reply_partition);
-    const char *pairs[] = {"group.id", group, "enable.auto.commit", "false",
-                           "fetch.wait.max.ms", "5", "fetch.error.backoff.ms", "50", NULL};
-    rd_kafka_t *rk = ts_kafka_new(cfg, RD_KAFKA_CONSUMER, "turnstile-api", pairs, NULL, NULL,
-                                  err, errlen);
+    const char *pairs[] = {"group.id",
+                           group,
+                           "enable.auto.commit",
+                           "false",
+                           "fetch.wait.max.ms",
+                           "5",
+                           "fetch.error.backoff.ms",
+                           "50",
+                           NULL};
+    rd_kafka_t *rk =
+        ts_kafka_new(cfg, RD_KAFKA_CONSUMER, "turnstile-api", pairs, NULL, NULL, err, errlen);
     if (!rk)
         return NULL;
     /* Start at the partition's current end, read before any command is
@@ -303,8 +310,8 @@ static rd_kafka_t *reply_reader(const ts_config *cfg, char *err, size_t errlen) 
     int64_t give_up = ts_monotonic_ms() + 30000;
     /* A topic just created, or a broker just restarted, has no leader for a
      * moment: wait for one rather than fail the start. */
-    while ((e = rd_kafka_query_watermark_offsets(rk, cfg->topic_replies, cfg->reply_partition,
-                                                 &low, &high, 5000)) &&
+    while ((e = rd_kafka_query_watermark_offsets(rk, cfg->topic_replies, cfg->reply_partition, &low,
+                                                 &high, 5000)) &&
            ts_monotonic_ms() < give_up) {
         ts_warn("api", "event=reply_partition_not_ready err=\"%s\"", rd_kafka_err2str(e));
         struct timespec ts = {0, 200 * 1000000L};
@@ -337,13 +344,11 @@ static void producer_setup(rd_kafka_conf_t *conf, void *arg) {
 static rd_kafka_t *command_producer(ts_replies *r, char *err, size_t errlen) {
     const ts_config *cfg = r->cfg;
     char timeout[16];
-    snprintf(timeout, sizeof timeout, "%d", cfg->reply_timeout_ms < 1000 ? 1000
-                                                                         : cfg->reply_timeout_ms);
+    snprintf(timeout, sizeof timeout, "%d",
+             cfg->reply_timeout_ms < 1000 ? 1000 : cfg->reply_timeout_ms);
     const char *pairs[] = {
         /* not acknowledged by the deadline: given up, and answered 503 */
-        "message.timeout.ms", timeout,
-        "queue.buffering.max.messages", "200000",
-        NULL,
+        "message.timeout.ms", timeout, "queue.buffering.max.messages", "200000", NULL,
     };
     return ts_kafka_new(cfg, RD_KAFKA_PRODUCER, "turnstile-api", pairs, producer_setup, r, err,
                         errlen);
@@ -361,8 +366,7 @@ static void learn_commands_topic(ts_replies *r) {
         rd_kafka_topic_destroy(t);
 }
 
-ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *err,
-                             size_t errlen) {
+ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *err, size_t errlen) {
     ts_replies *r = calloc(1, sizeof *r);
     if (!r) {
         snprintf(err, errlen, "out of memory");
@@ -371,7 +375,8 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
     r->cfg = cfg;
     r->metrics = metrics;
     pthread_mutex_init(&r->lock, NULL);
-    if (!(r->codec = ts_codec_new(err, errlen)) || !(r->producer = command_producer(r, err, errlen)) ||
+    if (!(r->codec = ts_codec_new(err, errlen)) ||
+        !(r->producer = command_producer(r, err, errlen)) ||
         !(r->consumer = reply_reader(cfg, err, errlen))) {
         ts_replies_stop(r);
         return NULL;
@@ -392,8 +397,12 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
 /* Each libmicrohttpd thread encodes with a codec of its own. */
 static pthread_key_t codec_key;
 static pthread_once_t codec_once = PTHREAD_ONCE_INIT;
-static void free_codec(void *c) { ts_codec_free(c); }
-static void make_codec_key(void) { pthread_key_create(&codec_key, free_codec); }
+static void free_codec(void *c) {
+    ts_codec_free(c);
+}
+static void make_codec_key(void) {
+    pthread_key_create(&codec_key, free_codec);
+}
 
 static ts_codec *thread_codec(void) {
     pthread_once(&codec_once, make_codec_key);

@@ -37,8 +37,7 @@ typedef struct ts_replies ts_replies;
 
 /* Connects the producer and the reply reader, starts the thread. NULL with
  * `err` set on failure. */
-ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *err,
-                             size_t errlen);
+ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *err, size_t errlen);
 
 /* Produces `cmd` and arranges for *answer to be filled. Returns true if
  * `conn` was suspended (it is resumed once *answer is final), false if

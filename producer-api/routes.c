@@ -22,8 +22,7 @@ static const struct {
 };
 
 /* Matches path against pattern; the ":id" segment goes to param. */
-static int match(const char *pattern, const char *path, size_t path_len, char *param,
-                 size_t cap) {
+static int match(const char *pattern, const char *path, size_t path_len, char *param, size_t cap) {
     const char *p = pattern, *s = path, *end = path + path_len;
     while (*p && s < end) {
         if (p[0] == ':') {
@@ -69,6 +68,5 @@ ts_route_match ts_route(const char *method, const char *path) {
 }
 
 int ts_route_has_body(ts_route_id route) {
-    return route == TS_ROUTE_CREATE_EVENT || route == TS_ROUTE_REGISTER ||
-           route == TS_ROUTE_CANCEL;
+    return route == TS_ROUTE_CREATE_EVENT || route == TS_ROUTE_REGISTER || route == TS_ROUTE_CANCEL;
 }

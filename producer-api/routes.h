@@ -19,9 +19,9 @@ typedef enum ts_route_id {
 } ts_route_id;
 
 typedef struct ts_route_match {
-    ts_route_id route;   /* TS_ROUTE_NONE when nothing matched */
-    char param[64];      /* the ":id" segment, when the route has one */
-    char allow[64];      /* path known but method not: the methods it takes */
+    ts_route_id route; /* TS_ROUTE_NONE when nothing matched */
+    char param[64];    /* the ":id" segment, when the route has one */
+    char allow[64];    /* path known but method not: the methods it takes */
 } ts_route_match;
 
 /* Matches `method` and `path` (without query string; one trailing slash is

@@ -59,8 +59,7 @@ static int topics(const ts_config *cfg, int command_partitions, int reply_partit
         fprintf(stderr, "turnstile-admin: %s\n", err);
         return 1;
     }
-    printf("topics: %s (%d), %s (%d), %s (1)\n", names[0], parts[0], names[1], parts[1],
-           names[2]);
+    printf("topics: %s (%d), %s (%d), %s (1)\n", names[0], parts[0], names[1], parts[1], names[2]);
     return 0;
 }
 
@@ -135,7 +134,8 @@ static int keys_create(const ts_config *cfg, int argc, char **argv) {
                 char id[TS_UUID_LEN + 1];
                 if (!strcmp(e, "all")) {
                     all = true;
-                } else if (ts_uuid_normalize(e, id) == 0 && used + TS_UUID_LEN + 3 < sizeof events) {
+                } else if (ts_uuid_normalize(e, id) == 0 &&
+                           used + TS_UUID_LEN + 3 < sizeof events) {
                     used += (size_t)snprintf(events + used, sizeof events - used, "%s%s",
                                              used ? "," : "{", id);
                 } else {
@@ -178,8 +178,10 @@ static int keys_create(const ts_config *cfg, int argc, char **argv) {
     if (!res)
         return 1;
     printf("%s\n", key); /* the only time it is ever shown */
-    fprintf(stderr, "turnstile-admin: key '%s' (id %s) created for %s events; store it now,"
-                    " it cannot be shown again\n", name, id, used ? "the listed" : "all");
+    fprintf(stderr,
+            "turnstile-admin: key '%s' (id %s) created for %s events; store it now,"
+            " it cannot be shown again\n",
+            name, id, used ? "the listed" : "all");
     return 0;
 }
 
@@ -187,19 +189,19 @@ static int keys_list(const ts_config *cfg) {
     PGconn *conn = keys_db(cfg);
     if (!conn)
         return 1;
-    PGresult *res = keys_exec(conn,
-                              "SELECT id, name, coalesce(array_to_string(events, ','), 'all'),"
-                              " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-                              " coalesce(to_char(revoked_at AT TIME ZONE 'UTC',"
-                              " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-')"
-                              " FROM api_keys ORDER BY created_at, name",
-                              0, NULL, NULL, 0);
+    PGresult *res =
+        keys_exec(conn,
+                  "SELECT id, name, coalesce(array_to_string(events, ','), 'all'),"
+                  " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+                  " coalesce(to_char(revoked_at AT TIME ZONE 'UTC',"
+                  " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-')"
+                  " FROM api_keys ORDER BY created_at, name",
+                  0, NULL, NULL, 0);
     if (res) {
         printf("%-36s  %-20s  %-20s  %-20s  %s\n", "id", "name", "created", "revoked", "events");
         for (int i = 0; i < PQntuples(res); i++)
-            printf("%-36s  %-20s  %-20s  %-20s  %s\n", PQgetvalue(res, i, 0),
-                   PQgetvalue(res, i, 1), PQgetvalue(res, i, 3), PQgetvalue(res, i, 4),
-                   PQgetvalue(res, i, 2));
+            printf("%-36s  %-20s  %-20s  %-20s  %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                   PQgetvalue(res, i, 3), PQgetvalue(res, i, 4), PQgetvalue(res, i, 2));
         PQclear(res);
     }
     PQfinish(conn);

@@ -46,8 +46,10 @@ static void the_environment_overrides_defaults(void **state) {
 
 static void a_bad_value_names_its_variable(void **state) {
     (void)state;
-    const char *bad[][2] = {{"TS_HTTP_PORT", "eighty"}, {"TS_HTTP_PORT", "70000"},
-                            {"TS_BATCH_MAX", "0"}, {"TS_LOG_LEVEL", "loud"}};
+    const char *bad[][2] = {{"TS_HTTP_PORT", "eighty"},
+                            {"TS_HTTP_PORT", "70000"},
+                            {"TS_BATCH_MAX", "0"},
+                            {"TS_LOG_LEVEL", "loud"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         clear_env();
         setenv(bad[i][0], bad[i][1], 1);

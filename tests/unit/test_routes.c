@@ -35,8 +35,14 @@ static void every_route_of_the_contract_matches(void **state) {
 
 static void an_unknown_path_is_a_404(void **state) {
     (void)state;
-    const char *paths[] = {"/", "/api", "/api/event", "/api/events/a/b", "/api/events//register",
-                           "/api/events/a/register/x", "/API/events", "/api/eventsX"};
+    const char *paths[] = {"/",
+                           "/api",
+                           "/api/event",
+                           "/api/events/a/b",
+                           "/api/events//register",
+                           "/api/events/a/register/x",
+                           "/API/events",
+                           "/api/eventsX"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         ts_route_match m = ts_route("GET", paths[i]);
         assert_int_equal(m.route, TS_ROUTE_NONE);
