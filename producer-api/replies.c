@@ -18,6 +18,7 @@
 #include "replies.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ struct ts_replies {
     rd_kafka_t *producer;
     rd_kafka_t *consumer;
     pthread_t thread;
+    bool thread_started; /* pthread_t has no "none" value to test */
     pthread_mutex_t lock;
     waiter *table[BUCKETS];
     queue waiting; /* attached, by deadline (= by submission: one fixed timeout) */
@@ -63,7 +65,7 @@ struct ts_replies {
     long attached;
     long nlate; /* waiters in `late` */
     bool draining;
-    volatile bool stop;
+    atomic_bool stop;                /* set by ts_replies_stop, read by the thread */
     atomic_llong brokers_down_since; /* 0 when Kafka is reachable */
     ts_codec *codec;                 /* the thread's own, for replies */
 };
@@ -118,8 +120,11 @@ static void table_remove(ts_replies *r, waiter *w) {
     dequeue(w);
 }
 
-static void release(waiter *w) {
-    if (--w->refs == 0)
+/* Lets go of `refs` of the waiter's references; the last one frees it.
+ * Under the lock. */
+static void release(waiter *w, int refs) {
+    w->refs -= refs;
+    if (w->refs == 0)
         free(w);
 }
 
@@ -152,7 +157,7 @@ static void make_late(ts_replies *r, waiter *w) {
     if (++r->nlate > r->cfg->max_pending) {
         waiter *oldest = r->late.head;
         table_remove(r, oldest);
-        release(oldest);
+        release(oldest, 1);
     }
 }
 
@@ -162,7 +167,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     (void)rk;
     ts_replies *r = opaque;
     waiter *w = m->_private;
-    int drop = 1; /* the delivery report's reference */
+    int refs = 1; /* the delivery report's reference */
     pthread_mutex_lock(&r->lock);
     if (m->err) {
         atomic_fetch_add(&r->metrics->produce_failures, 1);
@@ -171,7 +176,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         if (w->answer) {
             resolve(r, w, TS_WAIT_UNAVAILABLE, NULL);
             table_remove(r, w);
-            drop++; /* and the table's */
+            refs++; /* and the table's */
         }
     } else {
         atomic_store(&r->brokers_down_since, 0);
@@ -180,9 +185,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         if (w->expired && w->answer)
             make_late(r, w);
     }
-    w->refs -= drop;
-    if (w->refs == 0)
-        free(w);
+    release(w, refs);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -226,7 +229,7 @@ static void on_reply(ts_replies *r, const rd_kafka_message_t *m) {
         ts_histogram_observe(&r->metrics->to_reply, (long)(now - reply.applied_at_ms));
         resolve(r, w, TS_WAIT_REPLIED, &reply);
         table_remove(r, w);
-        release(w);
+        release(w, 1);
     } else {
         atomic_fetch_add(&r->metrics->replies_unmatched, 1);
     }
@@ -247,7 +250,7 @@ static void expire(ts_replies *r) {
     }
     while ((w = r->late.head) && w->due <= now) {
         table_remove(r, w);
-        release(w);
+        release(w, 1);
     }
     pthread_mutex_unlock(&r->lock);
 }
@@ -269,7 +272,7 @@ static void probe_brokers(ts_replies *r) {
 
 static void *run(void *arg) {
     ts_replies *r = arg;
-    while (!r->stop) {
+    while (!atomic_load(&r->stop)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 5);
         if (m) {
             if (!m->err)
@@ -387,6 +390,7 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
         ts_replies_stop(r);
         return NULL;
     }
+    r->thread_started = true;
     ts_info("api", "event=replies_ready topic=%s partition=%d", cfg->topic_replies,
             cfg->reply_partition);
     return r;
@@ -444,14 +448,14 @@ bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connecti
     strcpy(w->command_id, cmd->command_id);
     w->conn = conn;
     w->answer = answer;
-    w->refs = 2;
+    w->refs = 2; /* the table's and the delivery report's */
     w->due = ts_monotonic_ms() + r->cfg->reply_timeout_ms;
     w->issued_at_ms = cmd->issued_at_ms;
 
     pthread_mutex_lock(&r->lock);
     if (r->draining || r->attached >= r->cfg->max_pending) {
         pthread_mutex_unlock(&r->lock);
-        free(w);
+        free(w); /* nobody else has seen it */
         return unavailable(r, answer);
     }
     uint32_t h = hash(w->command_id);
@@ -477,8 +481,8 @@ bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connecti
             atomic_fetch_sub(&r->metrics->waiting, 1);
         }
         table_remove(r, w);
+        release(w, 2); /* the table's, and the report's: none will come */
         pthread_mutex_unlock(&r->lock);
-        free(w);
         return unavailable(r, answer);
     }
     atomic_fetch_add(&r->metrics->commands_produced, 1);
@@ -526,8 +530,8 @@ void ts_replies_drain(ts_replies *r) {
 void ts_replies_stop(ts_replies *r) {
     if (!r)
         return;
-    if (r->thread) {
-        r->stop = true;
+    if (r->thread_started) {
+        atomic_store(&r->stop, true);
         pthread_join(r->thread, NULL);
     }
     if (r->producer) {
@@ -538,6 +542,8 @@ void ts_replies_stop(ts_replies *r) {
         rd_kafka_consumer_close(r->consumer);
         rd_kafka_destroy(r->consumer);
     }
+    /* The producer, and every delivery report, is gone: what the table
+     * holds, only the table holds. */
     for (int i = 0; i < BUCKETS; i++) {
         waiter *w = r->table[i];
         while (w) {
