@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_hash.h"
 #include "ts_kafka.h"
 #include "ts_log.h"
 #include "ts_time.h"
@@ -72,11 +73,8 @@ struct ts_replies {
 
 /* ------------------------------------------------------------ helpers */
 
-static uint32_t hash(const char *s) {
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h % BUCKETS;
+static uint32_t bucket(const char *command_id) {
+    return ts_fnv1a(command_id, strlen(command_id)) % BUCKETS;
 }
 
 static void enqueue(queue *q, waiter *w) {
@@ -111,7 +109,7 @@ static void table_remove(ts_replies *r, waiter *w) {
         return;
     if (w->queue == &r->late)
         r->nlate--;
-    waiter **p = &r->table[hash(w->command_id)];
+    waiter **p = &r->table[bucket(w->command_id)];
     while (*p && *p != w)
         p = &(*p)->hnext;
     if (*p)
@@ -211,7 +209,7 @@ static void on_reply(ts_replies *r, const rd_kafka_message_t *m) {
     atomic_fetch_add(&r->metrics->replies_received, 1);
     int64_t now = ts_now_ms();
     pthread_mutex_lock(&r->lock);
-    waiter *w = r->table[hash(reply.command_id)], *late = NULL;
+    waiter *w = r->table[bucket(reply.command_id)], *late = NULL;
     for (; w; w = w->hnext) {
         if (strcmp(w->command_id, reply.command_id) != 0)
             continue;
@@ -458,7 +456,7 @@ bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connecti
         free(w); /* nobody else has seen it */
         return unavailable(r, answer);
     }
-    uint32_t h = hash(w->command_id);
+    uint32_t h = bucket(w->command_id);
     w->hnext = r->table[h];
     r->table[h] = w;
     w->in_table = true;
@@ -497,7 +495,7 @@ bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connecti
 
 bool ts_replies_is_pending(ts_replies *r, const char *command_id) {
     pthread_mutex_lock(&r->lock);
-    waiter *w = r->table[hash(command_id)];
+    waiter *w = r->table[bucket(command_id)];
     while (w && strcmp(w->command_id, command_id) != 0)
         w = w->hnext;
     pthread_mutex_unlock(&r->lock);
