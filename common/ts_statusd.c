@@ -97,6 +97,7 @@ void ts_histogram_print(FILE *f, const char *name, const char *help, const ts_hi
         else
             fprintf(f, "%s_bucket{le=\"+Inf\"} %lu\n", name, cumulative);
     }
-    fprintf(f, "%s_sum %lu\n%s_count %lu\n", name, atomic_load(&h->sum_ms), name,
-            atomic_load(&h->count));
+    fprintf(f, "%s_sum %lu\n%s_count %lu\n", name,
+            atomic_load_explicit(&h->sum_ms, memory_order_relaxed), name,
+            atomic_load_explicit(&h->count, memory_order_relaxed));
 }

@@ -19,8 +19,10 @@ typedef struct ts_statusd ts_statusd;
 void ts_metric_print(FILE *out, const char *name, const char *help, const char *type,
                      unsigned long value);
 
-/* A latency histogram in milliseconds, updated with relaxed atomics. The
- * buckets' upper bounds are ts_latency_bounds; the last is +Inf. */
+/* A latency histogram in milliseconds. Only /metrics reads it, so it is
+ * updated and read with relaxed atomics (the rule is written in
+ * producer-api/metrics.h). The buckets' upper bounds are
+ * ts_latency_bounds; the last is +Inf. */
 #define TS_LATENCY_BUCKETS 12
 extern const int ts_latency_bounds[TS_LATENCY_BUCKETS - 1];
 

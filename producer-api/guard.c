@@ -50,7 +50,7 @@ static void *run(void *arg) {
             }
         pthread_mutex_unlock(&g->lock);
         if (cut) {
-            atomic_fetch_add(&g->cut_total, cut);
+            atomic_fetch_add_explicit(&g->cut_total, cut, memory_order_relaxed);
             ts_warn("api", "event=requests_cut count=%lu reason=request_timeout", cut);
         }
     }
@@ -95,7 +95,7 @@ void ts_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_conte
         if (!e)
             return; /* unguarded, but still bounded by the idle timeout */
         e->fd = info->connect_fd;
-        e->deadline_ms = ts_monotonic_ms() + g->timeout_ms;
+        atomic_init(&e->deadline_ms, ts_monotonic_ms() + g->timeout_ms); /* not shared yet */
         pthread_mutex_lock(&g->lock);
         e->next = g->head;
         if (g->head)
@@ -128,5 +128,5 @@ void ts_guard_request_done(ts_guard *g, struct MHD_Connection *conn) {
 }
 
 unsigned long ts_guard_cut_total(ts_guard *g) {
-    return atomic_load(&g->cut_total);
+    return atomic_load_explicit(&g->cut_total, memory_order_relaxed);
 }

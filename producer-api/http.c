@@ -193,7 +193,8 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
                                  ts_keys_protected(h->keys) ? "protected" : "open"),
                        NULL, NULL);
     case TS_ROUTE_METRICS: {
-        atomic_store(&h->metrics.requests_cut, ts_guard_cut_total(h->guard));
+        atomic_store_explicit(&h->metrics.requests_cut, ts_guard_cut_total(h->guard),
+                              memory_order_relaxed);
         char *text = ts_metrics_render(&h->metrics);
         if (!text)
             return MHD_NO;

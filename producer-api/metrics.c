@@ -22,24 +22,24 @@ char *ts_metrics_render(const ts_metrics *m) {
         unsigned long value;
     } rows[] = {
         {"turnstile_commands_produced_total", "Commands produced to Kafka.", "counter",
-         atomic_load(&m->commands_produced)},
+         atomic_load_explicit(&m->commands_produced, memory_order_relaxed)},
         {"turnstile_produce_failures_total", "Commands Kafka did not take (answered 503).",
-         "counter", atomic_load(&m->produce_failures)},
+         "counter", atomic_load_explicit(&m->produce_failures, memory_order_relaxed)},
         {"turnstile_replies_received_total", "Replies read from this instance's partition.",
-         "counter", atomic_load(&m->replies_received)},
+         "counter", atomic_load_explicit(&m->replies_received, memory_order_relaxed)},
         {"turnstile_replies_unmatched_total", "Replies no request here was waiting for.", "counter",
-         atomic_load(&m->replies_unmatched)},
+         atomic_load_explicit(&m->replies_unmatched, memory_order_relaxed)},
         {"turnstile_accepted_total", "Requests answered 202 at the reply deadline.", "counter",
-         atomic_load(&m->accepted_202)},
+         atomic_load_explicit(&m->accepted_202, memory_order_relaxed)},
         {"turnstile_rate_limited_total", "Writes refused by a rate limit (429).", "counter",
-         atomic_load(&m->rate_limited)},
+         atomic_load_explicit(&m->rate_limited, memory_order_relaxed)},
         {"turnstile_unauthorized_total", "Requests refused for want of a key or token (401, 403).",
-         "counter", atomic_load(&m->unauthorized)},
+         "counter", atomic_load_explicit(&m->unauthorized, memory_order_relaxed)},
         {"turnstile_requests_cut_total",
          "Connections shut down with a request still unanswered at TS_REQUEST_TIMEOUT_S.",
-         "counter", atomic_load(&m->requests_cut)},
+         "counter", atomic_load_explicit(&m->requests_cut, memory_order_relaxed)},
         {"turnstile_waiting_requests", "Requests waiting for a reply.", "gauge",
-         (unsigned long)atomic_load(&m->waiting)},
+         (unsigned long)atomic_load_explicit(&m->waiting, memory_order_relaxed)},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         ts_metric_print(f, rows[i].name, rows[i].help, rows[i].type, rows[i].value);

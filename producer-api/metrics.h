@@ -1,5 +1,17 @@
 /* metrics.h — the ingress's counters, rendered in the Prometheus text
- * format at /metrics. Updated with relaxed atomics; thread-safe. */
+ * format at /metrics. Thread-safe.
+ *
+ * Atomics in producer-api/ and common/ follow one rule, written here. A
+ * counter or gauge that only /metrics reads (these, the histograms of
+ * ts_statusd.h, guard.c's count of cut requests) is updated and read with
+ * memory_order_relaxed, spelled out (atomic_fetch_add_explicit,
+ * atomic_load_explicit): it orders nothing, and a scrape may see one
+ * counter a moment ahead of another. A flag or value that hands state from
+ * one thread to another (the threads' stop flags, replies.c's
+ * brokers_down_since, keys.c's mode, guard.c's deadlines, the log level)
+ * uses the default, sequentially consistent, operations (atomic_load,
+ * atomic_store): what a thread did before the store is seen by the thread
+ * that loads it. */
 #ifndef TS_METRICS_H
 #define TS_METRICS_H
 

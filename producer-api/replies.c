@@ -139,9 +139,9 @@ static void resolve(ts_replies *r, waiter *w, ts_wait_result result, const ts_re
     w->answer = NULL;
     w->conn = NULL;
     r->attached--;
-    atomic_fetch_sub(&r->metrics->waiting, 1);
+    atomic_fetch_sub_explicit(&r->metrics->waiting, 1, memory_order_relaxed);
     if (result == TS_WAIT_ACCEPTED)
-        atomic_fetch_add(&r->metrics->accepted_202, 1);
+        atomic_fetch_add_explicit(&r->metrics->accepted_202, 1, memory_order_relaxed);
 }
 
 /* A 202'd command stays known (pending) until its reply, LATE_MS, or until
@@ -168,7 +168,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     int refs = 1; /* the delivery report's reference */
     pthread_mutex_lock(&r->lock);
     if (m->err) {
-        atomic_fetch_add(&r->metrics->produce_failures, 1);
+        atomic_fetch_add_explicit(&r->metrics->produce_failures, 1, memory_order_relaxed);
         ts_warn("api", "event=produce_failed command_id=%s err=\"%s\"", w->command_id,
                 rd_kafka_err2str(m->err));
         if (w->answer) {
@@ -206,7 +206,7 @@ static void on_reply(ts_replies *r, const rd_kafka_message_t *m) {
         ts_warn("api", "event=bad_reply offset=%lld err=\"%s\"", (long long)m->offset, err);
         return;
     }
-    atomic_fetch_add(&r->metrics->replies_received, 1);
+    atomic_fetch_add_explicit(&r->metrics->replies_received, 1, memory_order_relaxed);
     int64_t now = ts_now_ms();
     pthread_mutex_lock(&r->lock);
     waiter *w = r->table[bucket(reply.command_id)], *late = NULL;
@@ -229,7 +229,7 @@ static void on_reply(ts_replies *r, const rd_kafka_message_t *m) {
         table_remove(r, w);
         release(w, 1);
     } else {
-        atomic_fetch_add(&r->metrics->replies_unmatched, 1);
+        atomic_fetch_add_explicit(&r->metrics->replies_unmatched, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&r->lock);
 }
@@ -420,7 +420,7 @@ static ts_codec *thread_codec(void) {
 }
 
 static bool unavailable(ts_replies *r, ts_answer *answer) {
-    atomic_fetch_add(&r->metrics->produce_failures, 1);
+    atomic_fetch_add_explicit(&r->metrics->produce_failures, 1, memory_order_relaxed);
     answer->result = TS_WAIT_UNAVAILABLE;
     return false;
 }
@@ -462,7 +462,7 @@ bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connecti
     w->in_table = true;
     enqueue(&r->waiting, w);
     r->attached++;
-    atomic_fetch_add(&r->metrics->waiting, 1);
+    atomic_fetch_add_explicit(&r->metrics->waiting, 1, memory_order_relaxed);
     pthread_mutex_unlock(&r->lock);
 
     rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -476,14 +476,14 @@ bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connecti
         if (w->answer) { /* nothing can have answered it: no report will come */
             w->answer = NULL;
             r->attached--;
-            atomic_fetch_sub(&r->metrics->waiting, 1);
+            atomic_fetch_sub_explicit(&r->metrics->waiting, 1, memory_order_relaxed);
         }
         table_remove(r, w);
         release(w, 2); /* the table's, and the report's: none will come */
         pthread_mutex_unlock(&r->lock);
         return unavailable(r, answer);
     }
-    atomic_fetch_add(&r->metrics->commands_produced, 1);
+    atomic_fetch_add_explicit(&r->metrics->commands_produced, 1, memory_order_relaxed);
     bool suspended = false;
     if (w->answer) { /* not answered yet: wait for it */
         MHD_suspend_connection(conn);
