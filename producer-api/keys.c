@@ -36,7 +36,6 @@ struct ts_keys {
     bool loopback;
     pthread_rwlock_t lock;
     snapshot snap;      /* under lock */
-    atomic_bool loaded; /* one read succeeded */
     atomic_bool protected_mode;
     atomic_bool stop;
     pthread_t thread;
@@ -143,7 +142,6 @@ static int refresh(ts_keys *ks) {
     bool was = atomic_load(&ks->protected_mode);
     bool now = strcmp(ks->cfg->auth, "on") == 0 ||
                (strcmp(ks->cfg->auth, "off") != 0 && (!ks->loopback || s.n > 0));
-    atomic_store(&ks->loaded, true);
     atomic_store(&ks->protected_mode, now);
     if (was != now)
         ts_info("api", "event=mode mode=%s keys=%d", now ? "protected" : "open", s.n);
