@@ -35,7 +35,7 @@ struct ts_keys {
     const ts_config *cfg;
     bool loopback;
     pthread_rwlock_t lock;
-    snapshot snap;      /* under lock */
+    snapshot snap; /* under lock */
     atomic_bool protected_mode;
     atomic_bool stop;
     pthread_t thread;
