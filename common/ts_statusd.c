@@ -11,6 +11,11 @@ void ts_metric_print(FILE *out, const char *name, const char *help, const char *
     fprintf(out, "# HELP %s %s\n# TYPE %s %s\n%s %lu\n", name, help, name, type, name, value);
 }
 
+void ts_metric_rows_print(FILE *out, const ts_metric_row *rows, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        ts_metric_print(out, rows[i].name, rows[i].help, rows[i].type, rows[i].value);
+}
+
 struct ts_statusd {
     struct MHD_Daemon *daemon;
     ts_metrics_fn metrics;

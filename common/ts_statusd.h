@@ -19,6 +19,19 @@ typedef struct ts_statusd ts_statusd;
 void ts_metric_print(FILE *out, const char *name, const char *help, const char *type,
                      unsigned long value);
 
+/* One row of a service's table of plain (unlabelled) metrics: the value is
+ * read by the caller when it builds the table, so a table is one snapshot
+ * taken at render time. */
+typedef struct ts_metric_row {
+    const char *name;
+    const char *help;
+    const char *type; /* "counter" or "gauge" */
+    unsigned long value;
+} ts_metric_row;
+
+/* Prints rows[0..n) in order, each as ts_metric_print() does. */
+void ts_metric_rows_print(FILE *out, const ts_metric_row *rows, size_t n);
+
 /* A latency histogram in milliseconds. Only /metrics reads it, so it is
  * updated and read with relaxed atomics (the rule is written in
  * producer-api/metrics.h). The buckets' upper bounds are

@@ -38,7 +38,7 @@ typedef struct ts_metrics {
     ts_histogram resume;            /* reply read -> its request resumed */
 } ts_metrics;
 
-/* The metrics as Prometheus text; caller frees. */
+/* The metrics as Prometheus text; caller frees. NULL when out of memory. */
 char *ts_metrics_render(const ts_metrics *m);
 
 #endif
