@@ -22,14 +22,33 @@ struct ts_statusd {
     void *arg;
 };
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char *text,
-                             const char *type) {
+enum MHD_Result ts_statusd_respond(struct MHD_Connection *conn, unsigned status, char *text,
+                                   const char *type, const char *header, const char *value) {
+    if (!text)
+        return MHD_NO;
+    /* On failure libmicrohttpd has not taken the buffer: it is still ours. */
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    enum MHD_Result r = MHD_queue_response(conn, status, resp);
-    MHD_destroy_response(resp);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    enum MHD_Result r = MHD_NO;
+    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type) == MHD_YES &&
+        (!header || MHD_add_response_header(resp, header, value) == MHD_YES))
+        r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp); /* frees text, now or once sent */
     return r;
+}
+
+enum MHD_Result ts_statusd_respond_metrics(struct MHD_Connection *conn, char *text) {
+    return ts_statusd_respond(conn, MHD_HTTP_OK, text, "text/plain; version=0.0.4", NULL, NULL);
+}
+
+/* A fixed JSON answer of the status server. */
+static enum MHD_Result respond_json(struct MHD_Connection *conn, unsigned status,
+                                    const char *json) {
+    return ts_statusd_respond(conn, status, strdup(json), "application/json", NULL, NULL);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -41,17 +60,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)con_cls;
     ts_statusd *s = cls;
     if (strcmp(method, "GET") != 0)
-        return reply(conn, 405,
-                     strdup("{\"error\":\"Method not allowed\",\"code\":\"method_not_allowed\"}"),
-                     "application/json");
+        return respond_json(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+                            "{\"error\":\"Method not allowed\",\"code\":\"method_not_allowed\"}");
     if (strcmp(url, "/healthz") == 0)
-        return reply(conn, 200, strdup("{\"status\":\"ok\"}"), "application/json");
-    if (strcmp(url, "/metrics") == 0) {
-        char *text = s->metrics(s->arg);
-        return text ? reply(conn, 200, text, "text/plain; version=0.0.4") : MHD_NO;
-    }
-    return reply(conn, 404, strdup("{\"error\":\"Not found\",\"code\":\"not_found\"}"),
-                 "application/json");
+        return respond_json(conn, MHD_HTTP_OK, "{\"status\":\"ok\"}");
+    if (strcmp(url, "/metrics") == 0)
+        return ts_statusd_respond_metrics(conn, s->metrics(s->arg));
+    return respond_json(conn, MHD_HTTP_NOT_FOUND,
+                        "{\"error\":\"Not found\",\"code\":\"not_found\"}");
 }
 
 ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err, size_t errlen) {

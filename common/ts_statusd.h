@@ -1,9 +1,16 @@
-/* ts_statusd.h — a tiny HTTP server for a service that has no other:
- * GET /healthz answers {"status":"ok"}, GET /metrics the Prometheus text a
- * callback renders. libmicrohttpd, one internal thread. */
+/* ts_statusd.h — what both services need to be watched:
+ *   - the Prometheus text format: one metric, a table of them, latency
+ *     histograms;
+ *   - an answer queued on a libmicrohttpd connection, allocation checked
+ *     (the API answers every request with it, /metrics included);
+ *   - a tiny HTTP server for a service that has no other (the worker):
+ *     GET /healthz answers {"status":"ok"}, GET /metrics the text a
+ *     callback renders; libmicrohttpd, one internal thread.
+ * Thread-safe: the printers write only to the FILE they are given. */
 #ifndef TS_STATUSD_H
 #define TS_STATUSD_H
 
+#include <microhttpd.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -49,6 +56,21 @@ void ts_histogram_observe(ts_histogram *h, long ms);
 /* Prints it in the Prometheus text format, as `name`_bucket, _sum, _count. */
 void ts_histogram_print(FILE *out, const char *name, const char *help, const ts_histogram *h);
 
+/* Queues `text` as the answer on `conn`: `status`, Content-Type `type`,
+ * and one more header when `header` is not NULL. Takes `text` (from
+ * malloc) and frees it in every case. Returns MHD_NO, and libmicrohttpd
+ * closes the connection, when `text` is NULL (the caller's allocation
+ * failed) or the response cannot be made. Call from an access handler. */
+enum MHD_Result ts_statusd_respond(struct MHD_Connection *conn, unsigned status, char *text,
+                                   const char *type, const char *header, const char *value);
+
+/* ts_statusd_respond() of a Prometheus page: 200, text/plain; version=0.0.4.
+ * The /metrics of both services. */
+enum MHD_Result ts_statusd_respond_metrics(struct MHD_Connection *conn, char *text);
+
+/* Listens on `port` (every interface) and serves /healthz and /metrics,
+ * calling `metrics(arg)` for each scrape. NULL with `err` set on failure.
+ * ts_statusd_stop() stops and frees it; NULL is a no-op. */
 ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err, size_t errlen);
 void ts_statusd_stop(ts_statusd *s);
 

@@ -37,6 +37,7 @@
 #include "routes.h"
 #include "ts_log.h"
 #include "ts_secret.h"
+#include "ts_statusd.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
 #include "ts_validate.h"
@@ -98,16 +99,8 @@ static enum MHD_Result respond(ts_http *h, struct MHD_Connection *conn, unsigned
                                json_t *body, const char *header, const char *value) {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    if (!text)
-        return MHD_NO;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    if (header)
-        MHD_add_response_header(resp, header, value);
-    enum MHD_Result r = MHD_queue_response(conn, status, resp);
-    MHD_destroy_response(resp);
-    if (status >= 100 && status < 600)
+    enum MHD_Result r = ts_statusd_respond(conn, status, text, "application/json", header, value);
+    if (r == MHD_YES && status >= 100 && status < 600)
         atomic_fetch_add_explicit(&h->metrics.requests[status / 100], 1, memory_order_relaxed);
     return r;
 }
@@ -192,19 +185,10 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
                        json_pack("{s:s, s:s}", "status", "ok", "mode",
                                  ts_keys_protected(h->keys) ? "protected" : "open"),
                        NULL, NULL);
-    case TS_ROUTE_METRICS: {
+    case TS_ROUTE_METRICS:
         atomic_store_explicit(&h->metrics.requests_cut, ts_guard_cut_total(h->guard),
                               memory_order_relaxed);
-        char *text = ts_metrics_render(&h->metrics);
-        if (!text)
-            return MHD_NO;
-        struct MHD_Response *resp =
-            MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4");
-        enum MHD_Result r = MHD_queue_response(conn, 200, resp);
-        MHD_destroy_response(resp);
-        return r;
-    }
+        return ts_statusd_respond_metrics(conn, ts_metrics_render(&h->metrics));
     case TS_ROUTE_LIST_EVENTS: {
         long limit = query_long(conn, "limit", PAGE_DEFAULT, PAGE_MAX, &bad);
         long offset = query_long(conn, "offset", 0, 1L << 40, &bad);
