@@ -58,6 +58,11 @@ static const var vars[] = {
     S(group_id, "turnstile-worker", "consumer group of the workers"),
     I(linger_ms, "5", 0, 1000, "the API's linger before a batch of commands is sent"),
     I(reply_linger_ms, "1", 0, 1000, "the worker's linger before its replies are sent"),
+    I(command_partitions, "12", 1, 1024,
+      "turnstile-admin topics: partitions of PREFIX.commands (the most workers sharing the load)"),
+    I(reply_partitions, "8", 1, 100000,
+      "turnstile-admin topics: partitions of PREFIX.replies (one per API instance, see"
+      " TS_REPLY_PARTITION)"),
     S(reply_topics, "",
       "worker: comma-separated topics replies may go to (default: PREFIX.replies)"),
     S(kafka_config_file, "",
@@ -218,10 +223,18 @@ int ts_config_load(ts_config *cfg, char *err, size_t errlen) {
 }
 
 void ts_config_usage(FILE *out) {
+    int width = 0; /* the longest name: the help lines form one column */
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        char name[64];
+        env_name(&vars[i], name, sizeof name);
+        if ((int)strlen(name) > width)
+            width = (int)strlen(name);
+    }
     fprintf(out, "Configuration (environment variables):\n");
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         char name[64];
         env_name(&vars[i], name, sizeof name);
-        fprintf(out, "  %-20s %s\n  %-20s (default: %s)\n", name, vars[i].help, "", vars[i].def);
+        fprintf(out, "  %-*s %s\n  %-*s (default: %s)\n", width, name, vars[i].help, width, "",
+                vars[i].def);
     }
 }

@@ -2,7 +2,12 @@
  *
  * Filled once at start from environment variables (TS_*), each with a
  * default that fits the local stack of scripts/stack. ts_config_usage()
- * prints the table for --help. Nothing else reads the environment. */
+ * prints the table for --help. ts_config_load() is the one reader of the
+ * environment in turnstile's programs (the API, the worker,
+ * turnstile-admin): the variables of its table, and every
+ * TS_KAFKA_PROPERTY_* it finds walking `environ`. The libraries keep their
+ * own: libpq, for one, takes PGPASSWORD and the other PG* variables for
+ * what TS_PG_DSN leaves out. */
 #ifndef TS_CONFIG_H
 #define TS_CONFIG_H
 
@@ -50,6 +55,8 @@ typedef struct ts_config {
     char group_id[128];
     int linger_ms;
     int reply_linger_ms;
+    int command_partitions; /* turnstile-admin topics: PREFIX.commands's partitions */
+    int reply_partitions;   /* and PREFIX.replies's */
     char reply_topics[512]; /* worker: topics replies may go to ("" = PREFIX.replies) */
     char kafka_config_file[256];
     ts_kafka_property kafka_properties[TS_KAFKA_PROPERTIES_MAX];

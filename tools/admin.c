@@ -12,7 +12,6 @@
  * for the services (see --help). */
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "ts_config.h"
@@ -46,13 +45,13 @@ static rd_kafka_t *admin_client(const ts_config *cfg) {
     return rk;
 }
 
-static int topics(const ts_config *cfg, int command_partitions, int reply_partitions) {
+static int topics(const ts_config *cfg) {
     char err[512];
     rd_kafka_t *rk = admin_client(cfg);
     if (!rk)
         return 1;
     const char *names[] = {cfg->topic_commands, cfg->topic_replies, cfg->topic_dlq};
-    const int parts[] = {command_partitions, reply_partitions, 1};
+    const int parts[] = {cfg->command_partitions, cfg->reply_partitions, 1};
     int rc = ts_kafka_create_topics(rk, names, parts, 3, 10000, err, sizeof err);
     rd_kafka_destroy(rk);
     if (rc) {
@@ -243,17 +242,12 @@ static int keys(const ts_config *cfg, int argc, char **argv) {
     return 2;
 }
 
-static int env_int(const char *name, int def) {
-    const char *v = getenv(name);
-    return v && *v ? atoi(v) : def;
-}
-
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         printf("usage: turnstile-admin migrate|topics|delete-topics|keys\n\n"
                "  migrate        apply pending migrations to TS_PG_DSN\n"
-               "  topics         create the topics (TS_COMMAND_PARTITIONS, default 12;\n"
-               "                 TS_REPLY_PARTITIONS, default 8)\n"
+               "  topics         create the topics (partitions: TS_COMMAND_PARTITIONS and\n"
+               "                 TS_REPLY_PARTITIONS below)\n"
                "  delete-topics  delete them, and every message in them\n"
                "  keys create --name NAME [--events all|EVENT_ID...]\n"
                "                 a new organizer key, printed once (all events by default)\n"
@@ -276,8 +270,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "keys"))
         return keys(&cfg, argc - 2, argv + 2);
     if (!strcmp(argv[1], "topics"))
-        return topics(&cfg, env_int("TS_COMMAND_PARTITIONS", 12),
-                      env_int("TS_REPLY_PARTITIONS", 8));
+        return topics(&cfg);
     fprintf(stderr, "turnstile-admin: unknown command '%s'\n", argv[1]);
     return 2;
 }

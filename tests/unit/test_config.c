@@ -12,7 +12,8 @@
 #include "ts_config.h"
 
 static void clear_env(void) {
-    const char *names[] = {"TS_HTTP_PORT", "TS_TOPIC_PREFIX", "TS_LOG_LEVEL", "TS_BATCH_MAX"};
+    const char *names[] = {"TS_HTTP_PORT", "TS_TOPIC_PREFIX",       "TS_LOG_LEVEL",
+                           "TS_BATCH_MAX", "TS_COMMAND_PARTITIONS", "TS_REPLY_PARTITIONS"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unsetenv(names[i]);
 }
@@ -29,6 +30,8 @@ static void defaults_fit_the_local_stack(void **state) {
     assert_string_equal(c.topic_replies, "turnstile.replies");
     assert_string_equal(c.topic_dlq, "turnstile.dlq");
     assert_true(c.reply_timeout_ms > 0);
+    assert_int_equal(c.command_partitions, 12);
+    assert_int_equal(c.reply_partitions, 8);
 }
 
 static void the_environment_overrides_defaults(void **state) {
@@ -36,11 +39,13 @@ static void the_environment_overrides_defaults(void **state) {
     clear_env();
     setenv("TS_HTTP_PORT", "8080", 1);
     setenv("TS_TOPIC_PREFIX", "test7", 1);
+    setenv("TS_COMMAND_PARTITIONS", "3", 1);
     ts_config c;
     char err[256];
     assert_int_equal(ts_config_load(&c, err, sizeof err), 0);
     assert_int_equal(c.http_port, 8080);
     assert_string_equal(c.topic_commands, "test7.commands");
+    assert_int_equal(c.command_partitions, 3);
     clear_env();
 }
 
@@ -49,7 +54,9 @@ static void a_bad_value_names_its_variable(void **state) {
     const char *bad[][2] = {{"TS_HTTP_PORT", "eighty"},
                             {"TS_HTTP_PORT", "70000"},
                             {"TS_BATCH_MAX", "0"},
-                            {"TS_LOG_LEVEL", "loud"}};
+                            {"TS_LOG_LEVEL", "loud"},
+                            {"TS_COMMAND_PARTITIONS", "twelve"},
+                            {"TS_REPLY_PARTITIONS", "0"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         clear_env();
         setenv(bad[i][0], bad[i][1], 1);
@@ -71,6 +78,7 @@ static void usage_lists_every_variable(void **state) {
     assert_non_null(strstr(text, "TS_HTTP_PORT"));
     assert_non_null(strstr(text, "TS_PG_DSN"));
     assert_non_null(strstr(text, "TS_KAFKA_BROKERS"));
+    assert_non_null(strstr(text, "TS_COMMAND_PARTITIONS"));
     free(text);
 }
 
