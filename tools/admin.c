@@ -172,11 +172,24 @@ static int keys_create(const ts_config *cfg, int argc, char **argv) {
                               "INSERT INTO api_keys (id, name, key_sha256, events)"
                               " VALUES ($1, $2, $3, $4::uuid[])",
                               4, params, &hash, 2);
-    PQclear(res);
-    PQfinish(conn);
-    if (!res)
+    if (!res) {
+        PQfinish(conn);
         return 1;
-    printf("%s\n", key); /* the only time it is ever shown */
+    }
+    PQclear(res);
+    /* The only time it is ever shown. A key nobody could read (stdout
+     * closed, disk full) must not stay active: revoke it at once. */
+    if (printf("%s\n", key) < 0 || fflush(stdout) != 0) {
+        const char *revoke[] = {id};
+        res = keys_exec(conn, "UPDATE api_keys SET revoked_at = now() WHERE id = $1", 1, revoke,
+                        NULL, 0);
+        fprintf(stderr, "turnstile-admin: the key could not be written out; %s\n",
+                res ? "it is revoked" : "revoke it now");
+        PQclear(res);
+        PQfinish(conn);
+        return 1;
+    }
+    PQfinish(conn);
     fprintf(stderr,
             "turnstile-admin: key '%s' (id %s) created for %s events; store it now,"
             " it cannot be shown again\n",
@@ -196,6 +209,7 @@ static int keys_list(const ts_config *cfg) {
                   " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-')"
                   " FROM api_keys ORDER BY created_at, name",
                   0, NULL, NULL, 0);
+    bool listed = res != NULL;
     if (res) {
         printf("%-36s  %-20s  %-20s  %-20s  %s\n", "id", "name", "created", "revoked", "events");
         for (int i = 0; i < PQntuples(res); i++)
@@ -204,7 +218,7 @@ static int keys_list(const ts_config *cfg) {
         PQclear(res);
     }
     PQfinish(conn);
-    return res ? 0 : 1;
+    return listed ? 0 : 1;
 }
 
 static int keys_revoke(const ts_config *cfg, const char *which) {
