@@ -7,6 +7,7 @@
 #include "request.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ typedef struct field {
     const char *name;
     const char *alias; /* accepted too, e.g. user_id for userId */
     kind kind;
-    int required;
+    bool required;
     size_t offset;     /* in ts_command */
     size_t cap;        /* buffer size, for strings */
     size_t present_at; /* offset of a bool set when an optional field is there, or 0 */
@@ -33,26 +34,26 @@ typedef struct field {
 #define CAP(f) sizeof(((ts_command *)0)->f)
 
 static const field_rule create_fields[] = {
-    {"title", NULL, TEXT, 1, CMD(u.create.title), CAP(u.create.title), 0, NULL},
-    {"starts_at", NULL, TIME, 1, CMD(u.create.starts_at_ms), 0, 0, NULL},
-    {"location", NULL, TEXT, 1, CMD(u.create.location), CAP(u.create.location), 0, NULL},
-    {"capacity", NULL, COUNT, 1, CMD(u.create.capacity), 0, 0, NULL},
-    {"description", NULL, STRING, 0, CMD(u.create.description), CAP(u.create.description),
+    {"title", NULL, TEXT, true, CMD(u.create.title), CAP(u.create.title), 0, NULL},
+    {"starts_at", NULL, TIME, true, CMD(u.create.starts_at_ms), 0, 0, NULL},
+    {"location", NULL, TEXT, true, CMD(u.create.location), CAP(u.create.location), 0, NULL},
+    {"capacity", NULL, COUNT, true, CMD(u.create.capacity), 0, 0, NULL},
+    {"description", NULL, STRING, false, CMD(u.create.description), CAP(u.create.description),
      CMD(u.create.has_description), NULL},
 };
 
 static const field_rule register_fields[] = {
-    {"name", NULL, TEXT, 1, CMD(u.reg.name), CAP(u.reg.name), 0, NULL},
-    {"email", NULL, EMAIL, 1, CMD(u.reg.email), CAP(u.reg.email), 0, NULL},
+    {"name", NULL, TEXT, true, CMD(u.reg.name), CAP(u.reg.name), 0, NULL},
+    {"email", NULL, EMAIL, true, CMD(u.reg.email), CAP(u.reg.email), 0, NULL},
 };
 
 /* A secret is kept as its digest only (`offset` is a ts_digest's). */
 #define TOKEN_MAX 256
 
 static const field_rule cancel_fields[] = {
-    {"userId", "user_id", UUID, 1, CMD(u.cancel.user_id), CAP(u.cancel.user_id), 0,
+    {"userId", "user_id", UUID, true, CMD(u.cancel.user_id), CAP(u.cancel.user_id), 0,
      "userId required"},
-    {"token", NULL, SECRET, 0, CMD(u.cancel.token_sha256), TOKEN_MAX + 1, 0, NULL},
+    {"token", NULL, SECRET, false, CMD(u.cancel.token_sha256), TOKEN_MAX + 1, 0, NULL},
 };
 
 static int bad(ts_bad_request *why, const char *code, const char *field, const char *fmt,
@@ -89,8 +90,7 @@ static int set_field(const field_rule *f, json_t *v, ts_command *cmd, ts_bad_req
         if (f->kind == TEXT && ts_validate_text(s))
             return bad(why, "invalid_field", f->name, "%s must be a non-empty string", f->name);
         if (f->kind == EMAIL && ts_validate_email(s))
-            return bad(why, "invalid_field", f->name, "%s must be a valid email address",
-                       f->name);
+            return bad(why, "invalid_field", f->name, "%s must be a valid email address", f->name);
         if (f->kind == UUID) {
             if (ts_uuid_normalize(s, dst))
                 return bad(why, "invalid_field", f->name, "%s must be a UUID", f->name);

@@ -21,8 +21,8 @@ static const struct {
     {"GET", "/api/commands/:id", TS_ROUTE_GET_COMMAND},
 };
 
-/* Matches path against pattern; the ":id" segment goes to param. */
-static int match(const char *pattern, const char *path, size_t path_len, char *param, size_t cap) {
+/* Whether path matches pattern; the ":id" segment goes to param. */
+static bool match(const char *pattern, const char *path, size_t path_len, char *param, size_t cap) {
     const char *p = pattern, *s = path, *end = path + path_len;
     while (*p && s < end) {
         if (p[0] == ':') {
@@ -31,13 +31,13 @@ static int match(const char *pattern, const char *path, size_t path_len, char *p
                 seg_end = end;
             size_t n = (size_t)(seg_end - s);
             if (n == 0)
-                return 0;
+                return false;
             snprintf(param, cap, "%.*s", (int)(n < cap ? n : cap - 1), s);
             s = seg_end;
             while (*p && *p != '/')
                 p++;
         } else if (*p++ != *s++) {
-            return 0;
+            return false;
         }
     }
     return *p == '\0' && s == end;
@@ -67,6 +67,6 @@ ts_route_match ts_route(const char *method, const char *path) {
     return m;
 }
 
-int ts_route_has_body(ts_route_id route) {
+bool ts_route_has_body(ts_route_id route) {
     return route == TS_ROUTE_CREATE_EVENT || route == TS_ROUTE_REGISTER || route == TS_ROUTE_CANCEL;
 }

@@ -3,6 +3,7 @@
 #ifndef TS_ROUTES_H
 #define TS_ROUTES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum ts_route_id {
@@ -29,7 +30,7 @@ typedef struct ts_route_match {
  * allow[] set a 405. */
 ts_route_match ts_route(const char *method, const char *path);
 
-/* True for routes whose request carries a JSON body. */
-int ts_route_has_body(ts_route_id route);
+/* True for routes whose request carries a JSON body (the writes). */
+bool ts_route_has_body(ts_route_id route);
 
 #endif
