@@ -292,10 +292,10 @@ static int envelope(ts_http *h, struct MHD_Connection *conn, request *req, ts_co
 }
 
 /* Whether this write is allowed (in protected mode, who may do it): true, or
- * false with the refusal sent. Sets what protected mode adds to the command
+ * false with the refusal sent (*refused). Sets what protected mode adds to the command
  * (a registration's cancel token) and drops what it does not use. */
-static bool authorize_write(ts_http *h, struct MHD_Connection *conn, request *req, ts_command *cmd,
-                            enum MHD_Result *refused) {
+static bool write_allowed(ts_http *h, struct MHD_Connection *conn, request *req, ts_command *cmd,
+                          enum MHD_Result *refused) {
     if (!req->protected_mode) {
         /* the original contract: cancel by user id alone, no tokens */
         if (cmd->type == TS_CMD_CANCEL)
@@ -368,7 +368,7 @@ static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, req
     if (ts_validate_command(&cmd, &rule))
         return respond_error(h, conn, 400, "invalid_field", rule.message, rule.field);
     enum MHD_Result refused;
-    if (!authorize_write(h, conn, req, &cmd, &refused))
+    if (!write_allowed(h, conn, req, &cmd, &refused))
         return refused;
     if (envelope(h, conn, req, &cmd))
         return respond_error(h, conn, 400, "invalid_header",
@@ -380,7 +380,7 @@ static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, req
             ts_uuid_new(cmd.event_id);
     }
     req->submitted = true;
-    if (ts_replies_submit(h->replies, &cmd, conn, &req->answer))
+    if (ts_replies_submit(h->replies, &cmd, conn, &req->answer) == TS_WAIT_PENDING)
         return MHD_YES; /* suspended: on_request is called again with the answer */
     ts_histogram_observe(&h->metrics.write_latency, (long)(ts_monotonic_ms() - req->started_ms));
     return respond_answer(h, conn, &req->answer, req->token);
@@ -406,10 +406,12 @@ static const char *route_event(const request *req, char out[TS_UUID_LEN + 1]) {
     }
 }
 
-/* The organizer key of the Authorization header, in protected mode. False
- * (and a 401 sent) for a header that is not a known key's. */
-static bool check_key(ts_http *h, struct MHD_Connection *conn, request *req,
-                      enum MHD_Result *refused) {
+/* Whether the Authorization header, in protected mode, is acceptable: none
+ * (the route decides later whether it needs a key), or a known organizer
+ * key, whose coverage and id go to req->key and req->key_id. False, with a
+ * 401 sent (*refused), for a header that is not a known key's. */
+static bool key_accepted(ts_http *h, struct MHD_Connection *conn, request *req,
+                         enum MHD_Result *refused) {
     const char *auth =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!auth)
@@ -425,7 +427,9 @@ static bool check_key(ts_http *h, struct MHD_Connection *conn, request *req,
     return req->has_key;
 }
 
-/* Takes a write's token from its key's bucket, or its address's. */
+/* Whether a write is within its rate limit: takes a token from its key's
+ * bucket, or its address's. False, with a 429 sent (*refused), when the
+ * bucket is empty. */
 static bool within_rate(ts_http *h, struct MHD_Connection *conn, request *req,
                         enum MHD_Result *refused) {
     const rate_limit *l = req->has_key ? &h->per_key : &h->per_address;
@@ -448,11 +452,12 @@ static bool within_rate(ts_http *h, struct MHD_Connection *conn, request *req,
     return false;
 }
 
-/* What is decided on the headers alone, before any body is read: sizes
- * (414, 431, and 413 on a Content-Length over the limit), the key (401),
- * the rate limit (429). True to go on; false with the refusal sent. */
-static bool admit(ts_http *h, struct MHD_Connection *conn, const char *url, request *req,
-                  enum MHD_Result *refused) {
+/* Whether the request is admitted on what is decided on the headers alone,
+ * before any body is read: sizes (414, 431, and 413 on a Content-Length
+ * over the limit), the key (401), the rate limit (429). True to go on;
+ * false with the refusal sent (*refused). */
+static bool admitted(ts_http *h, struct MHD_Connection *conn, const char *url, request *req,
+                     enum MHD_Result *refused) {
     size_t url_len = strlen(url), header_len = 0;
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_length, &url_len);
     MHD_get_connection_values(conn, MHD_HEADER_KIND, add_length, &header_len);
@@ -477,7 +482,7 @@ static bool admit(ts_http *h, struct MHD_Connection *conn, const char *url, requ
     if (route == TS_ROUTE_HEALTHZ || route == TS_ROUTE_METRICS || route == TS_ROUTE_NONE)
         return true;
     req->protected_mode = ts_keys_protected(h->keys);
-    if (req->protected_mode && !check_key(h, conn, req, refused))
+    if (req->protected_mode && !key_accepted(h, conn, req, refused))
         return false;
     return !ts_route_has_body(route) || within_rate(h, conn, req, refused);
 }
@@ -498,7 +503,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->started_ms = ts_monotonic_ms();
         *con_cls = req;
         enum MHD_Result refused;
-        if (!admit(h, conn, url, req, &refused)) {
+        if (!admitted(h, conn, url, req, &refused)) {
             req->too_big = true; /* any body that still comes is dropped */
             return refused;
         }

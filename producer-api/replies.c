@@ -419,14 +419,15 @@ static ts_codec *thread_codec(void) {
     return c;
 }
 
-static bool unavailable(ts_replies *r, ts_answer *answer) {
+/* The answer when Kafka does not take the command: 503, at once. */
+static ts_wait_result unavailable(ts_replies *r, ts_answer *answer) {
     atomic_fetch_add_explicit(&r->metrics->produce_failures, 1, memory_order_relaxed);
     answer->result = TS_WAIT_UNAVAILABLE;
-    return false;
+    return answer->result;
 }
 
-bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connection *conn,
-                       ts_answer *answer) {
+ts_wait_result ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connection *conn,
+                                 ts_answer *answer) {
     memset(answer, 0, sizeof *answer);
     strcpy(answer->command_id, cmd->command_id);
 
@@ -484,13 +485,15 @@ bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connecti
         return unavailable(r, answer);
     }
     atomic_fetch_add_explicit(&r->metrics->commands_produced, 1, memory_order_relaxed);
-    bool suspended = false;
+    ts_wait_result result = TS_WAIT_PENDING;
     if (w->answer) { /* not answered yet: wait for it */
         MHD_suspend_connection(conn);
-        w->suspended = suspended = true;
+        w->suspended = true;
+    } else { /* answered already: a fast delivery report or reply, or the drain */
+        result = answer->result;
     }
     pthread_mutex_unlock(&r->lock);
-    return suspended;
+    return result;
 }
 
 bool ts_replies_is_pending(ts_replies *r, const char *command_id) {

@@ -39,11 +39,12 @@ typedef struct ts_replies ts_replies;
  * `err` set on failure. */
 ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *err, size_t errlen);
 
-/* Produces `cmd` and arranges for *answer to be filled. Returns true if
- * `conn` was suspended (it is resumed once *answer is final), false if
- * *answer is already final. Call from libmicrohttpd's access handler. */
-bool ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connection *conn,
-                       ts_answer *answer);
+/* Produces `cmd` and arranges for *answer to be filled. Returns
+ * TS_WAIT_PENDING when `conn` was suspended: it is resumed once *answer is
+ * final. Otherwise *answer is final already, and its result is returned.
+ * Call from libmicrohttpd's access handler. */
+ts_wait_result ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connection *conn,
+                                 ts_answer *answer);
 
 /* True while a command sent from here has no reply yet. */
 bool ts_replies_is_pending(ts_replies *r, const char *command_id);
