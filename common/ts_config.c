@@ -21,9 +21,10 @@ typedef struct var {
     const char *help;
 } var;
 
-#define I(field, def, lo, hi, help) {#field, INT, offsetof(ts_config, field), 0, def, lo, hi, help}
+#define I(field, def, lo, hi, help)                                                                \
+    { #field, INT, offsetof(ts_config, field), 0, def, lo, hi, help }
 #define S(field, def, help)                                                                        \
-    {#field, STR, offsetof(ts_config, field), sizeof(((ts_config *)0)->field), def, 0, 0, help}
+    { #field, STR, offsetof(ts_config, field), sizeof(((ts_config *)0)->field), def, 0, 0, help }
 
 static const var vars[] = {
     S(http_bind, "127.0.0.1",
