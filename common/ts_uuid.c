@@ -4,8 +4,8 @@
 #include <string.h>
 #include <uuid/uuid.h>
 
-/* Namespaces of turnstile's name-based UUIDs. Fixed forever: changing one
- * changes every user id. */
+/* The namespace of users' ids (ts_uuid_for_email). Fixed forever: changing
+ * it changes every user id. */
 static const char users_ns[] = "6f1b4a52-3c4e-5d8a-9b7e-2a1c0d9e8f71";
 
 /* A hex digit's value, or -1. */

@@ -169,7 +169,8 @@ static long query_long(struct MHD_Connection *conn, const char *name, long def, 
     return n;
 }
 
-/* The :id of the path as a canonical UUID, or a 400 naming `field`. */
+/* The :id of the path as a canonical UUID in `out`: 0, or -1 when it is
+ * not a UUID (the caller answers 400, naming the id). */
 static int path_uuid(const request *req, char out[TS_UUID_LEN + 1]) {
     return ts_uuid_normalize(req->match.param, out);
 }
