@@ -102,20 +102,20 @@ static const struct {
                                  " SELECT e, u, n, s, c, clock_timestamp(), k, t FROM"
                                  " unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[],"
                                  " $5::int[], $6::uuid[], $7::bytea[]) AS v(e, u, n, s, c, k, t)"},
-    [ST_INSERT_PROCESSED] = {"insert_processed",
-                             "INSERT INTO processed_commands (command_id, event_id, kind,"
-                             " outcome, user_id, message, topic, kafka_partition, kafka_offset,"
-                             " request_sha256)"
-                             " SELECT c, e, k, o, u, m, $7, p, f, h FROM unnest($1::uuid[],"
-                             " $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],"
-                             " $8::int[], $9::bigint[], $10::bytea[]) AS v(c, e, k, o, u, m, p, f, h)"},
+    [ST_INSERT_PROCESSED] =
+        {"insert_processed",
+         "INSERT INTO processed_commands (command_id, event_id, kind,"
+         " outcome, user_id, message, topic, kafka_partition, kafka_offset,"
+         " request_sha256)"
+         " SELECT c, e, k, o, u, m, $7, p, f, h FROM unnest($1::uuid[],"
+         " $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],"
+         " $8::int[], $9::bigint[], $10::bytea[]) AS v(c, e, k, o, u, m, p, f, h)"},
     [ST_COUNTERS] = {"counters",
                      "UPDATE events SET registered = v.n FROM unnest($1::uuid[], $2::int[])"
                      " AS v(id, n) WHERE events.id = v.id"},
     /* With a token ($3), only the registration that holds its hash goes. */
-    [ST_CANCEL] = {"cancel",
-                   "DELETE FROM registrations WHERE event_id = $1 AND user_id = $2"
-                   " AND ($3::bytea IS NULL OR cancel_token_sha256 = $3) RETURNING seat"},
+    [ST_CANCEL] = {"cancel", "DELETE FROM registrations WHERE event_id = $1 AND user_id = $2"
+                             " AND ($3::bytea IS NULL OR cancel_token_sha256 = $3) RETURNING seat"},
     /* Seats stay dense (1..registered): the last seat fills the hole a
      * cancellation leaves, so the next registration's seat is always
      * registered + 1. */
@@ -147,19 +147,42 @@ typedef struct event_state {
 typedef struct pair_slot {
     unsigned gen;
     bool present;
-    int first;  /* commands: the index of the item that holds it */
+    int first; /* commands: the index of the item that holds it */
     char key[2 * TS_UUID_LEN + 1];
 } pair_slot;
 
 static const char no_user[TS_UUID_LEN + 1] = "------------------------------------";
 
-enum { A_EV_ID, A_EV_TITLE, A_EV_DESC, A_EV_STARTS, A_EV_LOCATION, A_EV_CAPACITY,
-       A_US_ID, A_US_EMAIL,
-       A_RG_EVENT, A_RG_USER, A_RG_NAME, A_RG_SEAT, A_RG_CAPACITY, A_RG_COMMAND, A_RG_TOKEN,
-       A_PC_COMMAND, A_PC_EVENT, A_PC_KIND, A_PC_OUTCOME, A_PC_USER, A_PC_MESSAGE,
-       A_PC_PARTITION, A_PC_OFFSET, A_PC_REQUEST,
-       A_Q1, A_Q2, A_Q3,
-       A_COUNT_ };
+enum {
+    A_EV_ID,
+    A_EV_TITLE,
+    A_EV_DESC,
+    A_EV_STARTS,
+    A_EV_LOCATION,
+    A_EV_CAPACITY,
+    A_US_ID,
+    A_US_EMAIL,
+    A_RG_EVENT,
+    A_RG_USER,
+    A_RG_NAME,
+    A_RG_SEAT,
+    A_RG_CAPACITY,
+    A_RG_COMMAND,
+    A_RG_TOKEN,
+    A_PC_COMMAND,
+    A_PC_EVENT,
+    A_PC_KIND,
+    A_PC_OUTCOME,
+    A_PC_USER,
+    A_PC_MESSAGE,
+    A_PC_PARTITION,
+    A_PC_OFFSET,
+    A_PC_REQUEST,
+    A_Q1,
+    A_Q2,
+    A_Q3,
+    A_COUNT_
+};
 
 struct ts_applier {
     PGconn *conn;
@@ -170,7 +193,7 @@ struct ts_applier {
     size_t pairs_cap;
     unsigned gen;
     ts_pgarray arr[A_COUNT_];
-    size_t *order;           /* indexes of the batch's items, part by part */
+    size_t *order; /* indexes of the batch's items, part by part */
     size_t order_cap;
     ts_apply_status failure; /* how the last failed statement failed */
     bool optimistic;         /* this attempt skips the lookups */
@@ -259,7 +282,9 @@ void ts_applier_free(ts_applier *a) {
     free(a);
 }
 
-int ts_applier_connection_lost(const ts_applier *a) { return PQstatus(a->conn) != CONNECTION_OK; }
+int ts_applier_connection_lost(const ts_applier *a) {
+    return PQstatus(a->conn) != CONNECTION_OK;
+}
 
 /* ------------------------------------------------------------ statements */
 
@@ -286,7 +311,9 @@ typedef struct param {
     bool is_null;
 } param;
 
-static param text_param(const char *s) { return (param){s, 0, 0, TS_PGARRAY_OK, false}; }
+static param text_param(const char *s) {
+    return (param){s, 0, 0, TS_PGARRAY_OK, false};
+}
 
 /* A digest as bytea (binary), or SQL NULL when absent. */
 static param digest_param(const ts_digest *d) {
@@ -346,8 +373,7 @@ static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, cha
     return NULL;
 }
 
-static int run0(ts_applier *a, enum stmt s, int n, const param *params, char *err,
-                size_t errlen) {
+static int run0(ts_applier *a, enum stmt s, int n, const param *params, char *err, size_t errlen) {
     PGresult *res = run(a, s, n, params, err, errlen);
     PQclear(res);
     return res ? 0 : -1;
@@ -484,11 +510,16 @@ static int flush_rows(ts_applier *a, const char *topic, char *err, size_t errlen
             return -1;
     }
     if (r[A_PC_COMMAND].n) {
-        const param p[] = {array_param(&r[A_PC_COMMAND]), array_param(&r[A_PC_EVENT]),
-                           array_param(&r[A_PC_KIND]),    array_param(&r[A_PC_OUTCOME]),
-                           array_param(&r[A_PC_USER]),    array_param(&r[A_PC_MESSAGE]),
-                           text_param(topic),             array_param(&r[A_PC_PARTITION]),
-                           array_param(&r[A_PC_OFFSET]),  array_param(&r[A_PC_REQUEST])};
+        const param p[] = {array_param(&r[A_PC_COMMAND]),
+                           array_param(&r[A_PC_EVENT]),
+                           array_param(&r[A_PC_KIND]),
+                           array_param(&r[A_PC_OUTCOME]),
+                           array_param(&r[A_PC_USER]),
+                           array_param(&r[A_PC_MESSAGE]),
+                           text_param(topic),
+                           array_param(&r[A_PC_PARTITION]),
+                           array_param(&r[A_PC_OFFSET]),
+                           array_param(&r[A_PC_REQUEST])};
         if (run0(a, ST_INSERT_PROCESSED, 10, p, err, errlen))
             return -1;
     }
@@ -516,8 +547,7 @@ static void decide_create(ts_applier *a, const ts_command *c, ts_reply *r) {
     r->outcome = TS_OUT_CREATED;
 }
 
-static void decide_register(ts_applier *a, const ts_batch_item *it, int64_t now_ms,
-                            ts_reply *r) {
+static void decide_register(ts_applier *a, const ts_batch_item *it, int64_t now_ms, ts_reply *r) {
     const ts_command *c = &it->cmd;
     event_state *e = event_entry(a, c->event_id);
     ts_event_view view = {e && e->found, e ? e->starts_at_ms : 0, e ? e->capacity : 0,
@@ -560,8 +590,7 @@ static int apply_cancel(ts_applier *a, const char *topic, const ts_command *c, t
                         char *err, size_t errlen) {
     event_state *e = event_entry(a, c->event_id);
     if (!e || !e->found || !pair_slot_for(a, c->event_id, c->u.cancel.user_id)->present) {
-        refuse(r, TS_OUT_REGISTRATION_NOT_FOUND,
-               ts_outcome_message(TS_OUT_REGISTRATION_NOT_FOUND));
+        refuse(r, TS_OUT_REGISTRATION_NOT_FOUND, ts_outcome_message(TS_OUT_REGISTRATION_NOT_FOUND));
         return 0;
     }
     if (flush_rows(a, topic, err, errlen))
@@ -814,8 +843,8 @@ static size_t order_items(ts_applier *a, const ts_batch_part *parts, size_t npar
     return n;
 }
 
-static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, size_t n,
-                       char *err, size_t errlen) {
+static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, size_t n, char *err,
+                       size_t errlen) {
     a->nevents = 0;
     if (fresh_keys(a, n)) {
         a->failure = TS_APPLY_RETRY;
@@ -882,8 +911,8 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
 
 /* Moves every part's stored offset; marks the parts whose offset another
  * worker moved. Returns the number fenced, or -1 on failure. */
-static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t nparts,
-                 char *err, size_t errlen) {
+static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t nparts, char *err,
+                 size_t errlen) {
     ts_pgarray *pa = &a->arr[A_Q1], *nx = &a->arr[A_Q2], *ex = &a->arr[A_Q3];
     ts_pgarray_reset(pa, TS_OID_INT4);
     ts_pgarray_reset(nx, TS_OID_INT8);
@@ -894,8 +923,7 @@ static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t 
         ts_pgarray_int8(ex, parts[p].expected);
         parts[p].fenced = true;
     }
-    const param params[] = {text_param(topic), array_param(pa), array_param(nx),
-                            array_param(ex)};
+    const param params[] = {text_param(topic), array_param(pa), array_param(nx), array_param(ex)};
     PGresult *res = run(a, ST_FENCE, 4, params, err, errlen);
     if (!res)
         return -1;
@@ -972,6 +1000,10 @@ ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part
     return st;
 }
 
-unsigned long ts_applier_conflicts(const ts_applier *a) { return atomic_load(&a->conflicts); }
+unsigned long ts_applier_conflicts(const ts_applier *a) {
+    return atomic_load(&a->conflicts);
+}
 
-void ts_applier_set_optimism_pause(ts_applier *a, unsigned batches) { a->pause_after = batches; }
+void ts_applier_set_optimism_pause(ts_applier *a, unsigned batches) {
+    a->pause_after = batches;
+}

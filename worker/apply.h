@@ -28,8 +28,8 @@ typedef struct ts_batch_item {
     bool skip;
     ts_command cmd;
     char user_id[TS_UUID_LEN + 1]; /* a registration's: of its email, set by the caller */
-    ts_reply reply;      /* filled by ts_applier_apply */
-    bool replayed;       /* the command was applied before: reply is its first outcome */
+    ts_reply reply;                /* filled by ts_applier_apply */
+    bool replayed;                 /* the command was applied before: reply is its first outcome */
 } ts_batch_item;
 
 /* One partition's share of a batch: items[first .. first + count), which
@@ -39,14 +39,14 @@ typedef struct ts_batch_part {
     int64_t expected;
     int64_t next;
     size_t first, count;
-    bool fenced;         /* set when the stored offset was not `expected` */
+    bool fenced; /* set when the stored offset was not `expected` */
 } ts_batch_part;
 
 typedef enum ts_apply_status {
     TS_APPLY_OK = 0,
-    TS_APPLY_FENCED,     /* a stored offset is not the expected one: see .fenced */
-    TS_APPLY_RETRY,      /* transient: the database is down or busy; try again */
-    TS_APPLY_REJECTED,   /* a statement was refused (a constraint, bad data) */
+    TS_APPLY_FENCED,   /* a stored offset is not the expected one: see .fenced */
+    TS_APPLY_RETRY,    /* transient: the database is down or busy; try again */
+    TS_APPLY_REJECTED, /* a statement was refused (a constraint, bad data) */
 } ts_apply_status;
 
 /* Connects (and migrates when `migrate`); NULL with `err` set on failure. */

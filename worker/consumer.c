@@ -46,7 +46,7 @@
 #define MAX_PARTITIONS 1024
 #define SLOW_BATCH_MS 100 /* a transaction this long is logged */
 #define MAX_REPLY_TOPICS 16
-#define DLQ_TIMEOUT_MS 10000       /* a dead letter unacknowledged this long: retried */
+#define DLQ_TIMEOUT_MS 10000          /* a dead letter unacknowledged this long: retried */
 #define REPLY_METADATA_EVERY_MS 10000 /* a reply partition unknown: look again, this often */
 
 /* A topic replies may go to, and its partition count (0: not known). */
@@ -76,23 +76,23 @@ typedef struct worker_metrics {
     atomic_ulong fenced;
     atomic_ulong retries;
     atomic_long partitions;
-    ts_histogram command_age;  /* produced -> polled here (Kafka's CreateTime) */
-    ts_histogram transaction;  /* a committed transaction, BEGIN to COMMIT */
+    ts_histogram command_age; /* produced -> polled here (Kafka's CreateTime) */
+    ts_histogram transaction; /* a committed transaction, BEGIN to COMMIT */
 } worker_metrics;
 
 struct ts_worker {
     worker_metrics metrics;
-    bool offsets_dirty;           /* committed to PostgreSQL, not yet to Kafka */
+    bool offsets_dirty; /* committed to PostgreSQL, not yet to Kafka */
     int64_t offsets_committed_ms;
     const ts_config *cfg;
     rd_kafka_t *consumer;
-    rd_kafka_t *producer;         /* replies */
-    rd_kafka_t *dlq;              /* dead letters */
-    atomic_long dlq_failed;       /* dead letters the broker did not take */
-    bool dlq_sent;                /* dead letters sent since the last acknowledgement */
+    rd_kafka_t *producer;   /* replies */
+    rd_kafka_t *dlq;        /* dead letters */
+    atomic_long dlq_failed; /* dead letters the broker did not take */
+    bool dlq_sent;          /* dead letters sent since the last acknowledgement */
     reply_topic reply_topics[MAX_REPLY_TOPICS];
     int nreply_topics;
-    int64_t reply_metadata_ms;    /* when the partition counts were last asked for */
+    int64_t reply_metadata_ms; /* when the partition counts were last asked for */
     ts_codec *codec;
     ts_applier *applier;
     partition_state parts[MAX_PARTITIONS];
@@ -131,8 +131,8 @@ static void commit_offsets(ts_worker *w, bool now);
 static int load_offset(ts_worker *w, int32_t p, int64_t *next) {
     char err[512];
     while (!*w->stop) {
-        if (ts_applier_load_offset(w->applier, w->cfg->topic_commands, p, next, err,
-                                   sizeof err) == 0)
+        if (ts_applier_load_offset(w->applier, w->cfg->topic_commands, p, next, err, sizeof err) ==
+            0)
             return 0;
         ts_warn("worker", "event=load_offset_failed partition=%d err=\"%s\"", p, err);
         if (reconnect(w))
@@ -222,8 +222,7 @@ static void learn_reply_partitions(ts_worker *w) {
 
 /* NULL when the command may have its reply where it asks (or wants none);
  * else why not, and *reason the dead letter's reason. */
-static const char *reply_address_problem(ts_worker *w, const ts_command *cmd,
-                                         const char **reason) {
+static const char *reply_address_problem(ts_worker *w, const ts_command *cmd, const char **reason) {
     if (!cmd->reply_topic[0])
         return NULL;
     reply_topic *t = NULL;
@@ -297,26 +296,36 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
     learn_reply_partitions(w);
 
     const char *pairs[] = {
-        "group.id", cfg->group_id,
-        "enable.auto.commit", "false",
-        "enable.auto.offset.store", "false",
-        "auto.offset.reset", "earliest",
-        "isolation.level", "read_committed",
+        "group.id",
+        cfg->group_id,
+        "enable.auto.commit",
+        "false",
+        "enable.auto.offset.store",
+        "false",
+        "auto.offset.reset",
+        "earliest",
+        "isolation.level",
+        "read_committed",
         /* a dead worker's partitions move on within seconds */
-        "session.timeout.ms", "6000",
-        "heartbeat.interval.ms", "1500",
-        "fetch.wait.max.ms", "50",
+        "session.timeout.ms",
+        "6000",
+        "heartbeat.interval.ms",
+        "1500",
+        "fetch.wait.max.ms",
+        "50",
         /* The prefetch bounds the worker's memory whatever the backlog.
          * Draining 200,000 commands, librdkafka's defaults (100,000
          * messages, 64 MB) held 92 MB of RSS, 20,000 messages 51-55 MB at
          * the same rate; 10,000 (40 MB) starved the worker (19,500
          * commands/s against 30,800). */
-        "queued.min.messages", "20000",
-        "queued.max.messages.kbytes", "16384",
+        "queued.min.messages",
+        "20000",
+        "queued.max.messages.kbytes",
+        "16384",
         NULL,
     };
-    w->consumer = ts_kafka_new(cfg, RD_KAFKA_CONSUMER, "turnstile-worker", pairs, consumer_setup,
-                               w, err, errlen);
+    w->consumer = ts_kafka_new(cfg, RD_KAFKA_CONSUMER, "turnstile-worker", pairs, consumer_setup, w,
+                               err, errlen);
     if (!w->consumer)
         goto fail;
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
@@ -365,11 +374,9 @@ static void send_reply(ts_worker *w, const ts_command *cmd, const ts_reply *r) {
         return;
     }
     rd_kafka_resp_err_t e = rd_kafka_producev(
-        w->producer, RD_KAFKA_V_TOPIC(cmd->reply_topic),
-        RD_KAFKA_V_PARTITION(cmd->reply_partition),
-        RD_KAFKA_V_KEY(r->command_id, strlen(r->command_id)),
-        RD_KAFKA_V_VALUE(w->reply_buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_END);
+        w->producer, RD_KAFKA_V_TOPIC(cmd->reply_topic), RD_KAFKA_V_PARTITION(cmd->reply_partition),
+        RD_KAFKA_V_KEY(r->command_id, strlen(r->command_id)), RD_KAFKA_V_VALUE(w->reply_buf, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (e) /* the outcome is in PostgreSQL; GET /api/commands/:id finds it */
         ts_warn("worker", "event=reply_not_sent command_id=%s err=%s", r->command_id,
                 rd_kafka_err2str(e));
@@ -446,9 +453,8 @@ static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *item
         memset(it, 0, sizeof *it);
         it->partition = msgs[i]->partition;
         it->offset = msgs[i]->offset;
-        ts_codec_status st =
-            ts_codec_decode_command(w->codec, msgs[i]->payload, msgs[i]->len, &it->cmd, why,
-                                    sizeof why);
+        ts_codec_status st = ts_codec_decode_command(w->codec, msgs[i]->payload, msgs[i]->len,
+                                                     &it->cmd, why, sizeof why);
         ts_violation v;
         if (st != TS_CODEC_OK) {
             it->skip = true;
@@ -495,8 +501,8 @@ static void seek_to_stored(ts_worker *w, int32_t p) {
 
 /* Applies the parts as one transaction, retrying in place while the
  * database is unavailable. */
-static ts_apply_status apply_retrying(ts_worker *w, ts_batch_part *parts, size_t nparts,
-                                      char *err, size_t errlen) {
+static ts_apply_status apply_retrying(ts_worker *w, ts_batch_part *parts, size_t nparts, char *err,
+                                      size_t errlen) {
     int backoff = 100;
     for (;;) {
         for (size_t i = 0; i < nparts; i++)
@@ -551,14 +557,11 @@ static void commit_offsets(ts_worker *w, bool now) {
 
 /* A part the database refuses: one command per transaction, so that the
  * command it refuses goes to the dead-letter topic and the others apply. */
-static void apply_one_by_one(ts_worker *w, const ts_batch_part *part,
-                             rd_kafka_message_t **msgs) {
+static void apply_one_by_one(ts_worker *w, const ts_batch_part *part, rd_kafka_message_t **msgs) {
     char err[512];
     for (size_t i = part->first; i < part->first + part->count && !*w->stop; i++) {
-        ts_batch_part one = {.partition = part->partition,
-                             .next = w->items[i].offset + 1,
-                             .first = i,
-                             .count = 1};
+        ts_batch_part one = {
+            .partition = part->partition, .next = w->items[i].offset + 1, .first = i, .count = 1};
         ts_apply_status st = apply_retrying(w, &one, 1, err, sizeof err);
         if (st == TS_APPLY_REJECTED) {
             dead_letter(w, msgs[i], "rejected", err);
@@ -676,8 +679,9 @@ char *ts_worker_metrics(void *arg) {
     } rows[] = {
         {"turnstile_worker_batches_total", "Transactions committed.", "counter",
          atomic_load(&w->metrics.batches)},
-        {"turnstile_worker_replayed_total", "Commands seen again, answered with their first outcome.",
-         "counter", atomic_load(&w->metrics.replayed)},
+        {"turnstile_worker_replayed_total",
+         "Commands seen again, answered with their first outcome.", "counter",
+         atomic_load(&w->metrics.replayed)},
         {"turnstile_worker_dead_letters_total", "Messages sent to the dead-letter topic.",
          "counter", atomic_load(&w->metrics.dead_letters)},
         {"turnstile_worker_fenced_total", "Batches refused: another worker owns the partition.",
@@ -746,8 +750,7 @@ static size_t collect(ts_worker *w) {
 
 int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
     w->stop = stop;
-    ts_info("worker", "event=started topic=%s group=%s", w->cfg->topic_commands,
-            w->cfg->group_id);
+    ts_info("worker", "event=started topic=%s group=%s", w->cfg->topic_commands, w->cfg->group_id);
     while (!*stop) {
         int64_t t = ts_monotonic_us();
         size_t n = collect(w);
