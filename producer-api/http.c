@@ -97,7 +97,7 @@ static const char event_ns[] = "9a8b7c6d-5e4f-5a3b-9c2d-1e0f9a8b7c6d";
 
 static enum MHD_Result respond(ts_http *h, struct MHD_Connection *conn, unsigned status,
                                json_t *body, const char *header, const char *value) {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = ts_body_text(body);
     json_decref(body);
     enum MHD_Result r = ts_statusd_respond(conn, status, text, "application/json", header, value);
     if (r == MHD_YES && status >= 100 && status < 600)

@@ -2,6 +2,9 @@
  * a refusal's message is ts_outcome_message's, the worker's too. */
 #include "outcome.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
 static const struct {
     unsigned status;
     const char *code;
@@ -45,4 +48,51 @@ unsigned ts_outcome_http(const ts_reply *r, json_t **body) {
                               NULL);
     }
     return rows[r->outcome].status;
+}
+
+/* The fewest significant digits with which %.*g prints `x` so that it
+ * reads back as `x`; 17 always does for a double. */
+static int shortest_digits(double x) {
+    char text[32];
+    for (int digits = 1; digits < 17; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, x);
+        if (strtod(text, NULL) == x)
+            return digits;
+    }
+    return 17;
+}
+
+/* The most digits a real anywhere in `v` needs; 0 when it holds none. */
+static int digits_needed(const json_t *v) {
+    int most = 0;
+    /* jansson's iterators take no const; nothing here changes `v` */
+    json_t *member, *node = (json_t *)v;
+    const char *key;
+    size_t i;
+    switch (json_typeof(v)) {
+    case JSON_REAL: return shortest_digits(json_real_value(v));
+    case JSON_OBJECT:
+        json_object_foreach(node, key, member) {
+            int d = digits_needed(member);
+            most = d > most ? d : most;
+        }
+        return most;
+    case JSON_ARRAY:
+        json_array_foreach(node, i, member) {
+            int d = digits_needed(member);
+            most = d > most ? d : most;
+        }
+        return most;
+    default: return 0;
+    }
+}
+
+char *ts_body_text(const json_t *body) {
+    if (!body)
+        return NULL;
+    /* %.15g gives every real of up to 15 significant digits back as the
+     * shortest decimal that names it (DBL_DIG: such a decimal survives the
+     * trip through a double), without the binary noise %.17g shows. */
+    int digits = digits_needed(body);
+    return json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(digits > 15 ? digits : 15));
 }

@@ -1,5 +1,6 @@
-/* outcome.h — a worker's reply as the HTTP answer the contract gives.
- * Pure; thread-safe. */
+/* outcome.h — the JSON answers of the contract: a worker's reply as the
+ * HTTP answer it gives, the error body, and the text every answer is sent
+ * as. Pure; thread-safe. */
 #ifndef TS_OUTCOME_H
 #define TS_OUTCOME_H
 
@@ -13,5 +14,16 @@ unsigned ts_outcome_http(const ts_reply *reply, json_t **body);
 /* The error body of the contract: {"error": message, "code": code} plus
  * "field" when one field is at fault. Caller decrefs. */
 json_t *ts_error_body(const char *code, const char *message, const char *field);
+
+/* The compact text of an answer's body, each real with the fewest
+ * significant digits that read back as the same double: 0.18, not
+ * jansson's default 0.17999999999999999; a whole number keeps its ".0"
+ * (50.0). Exact for
+ * every real of up to 15 significant digits, which covers what the API
+ * prints (percentages to 2 decimals). A body holding a real that needs 16
+ * or 17 digits is printed with that many for all its reals: each still
+ * reads back the same, the shorter ones no longer shortest. Caller frees;
+ * NULL when `body` is NULL or out of memory. */
+char *ts_body_text(const json_t *body);
 
 #endif

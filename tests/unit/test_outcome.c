@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -62,11 +64,78 @@ static void an_error_body_names_its_field(void **state) {
     json_decref(b);
 }
 
+/* The text of {"v": x}. */
+static char *text_of(double x) {
+    json_t *body = json_pack("{s:f}", "v", x);
+    assert_non_null(body);
+    char *text = ts_body_text(body);
+    json_decref(body);
+    assert_non_null(text);
+    return text;
+}
+
+static void a_percentage_prints_as_its_two_decimals(void **state) {
+    (void)state;
+    /* 181,610 registrations of 100,000,000 seats, rounded as reads.c does */
+    long long registered = 181610, capacity = 100000000;
+    long long hundredths = (registered * 10000 + capacity / 2) / capacity;
+    char *text = text_of((double)hundredths / 100.0);
+    assert_string_equal(text, "{\"v\":0.18}");
+    free(text);
+    /* every percentage from 0.00 to 100.00, as the decimal it is */
+    for (long long k = 0; k <= 10000; k++) {
+        char want[32];
+        long long whole = k / 100, cents = k % 100;
+        if (cents == 0)
+            snprintf(want, sizeof want, "{\"v\":%lld.0}", whole);
+        else if (cents % 10 == 0)
+            snprintf(want, sizeof want, "{\"v\":%lld.%lld}", whole, cents / 10);
+        else
+            snprintf(want, sizeof want, "{\"v\":%lld.%02lld}", whole, cents);
+        text = text_of((double)k / 100.0);
+        assert_string_equal(text, want);
+        free(text);
+    }
+}
+
+static void every_real_reads_back_the_same(void **state) {
+    (void)state;
+    const double values[] = {0.1 + 0.2, 1.0 / 3.0,     2.0 / 3.0,
+                             1e-7,      123456789.125, 1e300,
+                             -0.5,      5e-324,        1.7976931348623157e308};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char *text = text_of(values[i]);
+        json_t *back = json_loads(text, 0, NULL);
+        assert_non_null(back);
+        assert_true(json_real_value(json_object_get(back, "v")) == values[i]);
+        json_decref(back);
+        free(text);
+    }
+    char *text = text_of(0.1 + 0.2); /* needs 17 digits: gets them */
+    assert_string_equal(text, "{\"v\":0.30000000000000004}");
+    free(text);
+}
+
+static void reals_in_arrays_and_nested_objects_are_printed_alike(void **state) {
+    (void)state;
+    json_t *body = json_pack("{s:[f, f], s:{s:f}, s:i, s:s}", "a", 0.18, 50.0, "o", "p", 33.33, "n",
+                             7, "s", "0.17999999999999999");
+    char *text = ts_body_text(body);
+    assert_string_equal(text, "{\"a\":[0.18,50.0],\"o\":{\"p\":33.33},\"n\":7,"
+                              "\"s\":\"0.17999999999999999\"}");
+    free(text);
+    json_decref(body);
+    assert_null(ts_body_text(NULL));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(each_outcome_has_the_contract_status_and_body),
         cmocka_unit_test(an_invalid_reply_carries_the_workers_reason),
         cmocka_unit_test(an_error_body_names_its_field),
+        cmocka_unit_test(a_percentage_prints_as_its_two_decimals),
+        cmocka_unit_test(every_real_reads_back_the_same),
+        cmocka_unit_test(reals_in_arrays_and_nested_objects_are_printed_alike),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
