@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "rules.h"
+#include "ts_hash.h"
 #include "ts_log.h"
 #include "ts_pg.h"
 #include "ts_pgarray.h"
@@ -189,6 +190,9 @@ struct ts_applier {
     char *dsn;
     event_state *events;
     size_t nevents, events_cap;
+    uint32_t *event_slots;  /* open-addressed index of events[]: position + 1, 0 empty */
+    size_t event_slots_n;   /* in use: a power of two, at least twice the batch's events */
+    size_t event_slots_cap; /* allocated */
     pair_slot *pairs;
     size_t pairs_cap;
     unsigned gen;
@@ -278,6 +282,7 @@ void ts_applier_free(ts_applier *a) {
     free(a->pairs);
     free(a->order);
     free(a->events);
+    free(a->event_slots);
     free(a->dsn);
     free(a);
 }
@@ -411,18 +416,27 @@ int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, 
 
 /* ------------------------------------------------------------ batch memory */
 
+/* The slot of events[]'s index where the event is, or the empty one where
+ * it would go. The table is never more than half full (fresh_keys). */
+static uint32_t *event_slot(ts_applier *a, const char *id) {
+    size_t mask = a->event_slots_n - 1;
+    for (size_t i = ts_fnv1a(id, TS_UUID_LEN) & mask;; i = (i + 1) & mask) {
+        uint32_t *s = &a->event_slots[i];
+        if (*s == 0 || strcmp(a->events[*s - 1].id, id) == 0)
+            return s;
+    }
+}
+
 static event_state *event_find(ts_applier *a, const char *id) {
-    for (size_t i = 0; i < a->nevents; i++)
-        if (strcmp(a->events[i].id, id) == 0)
-            return &a->events[i];
-    return NULL;
+    uint32_t *s = event_slot(a, id);
+    return *s ? &a->events[*s - 1] : NULL;
 }
 
 /* The event's entry, added (not found) if the batch has none yet. */
 static event_state *event_entry(ts_applier *a, const char *id) {
-    event_state *e = event_find(a, id);
-    if (e)
-        return e;
+    uint32_t *s = event_slot(a, id);
+    if (*s)
+        return &a->events[*s - 1];
     if (a->nevents == a->events_cap) {
         size_t cap = a->events_cap ? a->events_cap * 2 : 64;
         event_state *p = realloc(a->events, cap * sizeof *p);
@@ -431,9 +445,10 @@ static event_state *event_entry(ts_applier *a, const char *id) {
         a->events = p;
         a->events_cap = cap;
     }
-    e = &a->events[a->nevents++];
+    event_state *e = &a->events[a->nevents++];
     memset(e, 0, sizeof *e);
     strcpy(e->id, id);
+    *s = (uint32_t)a->nevents;
     return e;
 }
 
@@ -441,9 +456,7 @@ static pair_slot *pair_slot_for(ts_applier *a, const char *event_id, const char 
     char key[2 * TS_UUID_LEN + 1];
     memcpy(key, event_id, TS_UUID_LEN);
     memcpy(key + TS_UUID_LEN, user_id, TS_UUID_LEN + 1);
-    uint32_t h = 2166136261u;
-    for (const char *p = key; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
+    uint32_t h = ts_fnv1a(key, 2 * TS_UUID_LEN);
     for (size_t i = h % a->pairs_cap;; i = (i + 1) % a->pairs_cap) {
         pair_slot *s = &a->pairs[i];
         if (s->gen != a->gen) { /* empty in this batch */
@@ -805,7 +818,8 @@ static int write_counters(ts_applier *a, char *err, size_t errlen) {
 }
 
 /* Room for the pairs and command ids of a batch (2n keys at most), the
- * table never more than a quarter full; and a new, empty generation. */
+ * table never more than a quarter full; and a new, empty generation. The
+ * events' index is emptied too (n events at most, half full at most). */
 static int fresh_keys(ts_applier *a, size_t n) {
     if (a->pairs_cap < 8 * n + 16) {
         free(a->pairs);
@@ -821,6 +835,19 @@ static int fresh_keys(ts_applier *a, size_t n) {
         memset(a->pairs, 0, a->pairs_cap * sizeof *a->pairs);
         a->gen = 1;
     }
+    size_t slots = 16;
+    while (slots < 2 * n)
+        slots *= 2;
+    if (a->event_slots_cap < slots) {
+        free(a->event_slots);
+        a->event_slots = malloc(slots * sizeof *a->event_slots);
+        a->event_slots_cap = a->event_slots ? slots : 0;
+        if (!a->event_slots)
+            return -1;
+    }
+    /* only as much of the table as this batch uses: a small batch clears little */
+    a->event_slots_n = slots;
+    memset(a->event_slots, 0, slots * sizeof *a->event_slots);
     return 0;
 }
 
