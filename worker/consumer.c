@@ -100,6 +100,7 @@ struct ts_worker {
     rd_kafka_message_t **msgs;
     rd_kafka_message_t **grouped;
     ts_batch_item *items;
+    ts_batch_part *batch_parts; /* a batch's runs of one partition: TS_BATCH_MAX at most */
     uint8_t reply_buf[TS_MESSAGE_BYTES_MAX];
 };
 
@@ -268,7 +269,8 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
     w->msgs = calloc((size_t)cfg->batch_max, sizeof *w->msgs);
     w->grouped = calloc((size_t)cfg->batch_max, sizeof *w->grouped);
     w->items = calloc((size_t)cfg->batch_max, sizeof *w->items);
-    if (!w->msgs || !w->grouped || !w->items) {
+    w->batch_parts = calloc((size_t)cfg->batch_max, sizeof *w->batch_parts);
+    if (!w->msgs || !w->grouped || !w->items || !w->batch_parts) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -360,6 +362,7 @@ void ts_worker_free(ts_worker *w) {
     free(w->msgs);
     free(w->grouped);
     free(w->items);
+    free(w->batch_parts);
     free(w);
 }
 
@@ -587,7 +590,7 @@ static void apply_one_by_one(ts_worker *w, const ts_batch_part *part, rd_kafka_m
 /* Applies msgs[0..n) — runs of one partition each, in offset order within
  * a partition — in one transaction. */
 static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
-    ts_batch_part parts[n ? n : 1];
+    ts_batch_part *parts = w->batch_parts;
     size_t nparts = 0;
     /* Skip what this worker does not own, and messages below the stored
      * offset (applied already: a redelivery after a seek). */
