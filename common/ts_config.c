@@ -138,18 +138,26 @@ static int add_property(ts_config *cfg, const char *name, size_t name_len, const
 }
 
 /* key=value lines; blank lines and lines starting with # are skipped. The
- * values are secrets often: an error names the line, never its value. */
+ * values are secrets often: an error names the line, never its value. A
+ * file that cannot be read to its end is an error, never a shorter list of
+ * properties (a lost security.protocol would connect in plaintext). */
 static int load_kafka_file(ts_config *cfg, char *err, size_t errlen) {
     FILE *f = fopen(cfg->kafka_config_file, "r");
     if (!f) {
-        snprintf(err, errlen, "TS_KAFKA_CONFIG_FILE: cannot open %s: %s", cfg->kafka_config_file,
-                 strerror(errno));
+        /* %m: strerror(errno), thread-safe in glibc's printf */
+        snprintf(err, errlen, "TS_KAFKA_CONFIG_FILE: cannot open %s: %m", cfg->kafka_config_file);
         return -1;
     }
     char line[1280];
     int lineno = 0, rc = 0;
     while (rc == 0 && fgets(line, sizeof line, f)) {
         lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            snprintf(err, errlen, "TS_KAFKA_CONFIG_FILE line %d: longer than %zu bytes", lineno,
+                     sizeof line - 2);
+            rc = -1;
+            break;
+        }
         line[strcspn(line, "\r\n")] = '\0';
         const char *s = line + strspn(line, " \t");
         if (!*s || *s == '#')
@@ -167,7 +175,14 @@ static int load_kafka_file(ts_config *cfg, char *err, size_t errlen) {
             rc = add_property(cfg, s, n, eq + 1 + strspn(eq + 1, " \t"), origin, err, errlen);
         }
     }
-    fclose(f);
+    if (rc == 0 && ferror(f)) {
+        snprintf(err, errlen, "TS_KAFKA_CONFIG_FILE: cannot read %s", cfg->kafka_config_file);
+        rc = -1;
+    }
+    if (fclose(f) != 0 && rc == 0) {
+        snprintf(err, errlen, "TS_KAFKA_CONFIG_FILE: cannot close %s: %m", cfg->kafka_config_file);
+        rc = -1;
+    }
     return rc;
 }
 
@@ -209,7 +224,8 @@ int ts_config_load(ts_config *cfg, char *err, size_t errlen) {
     snprintf(cfg->topic_dlq, sizeof cfg->topic_dlq, "%s.dlq", cfg->topic_prefix);
     if (!cfg->reply_topics[0])
         snprintf(cfg->reply_topics, sizeof cfg->reply_topics, "%s", cfg->topic_replies);
-    if (strcmp(cfg->auth, "auto") && strcmp(cfg->auth, "on") && strcmp(cfg->auth, "off")) {
+    if (strcmp(cfg->auth, "auto") != 0 && strcmp(cfg->auth, "on") != 0 &&
+        strcmp(cfg->auth, "off") != 0) {
         snprintf(err, errlen, "TS_AUTH: expected auto, on or off, got '%s'", cfg->auth);
         return -1;
     }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "ts_config.h"
@@ -68,6 +69,60 @@ static void a_bad_value_names_its_variable(void **state) {
     clear_env();
 }
 
+/* Writes `text` to a new temporary file; its path in path[64]. */
+static void temp_file(const char *text, char path[64]) {
+    snprintf(path, 64, "/tmp/ts_test_config_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void a_kafka_config_file_sets_properties(void **state) {
+    (void)state;
+    clear_env();
+    char path[64];
+    temp_file("# SASL\n\nsecurity.protocol = SASL_SSL\nsasl.password=s3cret\n", path);
+    setenv("TS_KAFKA_CONFIG_FILE", path, 1);
+    ts_config c;
+    char err[256] = "";
+    assert_int_equal(ts_config_load(&c, err, sizeof err), 0);
+    assert_int_equal(c.kafka_nproperties, 2);
+    assert_string_equal(c.kafka_properties[0].name, "security.protocol");
+    assert_string_equal(c.kafka_properties[0].value, "SASL_SSL");
+    assert_string_equal(c.kafka_properties[1].name, "sasl.password");
+    unsetenv("TS_KAFKA_CONFIG_FILE");
+    unlink(path);
+}
+
+static void a_kafka_config_file_that_cannot_be_read_whole_is_an_error(void **state) {
+    (void)state;
+    clear_env();
+    ts_config c;
+    char err[256] = "";
+    setenv("TS_KAFKA_CONFIG_FILE", "/nonexistent/kafka.properties", 1);
+    assert_int_equal(ts_config_load(&c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "TS_KAFKA_CONFIG_FILE: cannot open"));
+
+    /* A line longer than the reader's buffer is refused, not cut in two:
+     * the tail of a long comment would be read as a line of its own. */
+    static char text[4096];
+    int n = snprintf(text, sizeof text, "security.protocol=SASL_SSL\n#");
+    memset(text + n, 'x', 1278);
+    snprintf(text + n + 1278, sizeof text - (size_t)n - 1278, "security.protocol=PLAINTEXT\n");
+    char path[64];
+    temp_file(text, path);
+    setenv("TS_KAFKA_CONFIG_FILE", path, 1);
+    err[0] = '\0';
+    assert_int_equal(ts_config_load(&c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "line 2"));
+    assert_null(strstr(err, "PLAINTEXT")); /* never a value */
+    unsetenv("TS_KAFKA_CONFIG_FILE");
+    unlink(path);
+}
+
 static void usage_lists_every_variable(void **state) {
     (void)state;
     char *text = NULL;
@@ -87,6 +142,8 @@ int main(void) {
         cmocka_unit_test(defaults_fit_the_local_stack),
         cmocka_unit_test(the_environment_overrides_defaults),
         cmocka_unit_test(a_bad_value_names_its_variable),
+        cmocka_unit_test(a_kafka_config_file_sets_properties),
+        cmocka_unit_test(a_kafka_config_file_that_cannot_be_read_whole_is_an_error),
         cmocka_unit_test(usage_lists_every_variable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
