@@ -13,8 +13,7 @@
 int main(int argc, char **argv) {
     ts_config cfg;
     int code;
-    if (ts_service_init(argc, argv, "Serves the turnstile REST API on TS_HTTP_PORT.", &cfg,
-                        &code))
+    if (ts_service_init(argc, argv, "Serves the turnstile REST API on TS_HTTP_PORT.", &cfg, &code))
         return code;
     char err[512];
     if (cfg.migrate) {

@@ -9,8 +9,8 @@
 
 /* Why a request is refused: HTTP 400, with a JSON body naming `field`. */
 typedef struct ts_bad_request {
-    const char *code;    /* machine code: invalid_json, missing_field, invalid_field */
-    const char *field;   /* NULL when the body as a whole is at fault */
+    const char *code;  /* machine code: invalid_json, missing_field, invalid_field */
+    const char *field; /* NULL when the body as a whole is at fault */
     char message[160];
 } ts_bad_request;
 
