@@ -587,25 +587,70 @@ static void apply_one_by_one(ts_worker *w, const ts_batch_part *part, rd_kafka_m
     }
 }
 
-/* Applies msgs[0..n) — runs of one partition each, in offset order within
- * a partition — in one transaction. */
-static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
+/* Keeps, in place, the messages this worker may apply: those of partitions
+ * it owns, from the stored offset on (below it: applied already, a
+ * redelivery after a seek). Lists their runs of one partition in
+ * w->batch_parts. Returns the number of runs; *kept, of messages. */
+static size_t owned_runs(ts_worker *w, rd_kafka_message_t **msgs, size_t n, size_t *kept) {
     ts_batch_part *parts = w->batch_parts;
-    size_t nparts = 0;
-    /* Skip what this worker does not own, and messages below the stored
-     * offset (applied already: a redelivery after a seek). */
-    size_t kept = 0;
+    size_t nparts = 0, k = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t p = msgs[i]->partition;
         if (p < 0 || p >= MAX_PARTITIONS || !w->parts[p].owned ||
             msgs[i]->offset < w->parts[p].next)
             continue;
-        msgs[kept++] = msgs[i];
+        msgs[k++] = msgs[i];
         if (nparts == 0 || parts[nparts - 1].partition != p)
-            parts[nparts++] = (ts_batch_part){.partition = p, .first = kept - 1};
+            parts[nparts++] = (ts_batch_part){.partition = p, .first = k - 1};
         parts[nparts - 1].count++;
         parts[nparts - 1].next = msgs[i]->offset + 1;
     }
+    *kept = k;
+    return nparts;
+}
+
+/* A committed batch: its partitions move on, its commands are answered. */
+static void batch_committed(ts_worker *w, size_t nparts, size_t kept, int64_t t0, int64_t t1) {
+    atomic_fetch_add(&w->metrics.batches, 1);
+    atomic_fetch_add(&w->metrics.stage_us[STAGE_APPLY], (unsigned long)(t1 - t0));
+    ts_histogram_observe(&w->metrics.transaction, (long)((t1 - t0) / 1000));
+    if (t1 - t0 >= SLOW_BATCH_MS * 1000)
+        ts_warn("worker", "event=slow_batch ms=%lld commands=%zu partitions=%zu",
+                (long long)(t1 - t0) / 1000, kept, nparts);
+    for (size_t i = 0; i < nparts; i++)
+        committed(w, &w->batch_parts[i]);
+    atomic_fetch_add(&w->metrics.stage_us[STAGE_REPLY], (unsigned long)(ts_monotonic_us() - t1));
+}
+
+/* A batch the database refused: each part again, one command at a time. */
+static void batch_rejected(ts_worker *w, rd_kafka_message_t **msgs, size_t nparts, size_t kept,
+                           const char *err) {
+    ts_warn("worker", "event=batch_rejected parts=%zu count=%zu err=\"%s\"", nparts, kept, err);
+    for (size_t i = 0; i < nparts; i++)
+        apply_one_by_one(w, &w->batch_parts[i], msgs);
+}
+
+/* A fenced batch: the partitions another worker moved are dropped and
+ * re-read from their stored offset. Returns the number of parts left. */
+static size_t drop_fenced(ts_worker *w, size_t nparts) {
+    ts_batch_part *parts = w->batch_parts;
+    size_t left = 0;
+    for (size_t i = 0; i < nparts; i++) {
+        if (parts[i].fenced) {
+            atomic_fetch_add(&w->metrics.fenced, 1);
+            ts_warn("worker", "event=fenced partition=%d", parts[i].partition);
+            seek_to_stored(w, parts[i].partition);
+        } else {
+            parts[left++] = parts[i];
+        }
+    }
+    return left;
+}
+
+/* Applies msgs[0..n) — runs of one partition each, in offset order within
+ * a partition — in one transaction. */
+static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
+    size_t kept, nparts = owned_runs(w, msgs, n, &kept);
     if (nparts == 0)
         return;
     int64_t t = ts_monotonic_us();
@@ -613,53 +658,39 @@ static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
     atomic_fetch_add(&w->metrics.stage_us[STAGE_DECODE], (unsigned long)(ts_monotonic_us() - t));
     if (!dead_letters_acknowledged(w)) { /* nothing applied: read it all again */
         for (size_t i = 0; i < nparts; i++)
-            seek_to_stored(w, parts[i].partition);
+            seek_to_stored(w, w->batch_parts[i].partition);
         return;
     }
-
     char err[512];
-    for (;;) {
+    while (nparts > 0) {
         int64_t t0 = ts_monotonic_us();
-        ts_apply_status st = apply_retrying(w, parts, nparts, err, sizeof err);
-        int64_t t1 = ts_monotonic_us();
-        if (st == TS_APPLY_OK) {
-            atomic_fetch_add(&w->metrics.batches, 1);
-            atomic_fetch_add(&w->metrics.stage_us[STAGE_APPLY], (unsigned long)(t1 - t0));
-            ts_histogram_observe(&w->metrics.transaction, (long)((t1 - t0) / 1000));
-            if (t1 - t0 >= SLOW_BATCH_MS * 1000)
-                ts_warn("worker", "event=slow_batch ms=%lld commands=%zu partitions=%zu",
-                        (long long)(t1 - t0) / 1000, kept, nparts);
-            for (size_t i = 0; i < nparts; i++)
-                committed(w, &parts[i]);
-            atomic_fetch_add(&w->metrics.stage_us[STAGE_REPLY],
-                             (unsigned long)(ts_monotonic_us() - t1));
-            return;
+        ts_apply_status st = apply_retrying(w, w->batch_parts, nparts, err, sizeof err);
+        switch (st) {
+        case TS_APPLY_OK: batch_committed(w, nparts, kept, t0, ts_monotonic_us()); return;
+        case TS_APPLY_RETRY: return; /* stopping during an outage: nothing was written */
+        case TS_APPLY_REJECTED: batch_rejected(w, msgs, nparts, kept, err); return;
+        case TS_APPLY_FENCED: nparts = drop_fenced(w, nparts); break; /* the rest goes on */
         }
-        if (st == TS_APPLY_RETRY) /* stopping during an outage: nothing was written */
-            return;
-        if (st == TS_APPLY_REJECTED) {
-            ts_warn("worker", "event=batch_rejected parts=%zu count=%zu err=\"%s\"", nparts, kept,
-                    err);
-            for (size_t i = 0; i < nparts; i++)
-                apply_one_by_one(w, &parts[i], msgs);
-            return;
-        }
-        /* fenced: drop those partitions, re-read them from the stored
-         * offset, and apply the rest */
-        size_t left = 0;
-        for (size_t i = 0; i < nparts; i++) {
-            if (parts[i].fenced) {
-                atomic_fetch_add(&w->metrics.fenced, 1);
-                ts_warn("worker", "event=fenced partition=%d", parts[i].partition);
-                seek_to_stored(w, parts[i].partition);
-            } else {
-                parts[left++] = parts[i];
-            }
-        }
-        nparts = left;
-        if (nparts == 0)
-            return;
     }
+}
+
+/* Groups w->msgs[0..n) by partition, keeping each partition's offset order
+ * (a stable pass), into w->grouped, and copies that list back to w->msgs
+ * for process_batch to compact in place (w->grouped keeps every message
+ * for destroying). */
+static void group_by_partition(ts_worker *w, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!w->msgs[i])
+            continue;
+        int32_t p = w->msgs[i]->partition;
+        for (size_t j = i; j < n; j++)
+            if (w->msgs[j] && w->msgs[j]->partition == p) {
+                w->grouped[k++] = w->msgs[j];
+                w->msgs[j] = NULL;
+            }
+    }
+    memcpy(w->msgs, w->grouped, k * sizeof *w->grouped);
 }
 
 /* ------------------------------------------------------------ metrics */
@@ -758,25 +789,10 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
         int64_t t = ts_monotonic_us();
         size_t n = collect(w);
         atomic_fetch_add(&w->metrics.stage_us[STAGE_POLL], (unsigned long)(ts_monotonic_us() - t));
-        /* Group the messages by partition, keeping each partition's offset
-         * order (a stable pass), then apply them in one transaction. */
-        rd_kafka_message_t **run = w->grouped;
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (!w->msgs[i])
-                continue;
-            int32_t p = w->msgs[i]->partition;
-            for (size_t j = i; j < n; j++)
-                if (w->msgs[j] && w->msgs[j]->partition == p) {
-                    run[k++] = w->msgs[j];
-                    w->msgs[j] = NULL;
-                }
-        }
-        rd_kafka_message_t **keep = w->msgs; /* process_batch compacts in place */
-        memcpy(keep, run, k * sizeof *run);
-        process_batch(w, keep, k);
-        for (size_t i = 0; i < k; i++)
-            rd_kafka_message_destroy(run[i]);
+        group_by_partition(w, n);
+        process_batch(w, w->msgs, n);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(w->grouped[i]);
         commit_offsets(w, false);
         rd_kafka_poll(w->producer, 0);
     }
