@@ -62,8 +62,11 @@ ts_guard *ts_guard_start(int request_timeout_s) {
     if (!g)
         return NULL;
     g->timeout_ms = (int64_t)request_timeout_s * 1000;
-    pthread_mutex_init(&g->lock, NULL);
-    if (pthread_create(&g->thread, NULL, run, g)) {
+    if (pthread_mutex_init(&g->lock, NULL) != 0) {
+        free(g);
+        return NULL;
+    }
+    if (pthread_create(&g->thread, NULL, run, g) != 0) {
         pthread_mutex_destroy(&g->lock);
         free(g);
         return NULL;

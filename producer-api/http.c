@@ -126,6 +126,17 @@ static enum MHD_Result respond_forbidden(ts_http *h, struct MHD_Connection *conn
     return respond_error(h, conn, MHD_HTTP_FORBIDDEN, "forbidden", message, NULL);
 }
 
+/* `body` with a registration's cancel token added; NULL, and the body
+ * freed, when out of memory: nothing is sent rather than an answer without
+ * the token its registrant needs to cancel. */
+static json_t *with_token(json_t *body, const char *token) {
+    if (body && json_object_set_new(body, "cancel_token", json_string(token)) != 0) {
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
 /* The answer to a write; a registration's cancel token goes with it (also
  * in a 202: it will be valid once the registration is applied). */
 static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, const ts_answer *a,
@@ -134,8 +145,8 @@ static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, c
     case TS_WAIT_REPLIED: {
         json_t *body;
         unsigned status = ts_outcome_http(&a->reply, &body);
-        if (token[0] && a->reply.outcome == TS_OUT_REGISTERED && body)
-            json_object_set_new(body, "cancel_token", json_string(token));
+        if (token[0] && a->reply.outcome == TS_OUT_REGISTERED)
+            body = with_token(body, token);
         return respond(h, conn, status, body, NULL, NULL);
     }
     case TS_WAIT_ACCEPTED: {
@@ -143,8 +154,8 @@ static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, c
         snprintf(location, sizeof location, "/api/commands/%s", a->command_id);
         json_t *body = json_pack("{s:s, s:s, s:s}", "command_id", a->command_id, "status",
                                  "pending", "location", location);
-        if (token[0] && body)
-            json_object_set_new(body, "cancel_token", json_string(token));
+        if (token[0])
+            body = with_token(body, token);
         return respond(h, conn, MHD_HTTP_ACCEPTED, body, MHD_HTTP_HEADER_LOCATION, location);
     }
     case TS_WAIT_PENDING:

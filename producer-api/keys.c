@@ -78,6 +78,29 @@ static int parse_events(const char *text, key_entry *e) {
     return 0;
 }
 
+/* A hex digit's value, or -1. */
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* The bytes of a SHA-256 in lowercase hex (PostgreSQL's encode(.., 'hex')).
+ * 0, or -1 if `hex` is not exactly that. */
+static int parse_digest(const char *hex, uint8_t out[TS_SHA256_LEN]) {
+    if (strlen(hex) != 2 * (size_t)TS_SHA256_LEN)
+        return -1;
+    for (size_t b = 0; b < TS_SHA256_LEN; b++) {
+        int hi = hex_value(hex[2 * b]), lo = hex_value(hex[2 * b + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[b] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
 static void connect_db(ts_keys *ks) {
     char err[512];
     ks->conn =
@@ -86,7 +109,9 @@ static void connect_db(ts_keys *ks) {
         ts_warn("api", "event=keys_db_unavailable err=\"%s\"", err);
 }
 
-/* Reads the active keys into a new snapshot and swaps it in. 0, or -1. */
+/* Reads the active keys into a new snapshot and swaps it in. 0, or -1 with
+ * the last snapshot kept: a read cut short (the database, or memory) must
+ * never look like fewer keys, which could turn a protected ingress open. */
 static int refresh(ts_keys *ks) {
     if (!ks->conn || PQstatus(ks->conn) != CONNECTION_OK) {
         if (ks->conn)
@@ -118,16 +143,19 @@ static int refresh(ts_keys *ks) {
     }
     for (int i = 0; i < rows; i++) {
         key_entry *e = &s.keys[s.n];
-        const char *hex = PQgetvalue(res, i, 0);
-        if (strlen(hex) != 2 * TS_SHA256_LEN)
-            continue;
-        for (int b = 0; b < TS_SHA256_LEN; b++)
-            sscanf(hex + 2 * b, "%2hhx", &e->digest[b]);
         snprintf(e->id, sizeof e->id, "%s", PQgetvalue(res, i, 1));
+        if (parse_digest(PQgetvalue(res, i, 0),
+                         e->digest)) { /* cannot be: key_sha256 is 32 bytes */
+            ts_warn("api", "event=key_skipped id=%s reason=bad_digest", e->id);
+            continue;
+        }
         const char *events = PQgetvalue(res, i, 2);
         e->nevents = -1;
-        if (*events && parse_events(events, e))
-            continue;
+        if (*events && parse_events(events, e)) {
+            PQclear(res);
+            snapshot_free(&s);
+            return -1;
+        }
         s.n++;
     }
     PQclear(res);
@@ -165,9 +193,13 @@ ts_keys *ts_keys_start(const ts_config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    if (pthread_rwlock_init(&ks->lock, NULL) != 0) {
+        snprintf(err, errlen, "cannot make the keys' lock");
+        free(ks);
+        return NULL;
+    }
     ks->cfg = cfg;
     ks->loopback = ts_address_is_loopback(cfg->http_bind);
-    pthread_rwlock_init(&ks->lock, NULL);
     /* until a read says otherwise, protected: fail closed */
     atomic_store(&ks->protected_mode, strcmp(cfg->auth, "off") != 0);
     int loaded = refresh(ks);

@@ -24,8 +24,10 @@ static const struct {
 
 json_t *ts_error_body(const char *code, const char *message, const char *field) {
     json_t *body = json_pack("{s:s, s:s}", "error", message, "code", code);
-    if (body && field)
-        json_object_set_new(body, "field", json_string(field));
+    if (body && field && json_object_set_new(body, "field", json_string(field)) != 0) {
+        json_decref(body); /* never the error without the field it names */
+        return NULL;
+    }
     return body;
 }
 

@@ -12,7 +12,8 @@
 unsigned ts_outcome_http(const ts_reply *reply, json_t **body);
 
 /* The error body of the contract: {"error": message, "code": code} plus
- * "field" when one field is at fault. Caller decrefs. */
+ * "field" when one field is at fault. Caller decrefs; NULL when out of
+ * memory. */
 json_t *ts_error_body(const char *code, const char *message, const char *field);
 
 /* The compact text of an answer's body, each real with the fewest

@@ -4,6 +4,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +46,16 @@ static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
 static void close_conn(void *c) {
     PQfinish(c);
 }
+static bool conn_key_made; /* written once, in pthread_once */
 static void make_key(void) {
-    pthread_key_create(&conn_key, close_conn);
+    conn_key_made = pthread_key_create(&conn_key, close_conn) == 0;
 }
 
+/* The calling thread's connection, made or remade as needed; NULL when the
+ * database cannot be reached. */
 static PGconn *conn_for_thread(const ts_config *cfg) {
-    pthread_once(&conn_once, make_key);
+    if (pthread_once(&conn_once, make_key) != 0 || !conn_key_made)
+        return NULL;
     PGconn *c = pthread_getspecific(conn_key);
     if (c && PQstatus(c) == CONNECTION_OK)
         return c;
@@ -69,7 +74,11 @@ static PGconn *conn_for_thread(const ts_config *cfg) {
     }
     if (!c)
         ts_warn("api", "event=pg_unavailable err=\"%s\"", err);
-    pthread_setspecific(conn_key, c);
+    if (pthread_setspecific(conn_key, c) != 0) {
+        if (c)
+            PQfinish(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -96,12 +105,26 @@ static json_t *text_or_null(PGresult *res, int row, int col) {
     return PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col));
 }
 
+/* An integer column's value. PostgreSQL's text of an integer is always a
+ * number, so there is no error to report. */
+static long long int_at(PGresult *res, int row, int col) {
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Out of memory while building an answer: nothing is sent (the caller's
+ * respond() sends nothing for a NULL body), never a part of one. */
+static unsigned no_body(json_t *partial, json_t **body) {
+    json_decref(partial);
+    *body = NULL;
+    return 500;
+}
+
 static json_t *event_json(PGresult *res, int row) {
     return json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I}", "id", PQgetvalue(res, row, 0), "title",
                      PQgetvalue(res, row, 1), "description", text_or_null(res, row, 2), "starts_at",
                      PQgetvalue(res, row, 3), "location", PQgetvalue(res, row, 4), "capacity",
-                     (json_int_t)atoll(PQgetvalue(res, row, 5)), "registered",
-                     (json_int_t)atoll(PQgetvalue(res, row, 6)));
+                     (json_int_t)int_at(res, row, 5), "registered",
+                     (json_int_t)int_at(res, row, 6));
 }
 
 static unsigned not_found(json_t **body) {
@@ -120,11 +143,14 @@ unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendee
         return not_found(body);
     }
     if (!attendees) { /* the public view: the event and its counts */
-        *body = event_json(ev, 0);
-        long long capacity = atoll(PQgetvalue(ev, 0, 5)), registered = atoll(PQgetvalue(ev, 0, 6));
-        json_object_set_new(*body, "total_registrations", json_integer(registered));
-        json_object_set_new(*body, "remaining_capacity", json_integer(capacity - registered));
+        json_t *event = event_json(ev, 0);
+        long long capacity = int_at(ev, 0, 5), registered = int_at(ev, 0, 6);
         PQclear(ev);
+        /* json_object_set_new fails on a NULL object or value, and frees the value */
+        if (json_object_set_new(event, "total_registrations", json_integer(registered)) ||
+            json_object_set_new(event, "remaining_capacity", json_integer(capacity - registered)))
+            return no_body(event, body);
+        *body = event;
         return 200;
     }
     char lim[24], off[24];
@@ -137,18 +163,26 @@ unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendee
         return db_unavailable(body);
     }
     json_t *list = json_array();
-    for (int i = 0; i < PQntuples(regs); i++)
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s}", "id", PQgetvalue(regs, i, 0),
-                                              "name", PQgetvalue(regs, i, 1), "email",
-                                              PQgetvalue(regs, i, 2), "registered_at",
-                                              PQgetvalue(regs, i, 3)));
-    *body = event_json(ev, 0);
-    json_object_set_new(*body, "registrations", list);
-    /* paging of large events: ?limit=&offset= over registrations */
-    json_object_set_new(*body, "registrations_limit", json_integer(limit));
-    json_object_set_new(*body, "registrations_offset", json_integer(offset));
-    PQclear(ev);
+    bool whole = list != NULL;
+    for (int i = 0; whole && i < PQntuples(regs); i++)
+        whole = json_array_append_new(
+                    list, json_pack("{s:s, s:s, s:s, s:s}", "id", PQgetvalue(regs, i, 0), "name",
+                                    PQgetvalue(regs, i, 1), "email", PQgetvalue(regs, i, 2),
+                                    "registered_at", PQgetvalue(regs, i, 3))) == 0;
     PQclear(regs);
+    json_t *event = event_json(ev, 0);
+    PQclear(ev);
+    if (!whole) {
+        json_decref(list);
+        return no_body(event, body);
+    }
+    /* paging of large events: ?limit=&offset= over registrations, and the
+     * body says which page it is */
+    if (json_object_set_new(event, "registrations", list) ||
+        json_object_set_new(event, "registrations_limit", json_integer(limit)) ||
+        json_object_set_new(event, "registrations_offset", json_integer(offset)))
+        return no_body(event, body);
+    *body = event;
     return 200;
 }
 
@@ -160,10 +194,14 @@ unsigned ts_read_upcoming(const ts_config *cfg, long limit, long offset, json_t 
     PGresult *res = query(cfg, Q_UPCOMING, 2, p);
     if (!res)
         return db_unavailable(body);
-    *body = json_array();
-    for (int i = 0; i < PQntuples(res); i++)
-        json_array_append_new(*body, event_json(res, i));
+    json_t *list = json_array();
+    bool whole = list != NULL;
+    for (int i = 0; whole && i < PQntuples(res); i++)
+        whole = json_array_append_new(list, event_json(res, i)) == 0;
     PQclear(res);
+    if (!whole)
+        return no_body(list, body);
+    *body = list;
     return 200;
 }
 
@@ -176,8 +214,8 @@ unsigned ts_read_stats(const ts_config *cfg, const char *event_id, json_t **body
         PQclear(res);
         return not_found(body);
     }
-    long long capacity = atoll(PQgetvalue(res, 0, 0));
-    long long registered = atoll(PQgetvalue(res, 0, 1));
+    long long capacity = int_at(res, 0, 0);
+    long long registered = int_at(res, 0, 1);
     PQclear(res);
     /* percentage rounded to 2 decimals, as the original service did */
     long long hundredths = (registered * 10000 + capacity / 2) / capacity;

@@ -10,8 +10,12 @@
 #include "ts_config.h"
 
 /* Each returns the HTTP status and sets *body (caller decrefs). A database
- * that cannot be reached is a 503. */
-/* The event with its counts; with its registrations (names, emails) only
+ * that cannot be reached is a 503. Out of memory is a 500 with *body NULL:
+ * never a part of an answer (a list with rows missing).
+ *
+ * ts_read_event: the event with its counts; with its registrations (names,
+ * emails), a page of them (`limit` from `offset`, oldest first) whose
+ * place the body gives (registrations_limit, registrations_offset), only
  * when `attendees` (open mode, or an organizer key for the event). */
 unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendees, long limit,
                        long offset, json_t **body);

@@ -30,7 +30,7 @@
 #include "ts_time.h"
 
 #define BUCKETS 65536
-#define LATE_MS (10 * 60 * 1000) /* how long a 202'd command is remembered */
+#define LATE_MS (INT64_C(10) * 60 * 1000) /* how long a 202'd command is remembered */
 
 typedef struct waiter {
     char command_id[TS_UUID_LEN + 1];
@@ -373,9 +373,13 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    if (pthread_mutex_init(&r->lock, NULL) != 0) {
+        snprintf(err, errlen, "cannot make the replies' lock");
+        free(r);
+        return NULL;
+    }
     r->cfg = cfg;
     r->metrics = metrics;
-    pthread_mutex_init(&r->lock, NULL);
     if (!(r->codec = ts_codec_new(err, errlen)) ||
         !(r->producer = command_producer(r, err, errlen)) ||
         !(r->consumer = reply_reader(cfg, err, errlen))) {
@@ -402,19 +406,26 @@ static pthread_once_t codec_once = PTHREAD_ONCE_INIT;
 static void free_codec(void *c) {
     ts_codec_free(c);
 }
+static bool codec_key_made; /* written once, in pthread_once */
 static void make_codec_key(void) {
-    pthread_key_create(&codec_key, free_codec);
+    codec_key_made = pthread_key_create(&codec_key, free_codec) == 0;
 }
 
+/* The calling thread's codec, made on first use; NULL if it cannot be. */
 static ts_codec *thread_codec(void) {
-    pthread_once(&codec_once, make_codec_key);
+    if (pthread_once(&codec_once, make_codec_key) != 0 || !codec_key_made)
+        return NULL;
     ts_codec *c = pthread_getspecific(codec_key);
-    if (!c) {
-        char err[256];
-        c = ts_codec_new(err, sizeof err);
-        if (!c)
-            ts_error("api", "event=codec_failed err=\"%s\"", err);
-        pthread_setspecific(codec_key, c);
+    if (c)
+        return c;
+    char err[256];
+    if (!(c = ts_codec_new(err, sizeof err))) {
+        ts_error("api", "event=codec_failed err=\"%s\"", err);
+        return NULL;
+    }
+    if (pthread_setspecific(codec_key, c) != 0) {
+        ts_codec_free(c);
+        return NULL;
     }
     return c;
 }
