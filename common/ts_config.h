@@ -73,8 +73,11 @@ typedef struct ts_config {
     char log_level[16];
 } ts_config;
 
-/* Fills `cfg` from the environment. Returns 0, or -1 with a message naming
- * the variable at fault in `err`. */
+/* Fills `cfg` from the environment (and the file TS_KAFKA_CONFIG_FILE
+ * names), and sets the log level to TS_LOG_LEVEL. Returns 0, or -1 with a
+ * message naming the variable at fault in `err` (never a Kafka property's
+ * value: those are secrets often). Call once at start, before any thread:
+ * the struct is only read afterwards, from any thread. */
 int ts_config_load(ts_config *cfg, char *err, size_t errlen);
 
 /* Prints every variable, its default and its meaning. */

@@ -26,9 +26,9 @@ typedef struct ts_statusd ts_statusd;
 void ts_metric_print(FILE *out, const char *name, const char *help, const char *type,
                      unsigned long value);
 
-/* One row of a service's table of plain (unlabelled) metrics: the value is
- * read by the caller when it builds the table, so a table is one snapshot
- * taken at render time. */
+/* One row of a service's table of plain (unlabelled) metrics, its value
+ * read by the caller as it builds the table (each counter on its own: no
+ * snapshot across them). */
 typedef struct ts_metric_row {
     const char *name;
     const char *help;

@@ -17,6 +17,9 @@ typedef struct ts_guard ts_guard;
 
 /* Starts the thread that enforces `request_timeout_s`. NULL on failure. */
 ts_guard *ts_guard_start(int request_timeout_s);
+
+/* Stops the thread and frees. Call once libmicrohttpd is stopped (its
+ * connections' entries are freed here). NULL is a no-op. */
 void ts_guard_stop(ts_guard *g);
 
 /* For MHD_OPTION_NOTIFY_CONNECTION, with the guard as its argument. */

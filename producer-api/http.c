@@ -10,8 +10,9 @@
  *
  * Protected mode (keys.h) changes four things: a key is needed to create an
  * event, to see its attendees and to cancel without the registrant's
- * token; registrations get a cancel token; writes are rate-limited; an
- * unknown key is refused everywhere. Open mode is the original contract. */
+ * token; registrations get a cancel token; writes are rate-limited (in
+ * open mode only by a TS_RATE_* set explicitly); an unknown key is refused
+ * everywhere. Open mode is the original contract. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -275,25 +276,23 @@ static const char *client_of(ts_http *h, struct MHD_Connection *conn, request *r
 }
 
 /* Fills the envelope of a command: ids, time, reply address. With an
- * Idempotency-Key the command id (and a new event's id) derive from the
- * key, the client (its organizer key, else its address) and the route with
- * its canonical event id — so a retry is the same command and gets the
- * first outcome, and nobody else's key can name it — and the command
- * carries the digest of the body, so the same key with another request is
- * refused by the worker. */
-static int envelope(ts_http *h, struct MHD_Connection *conn, request *req, ts_command *c) {
-    const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+ * Idempotency-Key (`key`, NULL when none) the command id (and a new event's
+ * id) derive from the key, the client (its organizer key, else its
+ * address) and the route with its canonical event id — so a retry is the
+ * same command and gets the first outcome, and nobody else's key can name
+ * it — and the command carries the digest of the body, so the same key
+ * with another request is refused by the worker. 0, or -1 when out of
+ * memory (the body, parsed already, cannot fail otherwise). */
+static int envelope(ts_http *h, struct MHD_Connection *conn, request *req, const char *key,
+                    ts_command *c) {
     if (key) {
-        size_t n = strlen(key);
-        if (n == 0 || n > 200)
-            return -1;
         char name[512];
         snprintf(name, sizeof name, "%s:%s\n%d\n%s\n%s", req->has_key ? "key" : "addr",
                  req->has_key ? req->key_id : client_of(h, conn, req), (int)req->match.route,
                  c->event_id, key);
         ts_uuid_v5(idempotency_ns, name, c->command_id);
         if (ts_request_digest(req->body ? req->body : "", req->len, &c->request_sha256))
-            return -1; /* cannot happen: the body parsed already */
+            return -1;
     } else {
         ts_uuid_new(c->command_id);
     }
@@ -303,9 +302,10 @@ static int envelope(ts_http *h, struct MHD_Connection *conn, request *req, ts_co
     return 0;
 }
 
-/* Whether this write is allowed (in protected mode, who may do it): true, or
- * false with the refusal sent (*refused). Sets what protected mode adds to the command
- * (a registration's cancel token) and drops what it does not use. */
+/* Whether this write is allowed (in protected mode, who may do it): true,
+ * or false with the refusal sent (*refused). Sets what protected mode adds
+ * to the command (a registration's cancel token) and drops what it does
+ * not use. */
 static bool write_allowed(ts_http *h, struct MHD_Connection *conn, request *req, ts_command *cmd,
                           enum MHD_Result *refused) {
     if (!req->protected_mode) {
@@ -382,11 +382,14 @@ static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, req
     enum MHD_Result refused;
     if (!write_allowed(h, conn, req, &cmd, &refused))
         return refused;
-    if (envelope(h, conn, req, &cmd))
+    const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+    if (key && (key[0] == '\0' || strlen(key) > 200))
         return respond_error(h, conn, 400, "invalid_header",
                              "Idempotency-Key must be 1 to 200 characters", "Idempotency-Key");
+    if (envelope(h, conn, req, key, &cmd))
+        return MHD_NO; /* out of memory: nothing can be sent */
     if (cmd.type == TS_CMD_CREATE_EVENT) {
-        if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"))
+        if (key)
             ts_uuid_v5(event_ns, cmd.command_id, cmd.event_id);
         else
             ts_uuid_new(cmd.event_id);

@@ -9,7 +9,9 @@
 
 typedef struct ts_http ts_http;
 
-/* Starts listening on cfg->http_port. NULL with `err` set on failure. */
+/* Starts listening on cfg->http_bind, port cfg->http_port, with the
+ * replies' thread, the keys' thread and the request guard. NULL with
+ * `err` set on failure. */
 ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen);
 
 /* Stops accepting, waits for the requests in flight, frees. */

@@ -144,8 +144,8 @@ static int refresh(ts_keys *ks) {
     for (int i = 0; i < rows; i++) {
         key_entry *e = &s.keys[s.n];
         snprintf(e->id, sizeof e->id, "%s", PQgetvalue(res, i, 1));
-        if (parse_digest(PQgetvalue(res, i, 0),
-                         e->digest)) { /* cannot be: key_sha256 is 32 bytes */
+        /* cannot fail (key_sha256 holds 32 bytes), but a key misread is skipped */
+        if (parse_digest(PQgetvalue(res, i, 0), e->digest)) {
             ts_warn("api", "event=key_skipped id=%s reason=bad_digest", e->id);
             continue;
         }

@@ -34,6 +34,8 @@ typedef enum ts_key_check {
  * fails on loopback, the ingress starts protected and turns open once a
  * read shows no key. */
 ts_keys *ts_keys_start(const ts_config *cfg, char *err, size_t errlen);
+
+/* Stops the thread, closes its connection and frees. NULL is a no-op. */
 void ts_keys_stop(ts_keys *ks);
 
 /* True in protected mode. */

@@ -1,5 +1,6 @@
 /* outcome.c — see outcome.h. One row per outcome: status and machine code;
- * a refusal's message is ts_outcome_message's, the worker's too. */
+ * a refusal's message is ts_outcome_message's, the worker's too. Then the
+ * text every answer is sent as, its reals' precision chosen per body. */
 #include "outcome.h"
 
 #include <stdio.h>

@@ -19,12 +19,12 @@ json_t *ts_error_body(const char *code, const char *message, const char *field);
 /* The compact text of an answer's body, each real with the fewest
  * significant digits that read back as the same double: 0.18, not
  * jansson's default 0.17999999999999999; a whole number keeps its ".0"
- * (50.0). Exact for
- * every real of up to 15 significant digits, which covers what the API
- * prints (percentages to 2 decimals). A body holding a real that needs 16
- * or 17 digits is printed with that many for all its reals: each still
- * reads back the same, the shorter ones no longer shortest. Caller frees;
- * NULL when `body` is NULL or out of memory. */
+ * (50.0). Exact for every real of up to 15 significant digits, which
+ * covers what the API prints (percentages to 2 decimals). A body holding a
+ * real that needs 16 or 17 digits is printed with that many for all its
+ * reals: each still reads back the same, the shorter ones no longer with
+ * the fewest digits. Caller frees; NULL when `body` is NULL or out of
+ * memory. */
 char *ts_body_text(const json_t *body);
 
 #endif

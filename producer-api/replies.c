@@ -5,16 +5,17 @@
  * delivery report; it is freed when both let go. It points at the
  * request's answer and connection while the request waits ("attached");
  * once the request has been answered it is detached and never touches the
- * request again. Everything below happens under one mutex; the work under
- * it is a few pointer moves.
+ * request again. The table, the queues and the waiters are under one
+ * mutex; the work under it is a few pointer moves (encoding and producing
+ * a command are done outside it).
  *
  * A request is answered:
  *   - by the reply, when it comes in time;
  *   - 202 at the deadline, when Kafka has acknowledged the command (it will
  *     be applied; GET /api/commands/:id follows it);
  *   - 503 when Kafka refuses it or does not acknowledge it: the producer's
- *     message timeout equals the reply deadline, so an unacknowledged
- *     command is given up, never sent later. */
+ *     message timeout is the reply deadline (1 s at least), so an
+ *     unacknowledged command is given up, never sent later. */
 #include "replies.h"
 
 #include <pthread.h>

@@ -1,12 +1,13 @@
 /* replies.h — sending commands and waiting for their replies.
  *
  * This instance produces each command with reply_to = (reply topic, its own
- * partition TS_REPLY_PARTITION) and reads that partition alone (manual
- * assignment, no group), so several instances never see each other's
- * replies. A request waiting for its reply is a suspended libmicrohttpd
- * connection held in a table keyed by command_id; one thread reads the
- * replies, serves the producer's delivery reports and the deadlines, and
- * resumes the connections. Thread-safe. */
+ * partition TS_REPLY_PARTITION) and reads that partition alone (assigned by
+ * hand: it joins no consumer group and commits nothing), so several
+ * instances never see each other's replies. A request waiting for its
+ * reply is a suspended libmicrohttpd connection held in a table keyed by
+ * command_id; one thread reads the replies, serves the producer's delivery
+ * reports and the deadlines, resumes the connections, and asks a Kafka
+ * known to be down whether it is back. Thread-safe. */
 #ifndef TS_REPLIES_H
 #define TS_REPLIES_H
 
@@ -46,12 +47,18 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
 ts_wait_result ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MHD_Connection *conn,
                                  ts_answer *answer);
 
-/* True while a command sent from here has no reply yet. */
+/* True while a command sent from this instance is known here without its
+ * reply: waiting, or answered 202 within the last 10 minutes (and not
+ * pushed out by TS_MAX_PENDING newer ones). */
 bool ts_replies_is_pending(ts_replies *r, const char *command_id);
 
-/* Refuses new commands, waits (up to the reply deadline) for those in
- * flight to be answered, then answers the rest 503 and stops. */
+/* Refuses new commands, waits for those in flight to be answered (up to
+ * the reply deadline and 3 s more for their delivery reports), then
+ * answers the rest 503. The thread goes on until ts_replies_stop(). */
 void ts_replies_drain(ts_replies *r);
+
+/* Stops the thread, sends what the producer still holds (up to 5 s),
+ * closes both clients and frees. NULL is a no-op. */
 void ts_replies_stop(ts_replies *r);
 
 #endif

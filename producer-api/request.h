@@ -23,7 +23,7 @@ int ts_request_cancel(const char *body, size_t len, ts_command *cmd, ts_bad_requ
 /* The SHA-256 of a JSON body in a canonical form (keys sorted, no
  * whitespace), so that the same request sent again, however formatted,
  * has the same digest: what an idempotency key is bound to. 0, or -1 if
- * the body is not JSON. */
+ * the body is not JSON or memory runs out. */
 int ts_request_digest(const char *body, size_t len, ts_digest *out);
 
 #endif
