@@ -41,7 +41,8 @@ static void each_bad_event_field_is_named(void **state) {
     } cases[] = {
         {"{\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":1}", "title",
          "missing_field"},
-        {"{\"title\":\"\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":1}",
+        {"{\"title\":\"\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":"
+         "1}",
          "title", "invalid_field"},
         {"{\"title\":7,\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":1}",
          "title", "invalid_field"},
@@ -53,13 +54,17 @@ static void each_bad_event_field_is_named(void **state) {
          "missing_field"},
         {"{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\"}", "capacity",
          "missing_field"},
-        {"{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":0}",
+        {"{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":"
+         "0}",
          "capacity", "invalid_field"},
-        {"{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":1.5}",
+        {"{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":"
+         "1.5}",
          "capacity", "invalid_field"},
-        {"{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":\"9\"}",
+        {"{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":"
+         "\"9\"}",
          "capacity", "invalid_field"},
-        {"{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":1,"
+        {"{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\",\"capacity\":"
+         "1,"
          "\"description\":5}",
          "description", "invalid_field"},
     };
@@ -114,8 +119,7 @@ static void a_registration_needs_a_name_and_a_valid_email(void **state) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memset(&why, 0, sizeof why);
-        assert_int_equal(ts_request_register(cases[i].body, strlen(cases[i].body), &cmd, &why),
-                         -1);
+        assert_int_equal(ts_request_register(cases[i].body, strlen(cases[i].body), &cmd, &why), -1);
         assert_string_equal(why.field, cases[i].field);
     }
 }
