@@ -16,21 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "decide.h"
 #include "ts_codec.h"
 
 typedef struct ts_applier ts_applier;
-
-/* One message of a batch. Messages that did not decode or broke a rule
- * (skip = true) still count for the offset but are not applied. */
-typedef struct ts_batch_item {
-    int32_t partition;
-    int64_t offset;
-    bool skip;
-    ts_command cmd;
-    char user_id[TS_UUID_LEN + 1]; /* a registration's: of its email, set by the caller */
-    ts_reply reply;                /* filled by ts_applier_apply */
-    bool replayed;                 /* the command was applied before: reply is its first outcome */
-} ts_batch_item;
 
 /* One partition's share of a batch: items[first .. first + count), which
  * move its stored offset from `expected` to `next`. */
