@@ -30,23 +30,24 @@ static void put64(uint8_t *p, uint64_t v) {
     put32(p + 4, (uint32_t)v);
 }
 
-/* Room for `more` bytes, or the array fails. */
-static bool reserve(ts_pgarray *a, size_t more) {
+/* Makes room for `more` bytes: 0, or -1 when the array failed (before, or
+ * now for want of memory). */
+static int reserve(ts_pgarray *a, size_t more) {
     if (a->error)
-        return false;
+        return -1;
     if (a->len + more <= a->cap)
-        return true;
+        return 0;
     size_t cap = a->cap ? a->cap : 4096;
     while (cap < a->len + more)
         cap *= 2;
     uint8_t *p = realloc(a->buf, cap);
     if (!p) {
         a->error = TS_PGARRAY_NOMEM;
-        return false;
+        return -1;
     }
     a->buf = p;
     a->cap = cap;
-    return true;
+    return 0;
 }
 
 /* Starts an element of `size` bytes (-1: NULL) of type `oid`; where its
@@ -54,7 +55,7 @@ static bool reserve(ts_pgarray *a, size_t more) {
 static uint8_t *element(ts_pgarray *a, uint32_t oid, int32_t size) {
     if (!a->error && oid != a->elem_oid)
         a->error = TS_PGARRAY_INVALID;
-    if (!reserve(a, 4 + (size > 0 ? (size_t)size : 0)))
+    if (reserve(a, 4 + (size > 0 ? (size_t)size : 0)))
         return NULL;
     put32(a->buf + a->len, (uint32_t)size);
     uint8_t *p = a->buf + a->len + 4;
@@ -69,7 +70,7 @@ void ts_pgarray_reset(ts_pgarray *a, uint32_t elem_oid) {
     a->elem_oid = elem_oid;
     a->has_null = false;
     a->error = TS_PGARRAY_OK;
-    if (reserve(a, HEADER))
+    if (reserve(a, HEADER) == 0)
         a->len = HEADER;
 }
 
