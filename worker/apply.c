@@ -3,19 +3,24 @@
  * A batch costs a fixed number of statements, whatever its size:
  *
  *   BEGIN
- *   fence        move the partition's stored offset (or learn we are a zombie)
+ *   fence        move the partitions' stored offsets (or learn we are a zombie)
  *   seen         which command ids were applied before (their first outcome)
  *   events       the events the batch touches: capacity, counter, start
- *   registered   which (event, user) pairs of the batch already exist
- *   ...decide every command in offset order, in memory...
+ *   registered   which (event, user) pairs of the batch are registered, with
+ *                each one's cancel-token digest and the command that made it
+ *   ...decide.c decides every command in offset order, in memory...
  *   insert       events, users, registrations, processed commands: one
  *                multi-row INSERT each (unnest of array parameters)
+ *   rotate       the tokens retried registrations bring: one UPDATE
  *   counters     one UPDATE for all the events touched
  *   COMMIT
  *
- * A cancellation needs the seat it frees and moves the last seat into the
- * hole, so it runs as its own statements; the rows decided before it are
- * written first. Cancellations are rare in a burst.
+ * This file only loads that state and writes those rows; what to write is
+ * decide.c's. A cancellation's outcome is decided in memory too, but the
+ * seat it frees is only known to the database, so it runs as statements of
+ * its own (DELETE ... RETURNING seat, and the last seat moved into the
+ * hole), after the registrations decided before it. Cancellations are rare
+ * in a burst.
  *
  * Optimistic batches. In a burst almost no command is a replay and almost
  * no registration a duplicate of a stored one, so a batch without
@@ -23,11 +28,11 @@
  * the primary keys of processed_commands and registrations say so: their
  * unique check runs anyway when the rows go in. A violation of either
  * rolls the batch back and it runs again with the lookups, and so do the
- * next TS_OPTIMISM_PAUSE batches (64). So does a batch that would refuse
- * someone for a full event, before writing anything: a stored registration
- * would make that "already registered", which only the lookup tells.
- * Nothing of the undone attempt survives: its outcomes are decided again
- * from scratch.
+ * next TS_OPTIMISM_PAUSE batches (64). So does a batch in which the decider
+ * would refuse someone for a full event, before anything is written: a
+ * stored registration would make that "already registered", which only the
+ * lookup tells. Nothing of the undone attempt survives: its outcomes are
+ * decided again from scratch.
  *
  * The worker owns every write of the events of its partitions, so the
  * decisions need no row locks: the fence at the start already serialises
@@ -40,8 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rules.h"
-#include "ts_hash.h"
+#include "decide.h"
 #include "ts_log.h"
 #include "ts_pg.h"
 #include "ts_pgarray.h"
@@ -60,7 +64,7 @@ enum stmt {
     ST_COUNTERS,
     ST_CANCEL,
     ST_MOVE_SEAT,
-    ST_ROTATE_TOKEN,
+    ST_ROTATE_TOKENS,
     ST_COUNT_
 };
 
@@ -87,7 +91,9 @@ static const struct {
                    "SELECT id, capacity, registered, (extract(epoch FROM starts_at) * 1000)::bigint"
                    " FROM events WHERE id = ANY($1::uuid[])"},
     [ST_REGISTERED] = {"registered",
-                       "SELECT r.event_id, r.user_id FROM unnest($1::uuid[], $2::uuid[]) k(e, u)"
+                       "SELECT r.event_id, r.user_id, r.command_id,"
+                       " coalesce(encode(r.cancel_token_sha256, 'hex'), '')"
+                       " FROM unnest($1::uuid[], $2::uuid[]) k(e, u)"
                        " JOIN registrations r ON r.event_id = k.e AND r.user_id = k.u"},
     [ST_INSERT_EVENTS] = {"insert_events",
                           "INSERT INTO events (id, title, description, starts_at, location,"
@@ -114,7 +120,8 @@ static const struct {
     [ST_COUNTERS] = {"counters",
                      "UPDATE events SET registered = v.n FROM unnest($1::uuid[], $2::int[])"
                      " AS v(id, n) WHERE events.id = v.id"},
-    /* With a token ($3), only the registration that holds its hash goes. */
+    /* With a token ($3), only the registration that holds its hash goes:
+     * decide.c checked it already; the database agrees or the batch fails. */
     [ST_CANCEL] = {"cancel", "DELETE FROM registrations WHERE event_id = $1 AND user_id = $2"
                              " AND ($3::bytea IS NULL OR cancel_token_sha256 = $3) RETURNING seat"},
     /* Seats stay dense (1..registered): the last seat fills the hole a
@@ -124,36 +131,16 @@ static const struct {
                       "UPDATE registrations SET seat = $3 WHERE event_id = $1 AND seat = $2"},
     /* A client's retry of its registration (same idempotency key, same
      * request) comes with a new token: it replaces the one the client never
-     * received. Only the registration that command made is touched. */
-    [ST_ROTATE_TOKEN] = {"rotate_token",
-                         "UPDATE registrations SET cancel_token_sha256 = $3"
-                         " WHERE event_id = $1 AND user_id = $2 AND command_id = $4"},
+     * received. Only the registration that command made is touched; each
+     * registration is named once (decide.c). */
+    [ST_ROTATE_TOKENS] = {"rotate_tokens",
+                          "UPDATE registrations r SET cancel_token_sha256 = v.t"
+                          " FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::uuid[])"
+                          " AS v(e, u, t, k)"
+                          " WHERE r.event_id = v.e AND r.user_id = v.u AND r.command_id = v.k"},
 };
 
-/* ------------------------------------------------------------ the batch's memory */
-
-typedef struct event_state {
-    char id[TS_UUID_LEN + 1];
-    bool found;
-    bool dirty;
-    int64_t capacity;
-    int64_t registered;
-    int64_t starts_at_ms;
-} event_state;
-
-/* Keys known in this batch — (event, user) pairs registered, and command
- * ids decided — in an open-addressed table emptied by bumping a generation.
- * A pair's key is the two UUIDs; a command's, its id then 36 '-'s (no user
- * id looks like that). */
-typedef struct pair_slot {
-    unsigned gen;
-    bool present;
-    int first; /* commands: the index of the item that holds it */
-    char key[2 * TS_UUID_LEN + 1];
-} pair_slot;
-
-static const char no_user[TS_UUID_LEN + 1] = "------------------------------------";
-
+/* The arrays of a statement's rows, reused from batch to batch. */
 enum {
     A_EV_ID,
     A_EV_TITLE,
@@ -170,6 +157,10 @@ enum {
     A_RG_CAPACITY,
     A_RG_COMMAND,
     A_RG_TOKEN,
+    A_RT_EVENT,
+    A_RT_USER,
+    A_RT_TOKEN,
+    A_RT_COMMAND,
     A_PC_COMMAND,
     A_PC_EVENT,
     A_PC_KIND,
@@ -188,14 +179,7 @@ enum {
 struct ts_applier {
     PGconn *conn;
     char *dsn;
-    event_state *events;
-    size_t nevents, events_cap;
-    uint32_t *event_slots;  /* open-addressed index of events[]: position + 1, 0 empty */
-    size_t event_slots_n;   /* in use: a power of two, at least twice the batch's events */
-    size_t event_slots_cap; /* allocated */
-    pair_slot *pairs;
-    size_t pairs_cap;
-    unsigned gen;
+    ts_decider *decider;
     ts_pgarray arr[A_COUNT_];
     size_t *order; /* indexes of the batch's items, part by part */
     size_t order_cap;
@@ -258,8 +242,8 @@ int ts_applier_reconnect(ts_applier *a, char *err, size_t errlen) {
 
 ts_applier *ts_applier_new(const char *dsn, int migrate, char *err, size_t errlen) {
     ts_applier *a = calloc(1, sizeof *a);
-    if (!a || !(a->dsn = strdup(dsn))) {
-        free(a);
+    if (!a || !(a->dsn = strdup(dsn)) || !(a->decider = ts_decider_new())) {
+        ts_applier_free(a);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
@@ -279,10 +263,8 @@ void ts_applier_free(ts_applier *a) {
         PQfinish(a->conn);
     for (int i = 0; i < A_COUNT_; i++)
         ts_pgarray_free(&a->arr[i]);
-    free(a->pairs);
+    ts_decider_free(a->decider);
     free(a->order);
-    free(a->events);
-    free(a->event_slots);
     free(a->dsn);
     free(a);
 }
@@ -414,291 +396,45 @@ int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, 
     return rc;
 }
 
-/* ------------------------------------------------------------ batch memory */
+/* ------------------------------------------------------------ the state */
 
-/* The slot of events[]'s index where the event is, or the empty one where
- * it would go. The table is never more than half full (fresh_keys). */
-static uint32_t *event_slot(ts_applier *a, const char *id) {
-    size_t mask = a->event_slots_n - 1;
-    for (size_t i = ts_fnv1a(id, TS_UUID_LEN) & mask;; i = (i + 1) & mask) {
-        uint32_t *s = &a->event_slots[i];
-        if (*s == 0 || strcmp(a->events[*s - 1].id, id) == 0)
-            return s;
-    }
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
 }
 
-static event_state *event_find(ts_applier *a, const char *id) {
-    uint32_t *s = event_slot(a, id);
-    return *s ? &a->events[*s - 1] : NULL;
-}
-
-/* The event's entry, added (not found) if the batch has none yet. */
-static event_state *event_entry(ts_applier *a, const char *id) {
-    uint32_t *s = event_slot(a, id);
-    if (*s)
-        return &a->events[*s - 1];
-    if (a->nevents == a->events_cap) {
-        size_t cap = a->events_cap ? a->events_cap * 2 : 64;
-        event_state *p = realloc(a->events, cap * sizeof *p);
-        if (!p)
-            return NULL;
-        a->events = p;
-        a->events_cap = cap;
-    }
-    event_state *e = &a->events[a->nevents++];
-    memset(e, 0, sizeof *e);
-    strcpy(e->id, id);
-    *s = (uint32_t)a->nevents;
-    return e;
-}
-
-static pair_slot *pair_slot_for(ts_applier *a, const char *event_id, const char *user_id) {
-    char key[2 * TS_UUID_LEN + 1];
-    memcpy(key, event_id, TS_UUID_LEN);
-    memcpy(key + TS_UUID_LEN, user_id, TS_UUID_LEN + 1);
-    uint32_t h = ts_fnv1a(key, 2 * TS_UUID_LEN);
-    for (size_t i = h % a->pairs_cap;; i = (i + 1) % a->pairs_cap) {
-        pair_slot *s = &a->pairs[i];
-        if (s->gen != a->gen) { /* empty in this batch */
-            s->gen = a->gen;
-            s->present = false;
-            memcpy(s->key, key, sizeof key);
-            return s;
-        }
-        if (memcmp(s->key, key, sizeof key) == 0)
-            return s;
-    }
-}
-
-/* ------------------------------------------------------------ the batch */
-
-static void refuse(ts_reply *r, ts_outcome outcome, const char *message) {
-    r->outcome = outcome;
-    snprintf(r->message, sizeof r->message, "%s", message);
-}
-
-/* The element type of each array of rows. */
-static const uint32_t row_types[A_PC_REQUEST + 1] = {
-    [A_EV_ID] = TS_OID_UUID,        [A_EV_TITLE] = TS_OID_TEXT,
-    [A_EV_DESC] = TS_OID_TEXT,      [A_EV_STARTS] = TS_OID_TIMESTAMPTZ,
-    [A_EV_LOCATION] = TS_OID_TEXT,  [A_EV_CAPACITY] = TS_OID_INT4,
-    [A_US_ID] = TS_OID_UUID,        [A_US_EMAIL] = TS_OID_TEXT,
-    [A_RG_EVENT] = TS_OID_UUID,     [A_RG_USER] = TS_OID_UUID,
-    [A_RG_NAME] = TS_OID_TEXT,      [A_RG_SEAT] = TS_OID_INT4,
-    [A_RG_CAPACITY] = TS_OID_INT4,  [A_RG_COMMAND] = TS_OID_UUID,
-    [A_RG_TOKEN] = TS_OID_BYTEA,    [A_PC_REQUEST] = TS_OID_BYTEA,
-    [A_PC_COMMAND] = TS_OID_UUID,   [A_PC_EVENT] = TS_OID_UUID,
-    [A_PC_KIND] = TS_OID_TEXT,      [A_PC_OUTCOME] = TS_OID_TEXT,
-    [A_PC_USER] = TS_OID_UUID,      [A_PC_MESSAGE] = TS_OID_TEXT,
-    [A_PC_PARTITION] = TS_OID_INT4, [A_PC_OFFSET] = TS_OID_INT8,
-};
-
-static void begin_rows(ts_applier *a) {
-    for (int i = A_EV_ID; i <= A_PC_REQUEST; i++)
-        ts_pgarray_reset(&a->arr[i], row_types[i]);
-}
-
-/* Writes the rows decided so far: events, users, registrations, processed
- * commands, in that order (each refers to the ones before). */
-static int flush_rows(ts_applier *a, const char *topic, char *err, size_t errlen) {
-    ts_pgarray *r = a->arr;
-    if (r[A_EV_ID].n) {
-        const param p[] = {array_param(&r[A_EV_ID]),       array_param(&r[A_EV_TITLE]),
-                           array_param(&r[A_EV_DESC]),     array_param(&r[A_EV_STARTS]),
-                           array_param(&r[A_EV_LOCATION]), array_param(&r[A_EV_CAPACITY])};
-        if (run0(a, ST_INSERT_EVENTS, 6, p, err, errlen))
+/* A digest from its hex text (encode(..., 'hex')), "" for none. 0, or -1
+ * if it is not one. */
+static int digest_from_hex(const char *hex, ts_digest *d) {
+    memset(d, 0, sizeof *d);
+    if (!hex[0])
+        return 0;
+    if (strlen(hex) != 2 * TS_SHA256_LEN)
+        return -1;
+    for (size_t i = 0; i < TS_SHA256_LEN; i++) {
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
             return -1;
+        d->bytes[i] = (uint8_t)(hi << 4 | lo);
     }
-    if (r[A_US_ID].n) {
-        const param p[] = {array_param(&r[A_US_ID]), array_param(&r[A_US_EMAIL])};
-        if (run0(a, ST_INSERT_USERS, 2, p, err, errlen))
-            return -1;
-    }
-    if (r[A_RG_EVENT].n) {
-        const param p[] = {array_param(&r[A_RG_EVENT]),    array_param(&r[A_RG_USER]),
-                           array_param(&r[A_RG_NAME]),     array_param(&r[A_RG_SEAT]),
-                           array_param(&r[A_RG_CAPACITY]), array_param(&r[A_RG_COMMAND]),
-                           array_param(&r[A_RG_TOKEN])};
-        if (run0(a, ST_INSERT_REGISTRATIONS, 7, p, err, errlen))
-            return -1;
-    }
-    if (r[A_PC_COMMAND].n) {
-        const param p[] = {array_param(&r[A_PC_COMMAND]),
-                           array_param(&r[A_PC_EVENT]),
-                           array_param(&r[A_PC_KIND]),
-                           array_param(&r[A_PC_OUTCOME]),
-                           array_param(&r[A_PC_USER]),
-                           array_param(&r[A_PC_MESSAGE]),
-                           text_param(topic),
-                           array_param(&r[A_PC_PARTITION]),
-                           array_param(&r[A_PC_OFFSET]),
-                           array_param(&r[A_PC_REQUEST])};
-        if (run0(a, ST_INSERT_PROCESSED, 10, p, err, errlen))
-            return -1;
-    }
-    begin_rows(a);
+    d->present = true;
     return 0;
 }
 
-static void decide_create(ts_applier *a, const ts_command *c, ts_reply *r) {
-    event_state *e = event_entry(a, c->event_id);
-    if (!e || e->found) {
-        refuse(r, TS_OUT_INVALID, "Event already exists");
-        return;
-    }
-    e->found = true;
-    e->capacity = c->u.create.capacity;
-    e->registered = 0;
-    e->starts_at_ms = c->u.create.starts_at_ms;
-    ts_pgarray_uuid(&a->arr[A_EV_ID], c->event_id);
-    ts_pgarray_text(&a->arr[A_EV_TITLE], c->u.create.title);
-    ts_pgarray_text(&a->arr[A_EV_DESC],
-                    c->u.create.has_description ? c->u.create.description : NULL);
-    ts_pgarray_timestamptz_ms(&a->arr[A_EV_STARTS], c->u.create.starts_at_ms);
-    ts_pgarray_text(&a->arr[A_EV_LOCATION], c->u.create.location);
-    ts_pgarray_int4(&a->arr[A_EV_CAPACITY], (int32_t)c->u.create.capacity);
-    r->outcome = TS_OUT_CREATED;
+/* A row the decider did not take: more than the batch named, or no memory
+ * for it. Neither is the commands' fault: the batch is tried again. */
+static int state_failed(ts_applier *a, const char *what, char *err, size_t errlen) {
+    a->failure = TS_APPLY_RETRY;
+    snprintf(err, errlen, "%s: a row the batch's state cannot take", what);
+    return -1;
 }
 
-static void decide_register(ts_applier *a, const ts_batch_item *it, int64_t now_ms, ts_reply *r) {
-    const ts_command *c = &it->cmd;
-    event_state *e = event_entry(a, c->event_id);
-    ts_event_view view = {e && e->found, e ? e->starts_at_ms : 0, e ? e->capacity : 0,
-                          e ? e->registered : 0};
-    strcpy(r->user_id, it->user_id);
-    pair_slot *pair = NULL;
-    bool already = false;
-    if (ts_rules_needs_lookup(&view, now_ms)) {
-        pair = pair_slot_for(a, c->event_id, r->user_id);
-        already = pair->present;
-    }
-    r->outcome = ts_rules_register(&view, now_ms, already);
-    /* Full, unless the person is registered already: only the lookup
-     * tells, and a batch tried without it cannot answer. */
-    if (a->optimistic && r->outcome == TS_OUT_EVENT_FULL)
-        a->key_conflict = true;
-    if (r->outcome != TS_OUT_REGISTERED) {
-        snprintf(r->message, sizeof r->message, "%s", ts_outcome_message(r->outcome));
-        if (r->outcome != TS_OUT_ALREADY_REGISTERED)
-            r->user_id[0] = '\0';
-        return;
-    }
-    e->registered++;
-    e->dirty = true;
-    pair->present = true;
-    ts_pgarray_uuid(&a->arr[A_US_ID], r->user_id);
-    ts_pgarray_text(&a->arr[A_US_EMAIL], c->u.reg.email);
-    ts_pgarray_uuid(&a->arr[A_RG_EVENT], c->event_id);
-    ts_pgarray_uuid(&a->arr[A_RG_USER], r->user_id);
-    ts_pgarray_text(&a->arr[A_RG_NAME], c->u.reg.name);
-    ts_pgarray_int4(&a->arr[A_RG_SEAT], (int32_t)e->registered);
-    ts_pgarray_int4(&a->arr[A_RG_CAPACITY], (int32_t)e->capacity);
-    ts_pgarray_uuid(&a->arr[A_RG_COMMAND], c->command_id);
-    const ts_digest *token = &c->u.reg.cancel_token_sha256;
-    ts_pgarray_bytea(&a->arr[A_RG_TOKEN], token->present ? token->bytes : NULL, TS_SHA256_LEN);
-}
-
-/* A cancellation runs at once, after the rows decided before it. */
-static int apply_cancel(ts_applier *a, const char *topic, const ts_command *c, ts_reply *r,
-                        char *err, size_t errlen) {
-    event_state *e = event_entry(a, c->event_id);
-    if (!e || !e->found || !pair_slot_for(a, c->event_id, c->u.cancel.user_id)->present) {
-        refuse(r, TS_OUT_REGISTRATION_NOT_FOUND, ts_outcome_message(TS_OUT_REGISTRATION_NOT_FOUND));
-        return 0;
-    }
-    if (flush_rows(a, topic, err, errlen))
-        return -1;
-    const param key[] = {text_param(c->event_id), text_param(c->u.cancel.user_id),
-                         digest_param(&c->u.cancel.token_sha256)};
-    PGresult *res = run(a, ST_CANCEL, 3, key, err, errlen);
-    if (!res)
-        return -1;
-    if (PQntuples(res) == 0 && c->u.cancel.token_sha256.present) {
-        PQclear(res); /* registered, but not with this token */
-        refuse(r, TS_OUT_FORBIDDEN, ts_outcome_message(TS_OUT_FORBIDDEN));
-        return 0;
-    }
-    if (PQntuples(res) == 0) { /* the set said present: the database disagrees */
-        PQclear(res);
-        a->failure = TS_APPLY_REJECTED;
-        snprintf(err, errlen, "cancel: registration %s/%s vanished", c->event_id,
-                 c->u.cancel.user_id);
-        return -1;
-    }
-    long long freed = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    if (freed != e->registered) {
-        char from[24], to[24];
-        snprintf(from, sizeof from, "%lld", (long long)e->registered);
-        snprintf(to, sizeof to, "%lld", freed);
-        const param move[] = {text_param(c->event_id), text_param(from), text_param(to)};
-        if (run0(a, ST_MOVE_SEAT, 3, move, err, errlen))
-            return -1;
-    }
-    e->registered--;
-    e->dirty = true;
-    pair_slot_for(a, c->event_id, c->u.cancel.user_id)->present = false;
-    snprintf(r->user_id, sizeof r->user_id, "%s", c->u.cancel.user_id);
-    r->outcome = TS_OUT_CANCELLED;
-    return 0;
-}
-
-static void queue_processed(ts_applier *a, const ts_batch_item *it) {
-    ts_pgarray_uuid(&a->arr[A_PC_COMMAND], it->cmd.command_id);
-    ts_pgarray_uuid(&a->arr[A_PC_EVENT], it->cmd.event_id);
-    ts_pgarray_text(&a->arr[A_PC_KIND], ts_command_type_name(it->cmd.type));
-    ts_pgarray_text(&a->arr[A_PC_OUTCOME], ts_outcome_name(it->reply.outcome));
-    if (it->reply.user_id[0])
-        ts_pgarray_uuid(&a->arr[A_PC_USER], it->reply.user_id);
-    else
-        ts_pgarray_null(&a->arr[A_PC_USER]);
-    ts_pgarray_text(&a->arr[A_PC_MESSAGE], it->reply.message[0] ? it->reply.message : NULL);
-    ts_pgarray_int4(&a->arr[A_PC_PARTITION], it->partition);
-    ts_pgarray_int8(&a->arr[A_PC_OFFSET], it->offset);
-    const ts_digest *h = &it->cmd.request_sha256;
-    ts_pgarray_bytea(&a->arr[A_PC_REQUEST], h->present ? h->bytes : NULL, TS_SHA256_LEN);
-}
-
-static void hex(const uint8_t *b, size_t n, char *out) {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-/* An idempotency key's command seen again with another request: refused,
- * and nothing of the first command's outcome is told. */
-static void refuse_reused_key(ts_reply *r) {
-    r->user_id[0] = '\0';
-    refuse(r, TS_OUT_IDEMPOTENCY_KEY_REUSED, ts_outcome_message(TS_OUT_IDEMPOTENCY_KEY_REUSED));
-}
-
-static bool same_request(const ts_digest *a, const ts_digest *b) {
-    return !a->present || !b->present || memcmp(a->bytes, b->bytes, TS_SHA256_LEN) == 0;
-}
-
-/* A client's retry of a registration made by this command id gets the
- * retry's token (see ST_ROTATE_TOKEN); the rows decided before go first, in
- * case the registration is one of them. */
-static int rotate_token(ts_applier *a, const char *topic, const ts_batch_item *it, char *err,
-                        size_t errlen) {
-    const ts_command *c = &it->cmd;
-    if (c->type != TS_CMD_REGISTER || !c->request_sha256.present ||
-        !c->u.reg.cancel_token_sha256.present || it->reply.outcome != TS_OUT_REGISTERED)
-        return 0;
-    if (flush_rows(a, topic, err, errlen))
-        return -1;
-    const param p[] = {text_param(c->event_id), text_param(it->user_id),
-                       digest_param(&c->u.reg.cancel_token_sha256), text_param(c->command_id)};
-    return run0(a, ST_ROTATE_TOKEN, 4, p, err, errlen);
-}
-
-/* Marks the items applied before, with their first outcome. An item whose
- * command_id appears earlier in the same batch is marked too (its reply is
- * copied once the first is decided). */
-static int load_seen(ts_applier *a, ts_batch_item *items, size_t n, char *err, size_t errlen) {
+/* The commands of the batch applied before, with their first outcome. */
+static int load_commands(ts_applier *a, const ts_batch_item *items, size_t n, char *err,
+                         size_t errlen) {
     if (a->optimistic)
         return 0;
     ts_pgarray *q = &a->arr[A_Q1];
@@ -712,65 +448,60 @@ static int load_seen(ts_applier *a, ts_batch_item *items, size_t n, char *err, s
     PGresult *res = run(a, ST_SEEN, 1, p, err, errlen);
     if (!res)
         return -1;
-    for (int row = 0; row < PQntuples(res); row++) {
-        const char *id = PQgetvalue(res, row, 0);
-        for (size_t k = 0; k < n; k++) {
-            ts_batch_item *it = &items[a->order[k]];
-            if (it->skip || strcmp(it->cmd.command_id, id) != 0)
-                continue;
-            it->replayed = true;
-            if (ts_outcome_parse(PQgetvalue(res, row, 1), &it->reply.outcome))
-                it->reply.outcome = TS_OUT_INVALID;
-            snprintf(it->reply.user_id, sizeof it->reply.user_id, "%s", PQgetvalue(res, row, 2));
-            snprintf(it->reply.message, sizeof it->reply.message, "%s", PQgetvalue(res, row, 3));
-            it->reply.applied_at_ms = strtoll(PQgetvalue(res, row, 4), NULL, 10);
-            const char *stored = PQgetvalue(res, row, 5);
-            if (it->cmd.request_sha256.present && stored[0]) {
-                char mine[2 * TS_SHA256_LEN + 1];
-                hex(it->cmd.request_sha256.bytes, TS_SHA256_LEN, mine);
-                if (strcmp(mine, stored) != 0)
-                    refuse_reused_key(&it->reply);
-            }
+    int rc = 0;
+    for (int row = 0; row < PQntuples(res) && rc == 0; row++) {
+        ts_stored_command c = {
+            .command_id = PQgetvalue(res, row, 0),
+            .user_id = PQgetvalue(res, row, 2),
+            .message = PQgetvalue(res, row, 3),
+            .applied_at_ms = strtoll(PQgetvalue(res, row, 4), NULL, 10),
+        };
+        if (ts_outcome_parse(PQgetvalue(res, row, 1), &c.outcome))
+            c.outcome = TS_OUT_INVALID;
+        if (digest_from_hex(PQgetvalue(res, row, 5), &c.request)) {
+            a->failure = TS_APPLY_REJECTED;
+            snprintf(err, errlen, "seen: a request digest that is not one");
+            rc = -1;
+        } else if (ts_decider_add_command(a->decider, &c)) {
+            rc = state_failed(a, "seen", err, errlen);
         }
     }
     PQclear(res);
-    return 0;
+    return rc;
 }
 
-/* Loads the events the batch names, and the registrations that already
- * exist among the (event, user) pairs it names. */
-static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, size_t errlen) {
+/* The events the batch names for commands not applied before. */
+static int load_events(ts_applier *a, const ts_batch_item *items, size_t n, char *err,
+                       size_t errlen) {
     ts_pgarray *ids = &a->arr[A_Q1];
     ts_pgarray_reset(ids, TS_OID_UUID);
     for (size_t k = 0; k < n; k++) {
         const ts_batch_item *it = &items[a->order[k]];
-        if (!it->skip && !it->replayed && !event_find(a, it->cmd.event_id)) {
-            /* every event decided on below has its entry from here on */
-            if (!event_entry(a, it->cmd.event_id)) {
-                a->failure = TS_APPLY_RETRY;
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
+        if (ts_decider_wants_event(a->decider, it))
             ts_pgarray_uuid(ids, it->cmd.event_id);
-        }
     }
-    if (ids->n) {
-        const param p[] = {array_param(ids)};
-        PGresult *res = run(a, ST_EVENTS, 1, p, err, errlen);
-        if (!res)
-            return -1;
-        for (int row = 0; row < PQntuples(res); row++) {
-            event_state *e = event_find(a, PQgetvalue(res, row, 0));
-            if (!e)
-                continue;
-            e->found = true;
-            e->capacity = strtoll(PQgetvalue(res, row, 1), NULL, 10);
-            e->registered = strtoll(PQgetvalue(res, row, 2), NULL, 10);
-            e->starts_at_ms = strtoll(PQgetvalue(res, row, 3), NULL, 10);
-        }
-        PQclear(res);
+    if (ids->n == 0)
+        return 0;
+    const param p[] = {array_param(ids)};
+    PGresult *res = run(a, ST_EVENTS, 1, p, err, errlen);
+    if (!res)
+        return -1;
+    int rc = 0;
+    for (int row = 0; row < PQntuples(res) && rc == 0; row++) {
+        const ts_stored_event e = {
+            PQgetvalue(res, row, 0), strtoll(PQgetvalue(res, row, 1), NULL, 10),
+            strtoll(PQgetvalue(res, row, 2), NULL, 10), strtoll(PQgetvalue(res, row, 3), NULL, 10)};
+        if (ts_decider_add_event(a->decider, &e))
+            rc = state_failed(a, "events", err, errlen);
     }
+    PQclear(res);
+    return rc;
+}
 
+/* The registrations among the (event, user) pairs the batch names, with
+ * the digest of each one's cancel token and the command that made it. */
+static int load_registrations(ts_applier *a, const ts_batch_item *items, size_t n, char *err,
+                              size_t errlen) {
     if (a->optimistic)
         return 0;
     ts_pgarray *ev = &a->arr[A_Q1], *us = &a->arr[A_Q2];
@@ -778,17 +509,10 @@ static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, 
     ts_pgarray_reset(us, TS_OID_UUID);
     for (size_t k = 0; k < n; k++) {
         const ts_batch_item *it = &items[a->order[k]];
-        if (it->skip || it->replayed)
-            continue;
-        const char *uid;
-        if (it->cmd.type == TS_CMD_REGISTER)
-            uid = it->user_id;
-        else if (it->cmd.type == TS_CMD_CANCEL)
-            uid = it->cmd.u.cancel.user_id;
-        else
-            continue;
-        ts_pgarray_uuid(ev, it->cmd.event_id);
-        ts_pgarray_uuid(us, uid);
+        if (ts_decider_wants_registration(a->decider, it)) {
+            ts_pgarray_uuid(ev, it->cmd.event_id);
+            ts_pgarray_uuid(us, ts_decide_user_id(it));
+        }
     }
     if (ev->n == 0)
         return 0;
@@ -796,60 +520,226 @@ static int load_state(ts_applier *a, ts_batch_item *items, size_t n, char *err, 
     PGresult *res = run(a, ST_REGISTERED, 2, p, err, errlen);
     if (!res)
         return -1;
-    for (int row = 0; row < PQntuples(res); row++)
-        pair_slot_for(a, PQgetvalue(res, row, 0), PQgetvalue(res, row, 1))->present = true;
+    int rc = 0;
+    for (int row = 0; row < PQntuples(res) && rc == 0; row++) {
+        ts_stored_registration r = {
+            PQgetvalue(res, row, 0), PQgetvalue(res, row, 1), PQgetvalue(res, row, 2), {0}};
+        if (digest_from_hex(PQgetvalue(res, row, 3), &r.cancel_token)) {
+            a->failure = TS_APPLY_REJECTED;
+            snprintf(err, errlen, "registered: a token digest that is not one");
+            rc = -1;
+        } else if (ts_decider_add_registration(a->decider, &r)) {
+            rc = state_failed(a, "registered", err, errlen);
+        }
+    }
     PQclear(res);
+    return rc;
+}
+
+/* ------------------------------------------------------------ the rows */
+
+static void add_digest(ts_pgarray *arr, const ts_digest *d) {
+    ts_pgarray_bytea(arr, d && d->present ? d->bytes : NULL, TS_SHA256_LEN);
+}
+
+static int write_events(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
+    if (d->nevents == 0)
+        return 0;
+    ts_pgarray *r = a->arr;
+    ts_pgarray_reset(&r[A_EV_ID], TS_OID_UUID);
+    ts_pgarray_reset(&r[A_EV_TITLE], TS_OID_TEXT);
+    ts_pgarray_reset(&r[A_EV_DESC], TS_OID_TEXT);
+    ts_pgarray_reset(&r[A_EV_STARTS], TS_OID_TIMESTAMPTZ);
+    ts_pgarray_reset(&r[A_EV_LOCATION], TS_OID_TEXT);
+    ts_pgarray_reset(&r[A_EV_CAPACITY], TS_OID_INT4);
+    for (size_t i = 0; i < d->nevents; i++) {
+        const ts_command *c = &d->events[i]->cmd;
+        ts_pgarray_uuid(&r[A_EV_ID], c->event_id);
+        ts_pgarray_text(&r[A_EV_TITLE], c->u.create.title);
+        ts_pgarray_text(&r[A_EV_DESC],
+                        c->u.create.has_description ? c->u.create.description : NULL);
+        ts_pgarray_timestamptz_ms(&r[A_EV_STARTS], c->u.create.starts_at_ms);
+        ts_pgarray_text(&r[A_EV_LOCATION], c->u.create.location);
+        ts_pgarray_int4(&r[A_EV_CAPACITY], (int32_t)c->u.create.capacity);
+    }
+    const param p[] = {array_param(&r[A_EV_ID]),       array_param(&r[A_EV_TITLE]),
+                       array_param(&r[A_EV_DESC]),     array_param(&r[A_EV_STARTS]),
+                       array_param(&r[A_EV_LOCATION]), array_param(&r[A_EV_CAPACITY])};
+    return run0(a, ST_INSERT_EVENTS, 6, p, err, errlen);
+}
+
+static int write_users(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
+    if (d->nusers == 0)
+        return 0;
+    ts_pgarray *r = a->arr;
+    ts_pgarray_reset(&r[A_US_ID], TS_OID_UUID);
+    ts_pgarray_reset(&r[A_US_EMAIL], TS_OID_TEXT);
+    for (size_t i = 0; i < d->nusers; i++) {
+        ts_pgarray_uuid(&r[A_US_ID], d->users[i].id);
+        ts_pgarray_text(&r[A_US_EMAIL], d->users[i].email);
+    }
+    const param p[] = {array_param(&r[A_US_ID]), array_param(&r[A_US_EMAIL])};
+    return run0(a, ST_INSERT_USERS, 2, p, err, errlen);
+}
+
+/* registrations[from .. to) */
+static int write_registrations(ts_applier *a, const ts_decisions *d, size_t from, size_t to,
+                               char *err, size_t errlen) {
+    if (from == to)
+        return 0;
+    ts_pgarray *r = a->arr;
+    static const uint32_t types[] = {TS_OID_UUID, TS_OID_UUID, TS_OID_TEXT, TS_OID_INT4,
+                                     TS_OID_INT4, TS_OID_UUID, TS_OID_BYTEA};
+    for (int i = 0; i <= A_RG_TOKEN - A_RG_EVENT; i++)
+        ts_pgarray_reset(&r[A_RG_EVENT + i], types[i]);
+    for (size_t i = from; i < to; i++) {
+        const ts_row_registration *g = &d->registrations[i];
+        ts_pgarray_uuid(&r[A_RG_EVENT], g->item->cmd.event_id);
+        ts_pgarray_uuid(&r[A_RG_USER], g->item->user_id);
+        ts_pgarray_text(&r[A_RG_NAME], g->item->cmd.u.reg.name);
+        ts_pgarray_int4(&r[A_RG_SEAT], g->seat);
+        ts_pgarray_int4(&r[A_RG_CAPACITY], g->capacity);
+        ts_pgarray_uuid(&r[A_RG_COMMAND], g->item->cmd.command_id);
+        add_digest(&r[A_RG_TOKEN], g->cancel_token);
+    }
+    const param p[] = {array_param(&r[A_RG_EVENT]),    array_param(&r[A_RG_USER]),
+                       array_param(&r[A_RG_NAME]),     array_param(&r[A_RG_SEAT]),
+                       array_param(&r[A_RG_CAPACITY]), array_param(&r[A_RG_COMMAND]),
+                       array_param(&r[A_RG_TOKEN])};
+    return run0(a, ST_INSERT_REGISTRATIONS, 7, p, err, errlen);
+}
+
+/* rotations[from .. to): each must find its registration, as the decider
+ * found it */
+static int write_rotations(ts_applier *a, const ts_decisions *d, size_t from, size_t to, char *err,
+                           size_t errlen) {
+    if (from == to)
+        return 0;
+    ts_pgarray *r = a->arr;
+    ts_pgarray_reset(&r[A_RT_EVENT], TS_OID_UUID);
+    ts_pgarray_reset(&r[A_RT_USER], TS_OID_UUID);
+    ts_pgarray_reset(&r[A_RT_TOKEN], TS_OID_BYTEA);
+    ts_pgarray_reset(&r[A_RT_COMMAND], TS_OID_UUID);
+    for (size_t i = from; i < to; i++) {
+        const ts_row_rotation *t = &d->rotations[i];
+        ts_pgarray_uuid(&r[A_RT_EVENT], t->event_id);
+        ts_pgarray_uuid(&r[A_RT_USER], t->user_id);
+        add_digest(&r[A_RT_TOKEN], t->cancel_token);
+        ts_pgarray_uuid(&r[A_RT_COMMAND], t->command_id);
+    }
+    const param p[] = {array_param(&r[A_RT_EVENT]), array_param(&r[A_RT_USER]),
+                       array_param(&r[A_RT_TOKEN]), array_param(&r[A_RT_COMMAND])};
+    PGresult *res = run(a, ST_ROTATE_TOKENS, 4, p, err, errlen);
+    if (!res)
+        return -1;
+    const char *tuples = PQcmdTuples(res);
+    char *end;
+    unsigned long long updated = strtoull(tuples, &end, 10);
+    bool counted = end != tuples && *end == '\0';
+    PQclear(res);
+    if (!counted || updated != to - from) {
+        a->failure = TS_APPLY_REJECTED;
+        snprintf(err, errlen, "rotate_tokens: %llu of %zu registrations found", updated, to - from);
+        return -1;
+    }
     return 0;
 }
 
-static int write_counters(ts_applier *a, char *err, size_t errlen) {
+/* A cancellation the decider allowed: the database says which seat it
+ * frees, and the last seat moves there. */
+static int write_cancel(ts_applier *a, const ts_row_cancel *c, char *err, size_t errlen) {
+    const param key[] = {text_param(c->event_id), text_param(c->user_id), digest_param(c->token)};
+    PGresult *res = run(a, ST_CANCEL, 3, key, err, errlen);
+    if (!res)
+        return -1;
+    if (PQntuples(res) == 0) { /* the decider saw it, with that token: the database disagrees */
+        PQclear(res);
+        a->failure = TS_APPLY_REJECTED;
+        snprintf(err, errlen, "cancel: registration %s/%s vanished", c->event_id, c->user_id);
+        return -1;
+    }
+    long long freed = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    if (freed == c->last_seat)
+        return 0;
+    char from[24], to[24];
+    snprintf(from, sizeof from, "%d", c->last_seat);
+    snprintf(to, sizeof to, "%lld", freed);
+    const param move[] = {text_param(c->event_id), text_param(from), text_param(to)};
+    return run0(a, ST_MOVE_SEAT, 3, move, err, errlen);
+}
+
+static int write_processed(ts_applier *a, const char *topic, const ts_decisions *d, char *err,
+                           size_t errlen) {
+    if (d->nprocessed == 0)
+        return 0;
+    ts_pgarray *r = a->arr;
+    static const uint32_t types[] = {TS_OID_UUID, TS_OID_UUID, TS_OID_TEXT,
+                                     TS_OID_TEXT, TS_OID_UUID, TS_OID_TEXT,
+                                     TS_OID_INT4, TS_OID_INT8, TS_OID_BYTEA};
+    for (int i = 0; i <= A_PC_REQUEST - A_PC_COMMAND; i++)
+        ts_pgarray_reset(&r[A_PC_COMMAND + i], types[i]);
+    for (size_t i = 0; i < d->nprocessed; i++) {
+        const ts_batch_item *it = d->processed[i];
+        ts_pgarray_uuid(&r[A_PC_COMMAND], it->cmd.command_id);
+        ts_pgarray_uuid(&r[A_PC_EVENT], it->cmd.event_id);
+        ts_pgarray_text(&r[A_PC_KIND], ts_command_type_name(it->cmd.type));
+        ts_pgarray_text(&r[A_PC_OUTCOME], ts_outcome_name(it->reply.outcome));
+        if (it->reply.user_id[0])
+            ts_pgarray_uuid(&r[A_PC_USER], it->reply.user_id);
+        else
+            ts_pgarray_null(&r[A_PC_USER]);
+        ts_pgarray_text(&r[A_PC_MESSAGE], it->reply.message[0] ? it->reply.message : NULL);
+        ts_pgarray_int4(&r[A_PC_PARTITION], it->partition);
+        ts_pgarray_int8(&r[A_PC_OFFSET], it->offset);
+        add_digest(&r[A_PC_REQUEST], &it->cmd.request_sha256);
+    }
+    const param p[] = {array_param(&r[A_PC_COMMAND]),
+                       array_param(&r[A_PC_EVENT]),
+                       array_param(&r[A_PC_KIND]),
+                       array_param(&r[A_PC_OUTCOME]),
+                       array_param(&r[A_PC_USER]),
+                       array_param(&r[A_PC_MESSAGE]),
+                       text_param(topic),
+                       array_param(&r[A_PC_PARTITION]),
+                       array_param(&r[A_PC_OFFSET]),
+                       array_param(&r[A_PC_REQUEST])};
+    return run0(a, ST_INSERT_PROCESSED, 10, p, err, errlen);
+}
+
+static int write_counters(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
+    if (d->ncounters == 0)
+        return 0;
     ts_pgarray *ids = &a->arr[A_Q1], *ns = &a->arr[A_Q2];
     ts_pgarray_reset(ids, TS_OID_UUID);
     ts_pgarray_reset(ns, TS_OID_INT4);
-    for (size_t i = 0; i < a->nevents; i++)
-        if (a->events[i].dirty) {
-            ts_pgarray_uuid(ids, a->events[i].id);
-            ts_pgarray_int4(ns, (int32_t)a->events[i].registered);
-        }
-    if (ids->n == 0)
-        return 0;
+    for (size_t i = 0; i < d->ncounters; i++) {
+        ts_pgarray_uuid(ids, d->counters[i].event_id);
+        ts_pgarray_int4(ns, d->counters[i].registered);
+    }
     const param p[] = {array_param(ids), array_param(ns)};
     return run0(a, ST_COUNTERS, 2, p, err, errlen);
 }
 
-/* Room for the pairs and command ids of a batch (2n keys at most), the
- * table never more than a quarter full; and a new, empty generation. The
- * events' index is emptied too (n events at most, half full at most). */
-static int fresh_keys(ts_applier *a, size_t n) {
-    if (a->pairs_cap < 8 * n + 16) {
-        free(a->pairs);
-        a->pairs_cap = 8 * n + 16;
-        a->pairs = calloc(a->pairs_cap, sizeof *a->pairs);
-        a->gen = 0;
-        if (!a->pairs) {
-            a->pairs_cap = 0;
+/* The decisions' rows, in the order decide.h gives. */
+static int write_decisions(ts_applier *a, const char *topic, const ts_decisions *d, char *err,
+                           size_t errlen) {
+    if (write_events(a, d, err, errlen) || write_users(a, d, err, errlen))
+        return -1;
+    size_t registrations = 0, rotations = 0;
+    for (size_t i = 0; i < d->nsteps; i++) {
+        const ts_decided_step *s = &d->steps[i];
+        if (write_registrations(a, d, registrations, s->registrations_end, err, errlen) ||
+            write_rotations(a, d, rotations, s->rotations_end, err, errlen) ||
+            (s->cancels && write_cancel(a, &s->cancel, err, errlen)))
             return -1;
-        }
+        registrations = s->registrations_end;
+        rotations = s->rotations_end;
     }
-    if (++a->gen == 0) { /* wrapped: clear the table once */
-        memset(a->pairs, 0, a->pairs_cap * sizeof *a->pairs);
-        a->gen = 1;
-    }
-    size_t slots = 16;
-    while (slots < 2 * n)
-        slots *= 2;
-    if (a->event_slots_cap < slots) {
-        free(a->event_slots);
-        a->event_slots = malloc(slots * sizeof *a->event_slots);
-        a->event_slots_cap = a->event_slots ? slots : 0;
-        if (!a->event_slots)
-            return -1;
-    }
-    /* only as much of the table as this batch uses: a small batch clears little */
-    a->event_slots_n = slots;
-    memset(a->event_slots, 0, slots * sizeof *a->event_slots);
-    return 0;
+    return write_processed(a, topic, d, err, errlen) || write_counters(a, d, err, errlen) ? -1 : 0;
 }
+
+/* ------------------------------------------------------------ the batch */
 
 /* Lists the items of the parts, part by part, in a->order[]. */
 static size_t order_items(ts_applier *a, const ts_batch_part *parts, size_t nparts) {
@@ -870,70 +760,27 @@ static size_t order_items(ts_applier *a, const ts_batch_part *parts, size_t npar
     return n;
 }
 
+/* Loads the state the batch's commands touch, has them decided, and
+ * writes the rows. With the lookups skipped, a refusal they could change
+ * fails the attempt (key_conflict) before anything is written. */
 static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, size_t n, char *err,
                        size_t errlen) {
-    a->nevents = 0;
-    if (fresh_keys(a, n)) {
+    if (ts_decider_begin(a->decider, items, a->order, n, a->optimistic)) {
         a->failure = TS_APPLY_RETRY;
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (size_t k = 0; k < n; k++) {
-        ts_batch_item *it = &items[a->order[k]];
-        memset(&it->reply, 0, sizeof it->reply);
-        it->replayed = false;
-    }
-    if (load_seen(a, items, n, err, errlen) || load_state(a, items, n, err, errlen))
+    if (load_commands(a, items, n, err, errlen) || load_events(a, items, n, err, errlen) ||
+        load_registrations(a, items, n, err, errlen))
         return -1;
-
-    begin_rows(a);
-    int64_t now_ms = ts_now_ms();
-    for (size_t k = 0; k < n; k++) {
-        size_t i = a->order[k];
-        ts_batch_item *it = &items[i];
-        if (it->skip)
-            continue;
-        ts_reply *r = &it->reply;
-        strcpy(r->command_id, it->cmd.command_id);
-        strcpy(r->event_id, it->cmd.event_id);
-        if (it->replayed) {
-            if (!r->applied_at_ms)
-                r->applied_at_ms = now_ms;
-            if (rotate_token(a, topic, it, err, errlen))
-                return -1;
-            continue;
-        }
-        /* the same command earlier in this batch: its outcome, once */
-        pair_slot *cmd = pair_slot_for(a, it->cmd.command_id, no_user);
-        if (cmd->present) {
-            const ts_batch_item *first = &items[cmd->first];
-            *r = first->reply;
-            it->replayed = true;
-            if (!same_request(&it->cmd.request_sha256, &first->cmd.request_sha256))
-                refuse_reused_key(r);
-            else if (rotate_token(a, topic, it, err, errlen))
-                return -1;
-            continue;
-        }
-        cmd->present = true;
-        cmd->first = (int)i;
-        r->applied_at_ms = now_ms;
-        switch (it->cmd.type) {
-        case TS_CMD_CREATE_EVENT: decide_create(a, &it->cmd, r); break;
-        case TS_CMD_REGISTER: decide_register(a, it, now_ms, r); break;
-        case TS_CMD_CANCEL:
-            if (apply_cancel(a, topic, &it->cmd, r, err, errlen))
-                return -1;
-            break;
-        }
-        queue_processed(a, it);
-    }
-    if (a->key_conflict) { /* before writing anything */
+    ts_decisions decided;
+    if (ts_decide(a->decider, ts_now_ms(), &decided) == TS_DECIDE_NEEDS_LOOKUPS) {
+        a->key_conflict = true;
         a->failure = TS_APPLY_REJECTED;
         snprintf(err, errlen, "a refusal the lookups must confirm");
         return -1;
     }
-    return flush_rows(a, topic, err, errlen) || write_counters(a, err, errlen) ? -1 : 0;
+    return write_decisions(a, topic, &decided, err, errlen);
 }
 
 /* Moves every part's stored offset; marks the parts whose offset another
