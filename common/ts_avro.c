@@ -219,14 +219,12 @@ static void canon(out *o, json_t *s, const char *ns) {
         const char *t = json_string_value(type);
         if (!type) {
             fail(o, "a schema object without \"type\"");
-        } else if (!t) {
-            canon(o, type, ns); /* {"type": {...}} or {"type": [...]} */
-        } else if (is_primitive(t)) {
+        } else if (t && is_primitive(t)) {
             put_string(o, t); /* [PRIMITIVES] and [STRIP]: logicalType goes */
-        } else if (!strcmp(t, "record") || !strcmp(t, "error") || !strcmp(t, "enum") ||
-                   !strcmp(t, "fixed")) {
+        } else if (t && (!strcmp(t, "record") || !strcmp(t, "error") || !strcmp(t, "enum") ||
+                         !strcmp(t, "fixed"))) {
             canon_named(o, s, t, ns);
-        } else if (!strcmp(t, "array") || !strcmp(t, "map")) {
+        } else if (t && (!strcmp(t, "array") || !strcmp(t, "map"))) {
             int array = !strcmp(t, "array");
             json_t *inner = json_object_get(s, array ? "items" : "values");
             if (!inner) {
@@ -237,7 +235,8 @@ static void canon(out *o, json_t *s, const char *ns) {
             canon(o, inner, ns);
             put(o, "}");
         } else {
-            canon(o, type, ns); /* a reference to a named type */
+            /* {"type": {...}}, {"type": [...]}, or a reference to a named type */
+            canon(o, type, ns);
         }
     } else {
         fail(o, "a schema must be a string, an array or an object");

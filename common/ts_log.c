@@ -43,7 +43,7 @@ void ts_log(ts_log_level level, const char *component, const char *fmt, ...) {
     int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
     /* A line too long is cut, never split: it stays one event. */
-    n = (m < 0 || (size_t)(n + m) >= sizeof line - 1) ? (int)sizeof line - 2 : n + m;
+    n = (m < 0 || (size_t)n + (size_t)m >= sizeof line - 1) ? (int)sizeof line - 2 : n + m;
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;

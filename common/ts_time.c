@@ -108,7 +108,8 @@ void ts_time_format_iso8601(int64_t ms, char out[TS_ISO8601_LEN + 1]) {
     int frac = (int)(ms - (int64_t)t * 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    char date[32];
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    char date[32] = "";
+    if (strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        date[0] = '\0'; /* cannot happen: 19 characters for any year of 4 digits */
     snprintf(out, TS_ISO8601_LEN + 1, "%.19s.%03dZ", date, frac);
 }
