@@ -14,6 +14,7 @@ COPY worker worker
 COPY tools tools
 COPY schemas schemas
 COPY sql sql
+COPY bench bench
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTS_TESTS=OFF \
     && cmake --build /build
 

@@ -1,4 +1,4 @@
-/* Unit tests: common/ts_pgarray.c, PostgreSQL's binary array format, byte
+/* Unit tests: common/core/ts_pgarray.c, PostgreSQL's binary array format, byte
  * for byte (the worker's integration tests send them to a real server). */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -3,7 +3,7 @@
  *
  * Atomics in producer-api/ and common/ follow one rule, written here. A
  * counter or gauge that only /metrics reads (these, the histograms of
- * ts_statusd.h, guard.c's count of cut requests) is updated and read with
+ * ts_prometheus.h, guard.c's count of cut requests) is updated and read with
  * memory_order_relaxed, spelled out (atomic_fetch_add_explicit,
  * atomic_load_explicit): it orders nothing, and a scrape may see one
  * counter a moment ahead of another. A flag or value that hands state from
@@ -18,7 +18,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "ts_statusd.h"
+#include "ts_prometheus.h"
 
 typedef struct ts_metrics {
     atomic_ulong requests[6]; /* by status class: [1] 1xx ... [5] 5xx */

@@ -1,5 +1,5 @@
 /* metrics.c — see metrics.h. One table of the plain counters and gauges,
- * printed by ts_statusd's renderer; the labelled family and the histograms
+ * printed by ts_prometheus's renderer; the labelled family and the histograms
  * around it. */
 #include "metrics.h"
 
@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "ts_statusd.h"
+#include "ts_prometheus.h"
 
 /* A counter as /metrics reads it (see the rule in metrics.h). */
 static unsigned long counter(const atomic_ulong *c) {

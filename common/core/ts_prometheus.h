@@ -1,0 +1,48 @@
+/* ts_prometheus.h — the Prometheus text format: one metric, a table of
+ * them, latency histograms. Both services render their /metrics with it;
+ * the HTTP side of serving them is ts_statusd's. Pure: the printers write
+ * only to the FILE they are given; histograms are updated with relaxed
+ * atomics (the rule is written in producer-api/core/metrics.h). Thread-safe. */
+#ifndef TS_PROMETHEUS_H
+#define TS_PROMETHEUS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* Prints one metric in the Prometheus text format: its HELP and TYPE
+ * lines, then "name value". */
+void ts_metric_print(FILE *out, const char *name, const char *help, const char *type,
+                     unsigned long value);
+
+/* One row of a service's table of plain (unlabelled) metrics, its value
+ * read by the caller as it builds the table (each counter on its own: no
+ * snapshot across them). */
+typedef struct ts_metric_row {
+    const char *name;
+    const char *help;
+    const char *type; /* "counter" or "gauge" */
+    unsigned long value;
+} ts_metric_row;
+
+/* Prints rows[0..n) in order, each as ts_metric_print() does. */
+void ts_metric_rows_print(FILE *out, const ts_metric_row *rows, size_t n);
+
+/* A latency histogram in milliseconds. Only /metrics reads it, so it is
+ * updated and read with relaxed atomics (the rule is written in
+ * producer-api/core/metrics.h). The buckets' upper bounds are
+ * ts_latency_bounds; the last is +Inf. */
+#define TS_LATENCY_BUCKETS 12
+extern const int ts_latency_bounds[TS_LATENCY_BUCKETS - 1];
+
+typedef struct ts_histogram {
+    atomic_ulong buckets[TS_LATENCY_BUCKETS]; /* not cumulative: rendered so */
+    atomic_ulong sum_ms;
+    atomic_ulong count;
+} ts_histogram;
+
+void ts_histogram_observe(ts_histogram *h, long ms);
+/* Prints it in the Prometheus text format, as `name`_bucket, _sum, _count. */
+void ts_histogram_print(FILE *out, const char *name, const char *help, const ts_histogram *h);
+
+#endif
