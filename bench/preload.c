@@ -38,9 +38,9 @@ static void produce(rd_kafka_t *rk, const ts_config *cfg, ts_codec *codec, const
 int main(int argc, char **argv) {
     long n = 10000, events = 1, capacity = 1000;
     const char *out = "events.txt", *run = "0";
-    static struct option opts[] = {{"n", 1, 0, 'n'},          {"events", 1, 0, 'e'},
-                                   {"capacity", 1, 0, 'k'},   {"events-out", 1, 0, 'o'},
-                                   {"run", 1, 0, 'r'},        {0, 0, 0, 0}};
+    static struct option opts[] = {{"n", 1, 0, 'n'},        {"events", 1, 0, 'e'},
+                                   {"capacity", 1, 0, 'k'}, {"events-out", 1, 0, 'o'},
+                                   {"run", 1, 0, 'r'},      {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "n:e:k:o:r:", opts, NULL)) != -1) {
         switch (o) {
@@ -59,14 +59,14 @@ int main(int argc, char **argv) {
         return 2;
     }
     ts_codec *codec = ts_codec_new(err, sizeof err);
-    rd_kafka_t *rk = codec ? ts_kafka_producer_new(&cfg, "turnstile-preload", err, sizeof err)
-                           : NULL;
+    rd_kafka_t *rk =
+        codec ? ts_kafka_producer_new(&cfg, "turnstile-preload", err, sizeof err) : NULL;
     if (!rk) {
         fprintf(stderr, "turnstile-preload: %s\n", err);
         return 1;
     }
     FILE *ids = fopen(out, "w");
-    char (*event_ids)[TS_UUID_LEN + 1] = calloc((size_t)events, sizeof *event_ids);
+    char(*event_ids)[TS_UUID_LEN + 1] = calloc((size_t)events, sizeof *event_ids);
     ts_command c;
     for (long e = 0; e < events; e++) {
         memset(&c, 0, sizeof c);

@@ -99,8 +99,8 @@ static void put_string(out *o, const char *s) {
 }
 
 static int is_primitive(const char *t) {
-    static const char *const names[] = {"null", "boolean", "int",   "long",
-                                        "float", "double", "bytes", "string"};
+    static const char *const names[] = {"null",  "boolean", "int",   "long",
+                                        "float", "double",  "bytes", "string"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(t, names[i]) == 0)
             return 1;

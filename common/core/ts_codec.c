@@ -22,8 +22,14 @@
 /* The slots up to S_REPLY are the current schemas, written and read; the
  * ones after, older versions, only read. */
 enum {
-    S_CREATE, S_REGISTER, S_CANCEL, S_REPLY,
-    S_CREATE_V1, S_REGISTER_V1, S_CANCEL_V1, S_REPLY_V1,
+    S_CREATE,
+    S_REGISTER,
+    S_CANCEL,
+    S_REPLY,
+    S_CREATE_V1,
+    S_REGISTER_V1,
+    S_CANCEL_V1,
+    S_REPLY_V1,
     S_COUNT
 };
 
@@ -72,7 +78,9 @@ static void *bounded_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 }
 
 static pthread_once_t allocator_once = PTHREAD_ONCE_INIT;
-static void install_allocator(void) { avro_set_allocator(bounded_alloc, NULL); }
+static void install_allocator(void) {
+    avro_set_allocator(bounded_alloc, NULL);
+}
 
 static const ts_embedded *find_schema(const char *name) {
     for (const ts_embedded *e = ts_embedded_schemas; e->name; e++)
@@ -151,7 +159,9 @@ uint64_t ts_codec_command_fingerprint(const ts_codec *c, ts_command_type type) {
     return i < 0 ? 0 : c->s[i].fingerprint;
 }
 
-uint64_t ts_codec_reply_fingerprint(const ts_codec *c) { return c->s[S_REPLY].fingerprint; }
+uint64_t ts_codec_reply_fingerprint(const ts_codec *c) {
+    return c->s[S_REPLY].fingerprint;
+}
 
 /* ------------------------------------------------------------------ encoding */
 
@@ -184,8 +194,8 @@ static int set_optional_digest(avro_value_t *rec, const char *name, const ts_dig
                       : avro_value_set_null(&branch);
 }
 
-static ts_codec_status finish(ts_codec *c, avro_value_t *v, uint64_t fp, uint8_t *buf,
-                              size_t cap, size_t *len) {
+static ts_codec_status finish(ts_codec *c, avro_value_t *v, uint64_t fp, uint8_t *buf, size_t cap,
+                              size_t *len) {
     if (cap < TS_AVRO_HEADER_LEN)
         return TS_CODEC_TOO_BIG;
     ts_avro_write_header(buf, fp);
@@ -223,13 +233,13 @@ ts_codec_status ts_codec_encode_command(ts_codec *c, const ts_command *cmd, uint
 
     switch (cmd->type) {
     case TS_CMD_CREATE_EVENT:
-        rc = rc || set_string(v, "title", cmd->u.create.title) ||
-             set_optional_string(v, "description",
-                                 cmd->u.create.has_description ? cmd->u.create.description
-                                                               : NULL) ||
-             set_long(v, "starts_at", cmd->u.create.starts_at_ms) ||
-             set_string(v, "location", cmd->u.create.location) ||
-             set_long(v, "capacity", cmd->u.create.capacity);
+        rc =
+            rc || set_string(v, "title", cmd->u.create.title) ||
+            set_optional_string(v, "description",
+                                cmd->u.create.has_description ? cmd->u.create.description : NULL) ||
+            set_long(v, "starts_at", cmd->u.create.starts_at_ms) ||
+            set_string(v, "location", cmd->u.create.location) ||
+            set_long(v, "capacity", cmd->u.create.capacity);
         break;
     case TS_CMD_REGISTER:
         rc = rc || set_string(v, "name", cmd->u.reg.name) ||
@@ -253,8 +263,7 @@ ts_codec_status ts_codec_encode_reply(ts_codec *c, const ts_reply *r, uint8_t *b
     avro_value_t outcome;
     if ((unsigned)r->outcome >= TS_OUT_COUNT_)
         return TS_CODEC_INVALID;
-    int rc = set_string(v, "command_id", r->command_id) ||
-             set_string(v, "event_id", r->event_id) ||
+    int rc = set_string(v, "command_id", r->command_id) || set_string(v, "event_id", r->event_id) ||
              avro_value_get_by_name(v, "outcome", &outcome, NULL) ||
              avro_value_set_enum(&outcome, (int)r->outcome) ||
              set_optional_string(v, "user_id", r->user_id[0] ? r->user_id : NULL) ||
@@ -332,8 +341,8 @@ static int64_t get_long(decoder *d, const char *name) {
 static int get_branch(decoder *d, const char *name, avro_value_t *branch) {
     avro_value_t f;
     int disc = 0;
-    if (avro_value_get_by_name(d->rec, name, &f, NULL) ||
-        avro_value_get_discriminant(&f, &disc) || avro_value_get_current_branch(&f, branch)) {
+    if (avro_value_get_by_name(d->rec, name, &f, NULL) || avro_value_get_discriminant(&f, &disc) ||
+        avro_value_get_current_branch(&f, branch)) {
         reject(d, TS_CODEC_CORRUPT, "%s: not a union", name);
         return 0;
     }
@@ -409,8 +418,8 @@ static int header(const void *msg, size_t len, uint64_t *fp, decoder *d) {
     return 0;
 }
 
-ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len,
-                                        ts_command *out, char *err, size_t errlen) {
+ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len, ts_command *out,
+                                        char *err, size_t errlen) {
     decoder d = {.err = err, .errlen = errlen, .status = TS_CODEC_OK};
     uint64_t fp;
     if (header(msg, len, &fp, &d))
@@ -424,14 +433,14 @@ ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len
                (unsigned long long)fp);
         return d.status;
     }
-    if (read_body(c, &c->s[i], (const uint8_t *)msg + TS_AVRO_HEADER_LEN,
-                  len - TS_AVRO_HEADER_LEN, &d))
+    if (read_body(c, &c->s[i], (const uint8_t *)msg + TS_AVRO_HEADER_LEN, len - TS_AVRO_HEADER_LEN,
+                  &d))
         return d.status;
 
     memset(out, 0, sizeof *out);
     d.rec = &c->s[i].value;
     int kind = schema_files[i].kind;
-    out->type = kind == S_CREATE ? TS_CMD_CREATE_EVENT
+    out->type = kind == S_CREATE     ? TS_CMD_CREATE_EVENT
                 : kind == S_REGISTER ? TS_CMD_REGISTER
                                      : TS_CMD_CANCEL;
     get_uuid(&d, "command_id", out->command_id);
@@ -494,8 +503,8 @@ ts_codec_status ts_codec_decode_reply(ts_codec *c, const void *msg, size_t len, 
                (unsigned long long)fp);
         return d.status;
     }
-    if (read_body(c, &c->s[i], (const uint8_t *)msg + TS_AVRO_HEADER_LEN,
-                  len - TS_AVRO_HEADER_LEN, &d))
+    if (read_body(c, &c->s[i], (const uint8_t *)msg + TS_AVRO_HEADER_LEN, len - TS_AVRO_HEADER_LEN,
+                  &d))
         return d.status;
 
     memset(out, 0, sizeof *out);
@@ -537,10 +546,17 @@ const char *ts_codec_status_name(ts_codec_status st) {
 
 const char *ts_outcome_name(ts_outcome o) {
     static const char *const names[TS_OUT_COUNT_] = {
-        "CREATED",    "REGISTERED",         "CANCELLED",
-        "EVENT_NOT_FOUND", "PAST_EVENT",    "EVENT_FULL",
-        "ALREADY_REGISTERED", "REGISTRATION_NOT_FOUND", "INVALID",
-        "FORBIDDEN", "IDEMPOTENCY_KEY_REUSED",
+        "CREATED",
+        "REGISTERED",
+        "CANCELLED",
+        "EVENT_NOT_FOUND",
+        "PAST_EVENT",
+        "EVENT_FULL",
+        "ALREADY_REGISTERED",
+        "REGISTRATION_NOT_FOUND",
+        "INVALID",
+        "FORBIDDEN",
+        "IDEMPOTENCY_KEY_REUSED",
     };
     return (unsigned)o < TS_OUT_COUNT_ ? names[o] : "UNKNOWN";
 }

@@ -5,8 +5,8 @@
  * turns them into Avro single-object messages (the schemas of schemas/, compiled in)
  * and back. It writes the current version of each schema (NAME.avsc) and
  * reads every version (NAME.vN.avsc too): a field added later is absent
- * from an older message and reads as its default. A ts_codec holds avro-c state reused across calls: it is NOT
- * thread-safe; give each thread its own. */
+ * from an older message and reads as its default. A ts_codec holds avro-c state reused across
+ * calls: it is NOT thread-safe; give each thread its own. */
 #ifndef TS_CODEC_H
 #define TS_CODEC_H
 
@@ -86,11 +86,11 @@ typedef struct ts_reply {
 
 typedef enum ts_codec_status {
     TS_CODEC_OK = 0,
-    TS_CODEC_NO_HEADER,       /* shorter than a header, or no magic bytes */
-    TS_CODEC_UNKNOWN_SCHEMA,  /* fingerprint of no schema this codec reads */
-    TS_CODEC_CORRUPT,         /* the body does not decode with its schema */
-    TS_CODEC_INVALID,         /* decodes, but a field does not fit its rules */
-    TS_CODEC_TOO_BIG,         /* encoding: the buffer is too small */
+    TS_CODEC_NO_HEADER,      /* shorter than a header, or no magic bytes */
+    TS_CODEC_UNKNOWN_SCHEMA, /* fingerprint of no schema this codec reads */
+    TS_CODEC_CORRUPT,        /* the body does not decode with its schema */
+    TS_CODEC_INVALID,        /* decodes, but a field does not fit its rules */
+    TS_CODEC_TOO_BIG,        /* encoding: the buffer is too small */
 } ts_codec_status;
 
 typedef struct ts_codec ts_codec;
@@ -110,8 +110,8 @@ ts_codec_status ts_codec_encode_reply(ts_codec *codec, const ts_reply *reply, ui
  * reason header) and *out is unspecified. Never reads past msg[len). */
 ts_codec_status ts_codec_decode_command(ts_codec *codec, const void *msg, size_t len,
                                         ts_command *out, char *err, size_t errlen);
-ts_codec_status ts_codec_decode_reply(ts_codec *codec, const void *msg, size_t len,
-                                      ts_reply *out, char *err, size_t errlen);
+ts_codec_status ts_codec_decode_reply(ts_codec *codec, const void *msg, size_t len, ts_reply *out,
+                                      char *err, size_t errlen);
 
 /* Fingerprint of the schema written for a command type, or for replies. */
 uint64_t ts_codec_command_fingerprint(const ts_codec *codec, ts_command_type type);

@@ -13,7 +13,9 @@ static atomic_int min_level = TS_LOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-void ts_log_set_level(ts_log_level level) { atomic_store(&min_level, (int)level); }
+void ts_log_set_level(ts_log_level level) {
+    atomic_store(&min_level, (int)level);
+}
 
 int ts_log_parse_level(const char *name, ts_log_level *out) {
     for (int i = 0; i < 4; i++) {
@@ -35,8 +37,8 @@ void ts_log(ts_log_level level, const char *component, const char *fmt, ...) {
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += snprintf(line + n, sizeof line - (size_t)n, ".%03ldZ %s %s ",
-                  (long)(tv.tv_usec / 1000), level_names[level], component);
+    n += snprintf(line + n, sizeof line - (size_t)n, ".%03ldZ %s %s ", (long)(tv.tv_usec / 1000),
+                  level_names[level], component);
 
     va_list ap;
     va_start(ap, fmt);

@@ -36,7 +36,7 @@ typedef enum ts_pgarray_error {
 typedef struct ts_pgarray {
     uint8_t *buf;
     size_t len, cap;
-    uint32_t n;        /* elements */
+    uint32_t n; /* elements */
     uint32_t elem_oid;
     bool has_null;
     ts_pgarray_error error;

@@ -46,8 +46,7 @@ static int days_in_month(int y, int m) {
 int ts_time_parse_iso8601(const char *s, int64_t *ms) {
     const char *p = s;
     int y, mo, d, h, mi, sec = 0, frac_ms = 0;
-    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
-        digits(&p, 2, &d))
+    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
         return -1;
     if (*p != 'T' && *p != 't' && *p != ' ')
         return -1;

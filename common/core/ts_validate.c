@@ -52,8 +52,7 @@ int ts_validate_command(const ts_command *cmd, ts_violation *why) {
         if (ts_validate_email(cmd->u.reg.email))
             return fail(why, "email", "email must be a valid email address");
         return 0;
-    case TS_CMD_CANCEL:
-        return 0; /* user_id was checked to be a UUID when decoded */
+    case TS_CMD_CANCEL: return 0; /* user_id was checked to be a UUID when decoded */
     }
     return fail(why, "type", "unknown command type");
 }

@@ -17,14 +17,14 @@
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     (void)rk;
     /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
-    ts_log_level l = level <= 3 ? TS_LOG_ERROR : level == 4 ? TS_LOG_WARN
-                                             : level <= 6   ? TS_LOG_INFO
-                                                            : TS_LOG_DEBUG;
+    ts_log_level l = level <= 3   ? TS_LOG_ERROR
+                     : level == 4 ? TS_LOG_WARN
+                     : level <= 6 ? TS_LOG_INFO
+                                  : TS_LOG_DEBUG;
     ts_log(l, "kafka", "event=librdkafka facility=%s msg=\"%s\"", fac, buf);
 }
 
-int ts_kafka_conf_set(rd_kafka_conf_t *conf, const char *const *pairs, char *err,
-                      size_t errlen) {
+int ts_kafka_conf_set(rd_kafka_conf_t *conf, const char *const *pairs, char *err, size_t errlen) {
     for (; pairs[0]; pairs += 2) {
         char why[256];
         if (rd_kafka_conf_set(conf, pairs[0], pairs[1], why, sizeof why) != RD_KAFKA_CONF_OK) {
@@ -37,8 +37,8 @@ int ts_kafka_conf_set(rd_kafka_conf_t *conf, const char *const *pairs, char *err
 
 /* Properties whose values are credentials by their name alone. */
 static bool sensitive(const char *name) {
-    static const char *const words[] = {"password", "secret", "jaas", "oauthbearer.config",
-                                        ".pem", "key"};
+    static const char *const words[] = {"password",           "secret", "jaas",
+                                        "oauthbearer.config", ".pem",   "key"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         if (strstr(name, words[i]))
             return true;
@@ -79,8 +79,7 @@ static void mask_secrets(const ts_config *cfg, char *text, size_t cap) {
 
 /* The operator's properties: the error names the property and where it
  * came from, never its value. */
-static int set_properties(rd_kafka_conf_t *conf, const ts_config *cfg, char *err,
-                          size_t errlen) {
+static int set_properties(rd_kafka_conf_t *conf, const ts_config *cfg, char *err, size_t errlen) {
     for (int i = 0; i < cfg->kafka_nproperties; i++) {
         const ts_kafka_property *p = &cfg->kafka_properties[i];
         char why[512], masked[512];
@@ -101,9 +100,12 @@ static rd_kafka_conf_t *conf_with(const ts_config *cfg, const char *client_id,
                                   const char *const *defaults, char *err, size_t errlen) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     const char *pairs[] = {
-        "bootstrap.servers", cfg->kafka_brokers,
-        "client.id", client_id,
-        "socket.nagle.disable", "true",
+        "bootstrap.servers",
+        cfg->kafka_brokers,
+        "client.id",
+        client_id,
+        "socket.nagle.disable",
+        "true",
         NULL,
     };
     if (ts_kafka_conf_set(conf, pairs, err, errlen) ||
@@ -122,18 +124,15 @@ rd_kafka_conf_t *ts_kafka_conf_new(const ts_config *cfg, const char *client_id, 
 }
 
 rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char *client_id,
-                         const char *const *pairs, ts_kafka_setup_fn setup, void *arg,
-                         char *err, size_t errlen) {
+                         const char *const *pairs, ts_kafka_setup_fn setup, void *arg, char *err,
+                         size_t errlen) {
     char linger[16];
     snprintf(linger, sizeof linger, "%d", cfg->linger_ms);
     /* Idempotence gives acks=all and ordered, duplicate-free retries: a
      * command acknowledged to a client is on every in-sync replica. */
     const char *producer_defaults[] = {
-        "enable.idempotence", "true",
-        "linger.ms", linger,
-        "compression.type", "lz4",
-        "message.timeout.ms", "30000",
-        NULL,
+        "enable.idempotence", "true",  "linger.ms", linger, "compression.type", "lz4",
+        "message.timeout.ms", "30000", NULL,
     };
     rd_kafka_conf_t *conf = conf_with(
         cfg, client_id, type == RD_KAFKA_PRODUCER ? producer_defaults : NULL, err, errlen);
@@ -149,8 +148,8 @@ rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char 
     rd_kafka_t *rk = rd_kafka_new(type, conf, why, sizeof why);
     if (!rk) {
         mask_secrets(cfg, why, sizeof why);
-        snprintf(err, errlen, "kafka %s: %s",
-                 type == RD_KAFKA_PRODUCER ? "producer" : "consumer", why);
+        snprintf(err, errlen, "kafka %s: %s", type == RD_KAFKA_PRODUCER ? "producer" : "consumer",
+                 why);
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -254,8 +253,8 @@ int ts_kafka_verify(const ts_config *cfg, const char *client_id, int timeout_ms,
 
 /* Runs one admin request and returns its per-topic results; the event is
  * the caller's to destroy. */
-static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t type,
-                                    int timeout_ms, char *err, size_t errlen) {
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, rd_kafka_event_type_t type, int timeout_ms,
+                                    char *err, size_t errlen) {
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
     if (!ev) {
         snprintf(err, errlen, "kafka admin: no answer in %d ms", timeout_ms);
@@ -282,8 +281,8 @@ static int check_results(const rd_kafka_topic_result_t **res, size_t n,
     return 0;
 }
 
-int ts_kafka_create_topics(rd_kafka_t *rk, const char *const *names, const int *partitions,
-                           int n, int timeout_ms, char *err, size_t errlen) {
+int ts_kafka_create_topics(rd_kafka_t *rk, const char *const *names, const int *partitions, int n,
+                           int timeout_ms, char *err, size_t errlen) {
     rd_kafka_NewTopic_t *topics[n];
     int rc = -1;
     memset(topics, 0, sizeof topics);

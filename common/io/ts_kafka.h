@@ -18,8 +18,7 @@ rd_kafka_conf_t *ts_kafka_conf_new(const ts_config *cfg, const char *client_id, 
 
 /* Sets each "key", "value" pair of a NULL-terminated list. 0, or -1 with
  * `err` naming the key at fault. */
-int ts_kafka_conf_set(rd_kafka_conf_t *conf, const char *const *pairs, char *err,
-                      size_t errlen);
+int ts_kafka_conf_set(rd_kafka_conf_t *conf, const char *const *pairs, char *err, size_t errlen);
 
 /* Called on a client's configuration before the client is made: the place
  * to set callbacks and the opaque pointer. */
@@ -31,8 +30,8 @@ typedef void (*ts_kafka_setup_fn)(rd_kafka_conf_t *conf, void *arg);
  * Producers are idempotent (acks=all, no duplicates on retry); consumers
  * are served by rd_kafka_consumer_poll. NULL with `err` set on error. */
 rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char *client_id,
-                         const char *const *pairs, ts_kafka_setup_fn setup, void *arg,
-                         char *err, size_t errlen);
+                         const char *const *pairs, ts_kafka_setup_fn setup, void *arg, char *err,
+                         size_t errlen);
 
 /* ts_kafka_new for a producer with the defaults only. */
 rd_kafka_t *ts_kafka_producer_new(const ts_config *cfg, const char *client_id, char *err,
@@ -50,8 +49,8 @@ int ts_kafka_verify(const ts_config *cfg, const char *client_id, int timeout_ms,
 
 /* Creates the topics that do not exist yet: names[i] with partitions[i].
  * Returns 0 when all exist afterwards, or -1 with `err` set. */
-int ts_kafka_create_topics(rd_kafka_t *rk, const char *const *names, const int *partitions,
-                           int n, int timeout_ms, char *err, size_t errlen);
+int ts_kafka_create_topics(rd_kafka_t *rk, const char *const *names, const int *partitions, int n,
+                           int timeout_ms, char *err, size_t errlen);
 
 /* Deletes topics; a topic already gone is not an error. */
 int ts_kafka_delete_topics(rd_kafka_t *rk, const char *const *names, int n, int timeout_ms,

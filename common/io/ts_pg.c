@@ -94,8 +94,7 @@ static int is_applied(PGconn *conn, int version, int *applied, char *err, size_t
     return rc;
 }
 
-static int apply_one(PGconn *conn, const ts_embedded *m, int version, char *err,
-                     size_t errlen) {
+static int apply_one(PGconn *conn, const ts_embedded *m, int version, char *err, size_t errlen) {
     char vbuf[16];
     snprintf(vbuf, sizeof vbuf, "%d", version);
     const char *params[2] = {vbuf, m->name};

@@ -27,10 +27,11 @@
 #include "ts_uuid.h"
 
 static rd_kafka_t *reader(it_env *env, const char *topic, char *err, size_t errlen) {
-    const char *pairs[] = {"group.id", "turnstile-test-reader", "enable.auto.commit", "false",
-                           "fetch.wait.max.ms", "20", NULL};
-    rd_kafka_t *rk = ts_kafka_new(&env->cfg, RD_KAFKA_CONSUMER, "turnstile-test", pairs, NULL,
-                                  NULL, err, errlen);
+    const char *pairs[] = {"group.id", "turnstile-test-reader", "enable.auto.commit",
+                           "false",    "fetch.wait.max.ms",     "20",
+                           NULL};
+    rd_kafka_t *rk = ts_kafka_new(&env->cfg, RD_KAFKA_CONSUMER, "turnstile-test", pairs, NULL, NULL,
+                                  err, errlen);
     if (!rk)
         return NULL;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -99,8 +100,7 @@ void it_teardown(it_env *env) {
     }
     if (env->producer) {
         char err[256];
-        const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies,
-                               env->cfg.topic_dlq};
+        const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies, env->cfg.topic_dlq};
         if (ts_kafka_delete_topics(env->producer, names, 3, 15000, err, sizeof err))
             fprintf(stderr, "it_teardown: %s\n", err);
         rd_kafka_destroy(env->producer);
@@ -111,7 +111,9 @@ void it_teardown(it_env *env) {
     free(env->seen);
 }
 
-const char *it_worker_log(it_env *env, int i) { return env->worker_logs[i]; }
+const char *it_worker_log(it_env *env, int i) {
+    return env->worker_logs[i];
+}
 
 static int free_port(void);
 
@@ -162,9 +164,13 @@ void it_await_worker_log(it_env *env, int i, const char *needle, int timeout_ms)
     }
 }
 
-int it_stop_worker(it_env *env, int i, int sig) { return stop_child(&env->workers[i], sig); }
+int it_stop_worker(it_env *env, int i, int sig) {
+    return stop_child(&env->workers[i], sig);
+}
 
-int it_stop_api(it_env *env, int i, int sig) { return stop_child(&env->apis[i], sig); }
+int it_stop_api(it_env *env, int i, int sig) {
+    return stop_child(&env->apis[i], sig);
+}
 
 /* A port nobody listens on now: bind to 0 and see what the kernel gives.
  * On every address, not just 127.0.0.1: an API may listen on 0.0.0.0
@@ -194,8 +200,8 @@ static void set_extra_env(const char *const *extra) {
     }
 }
 
-void it_start_api_env(it_env *env, int i, int reply_partition, const char *const *extra,
-                      char *url, size_t cap) {
+void it_start_api_env(it_env *env, int i, int reply_partition, const char *const *extra, char *url,
+                      size_t cap) {
     int port = free_port();
     env->api_ports[i] = port;
     pid_t pid = fork();
@@ -244,8 +250,7 @@ ts_command it_command(it_env *env, ts_command_type type, const char *event_id) {
     return c;
 }
 
-ts_command it_registration(it_env *env, const char *event_id, const char *name,
-                           const char *email) {
+ts_command it_registration(it_env *env, const char *event_id, const char *name, const char *email) {
     ts_command c = it_command(env, TS_CMD_REGISTER, event_id);
     snprintf(c.u.reg.name, sizeof c.u.reg.name, "%s", name);
     snprintf(c.u.reg.email, sizeof c.u.reg.email, "%s", email);
@@ -253,10 +258,10 @@ ts_command it_registration(it_env *env, const char *event_id, const char *name,
 }
 
 void it_produce_raw(it_env *env, const char *key, const void *value, size_t len) {
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        env->producer, RD_KAFKA_V_TOPIC(env->cfg.topic_commands),
-        RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)value, len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(env->producer, RD_KAFKA_V_TOPIC(env->cfg.topic_commands),
+                          RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)value, len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(rd_kafka_flush(env->producer, 15000), RD_KAFKA_RESP_ERR_NO_ERROR);
 }
@@ -264,8 +269,7 @@ void it_produce_raw(it_env *env, const char *key, const void *value, size_t len)
 void it_produce(it_env *env, const ts_command *cmd) {
     uint8_t buf[TS_MESSAGE_BYTES_MAX];
     size_t len;
-    assert_int_equal(ts_codec_encode_command(env->codec, cmd, buf, sizeof buf, &len),
-                     TS_CODEC_OK);
+    assert_int_equal(ts_codec_encode_command(env->codec, cmd, buf, sizeof buf, &len), TS_CODEC_OK);
     it_produce_raw(env, cmd->event_id, buf, len);
 }
 

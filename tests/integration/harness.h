@@ -32,7 +32,7 @@ typedef struct it_env {
     int api_ports[IT_MAX_APIS];
     char worker_logs[IT_MAX_WORKERS][128];
     int worker_ports[IT_MAX_WORKERS]; /* the workers' /healthz and /metrics */
-    ts_reply *seen;      /* replies read so far, in arrival order */
+    ts_reply *seen;                   /* replies read so far, in arrival order */
     size_t nseen, seen_cap;
 } it_env;
 
@@ -57,8 +57,8 @@ void it_start_api(it_env *env, int i, int reply_partition, char *url, size_t cap
 int it_stop_api(it_env *env, int i, int sig);
 /* it_start_api with more environment for this instance alone: `extra` is a
  * NULL-terminated list of "NAME=value" (NULL: none). */
-void it_start_api_env(it_env *env, int i, int reply_partition, const char *const *extra,
-                      char *url, size_t cap);
+void it_start_api_env(it_env *env, int i, int reply_partition, const char *const *extra, char *url,
+                      size_t cap);
 /* Runs the API binary on a free port with `extra` environment and waits up
  * to timeout_ms for it to exit by itself, its stderr in err[cap]. Returns
  * its exit status (128+signal if a signal ended it), or -1 if it was still
@@ -75,8 +75,7 @@ int it_admin(const char *const *args, char *out, size_t cap);
  * partition 0 of this run's reply topic. */
 ts_command it_command(it_env *env, ts_command_type type, const char *event_id);
 /* A registration command of `name` and `email` (it_command, filled in). */
-ts_command it_registration(it_env *env, const char *event_id, const char *name,
-                           const char *email);
+ts_command it_registration(it_env *env, const char *event_id, const char *name, const char *email);
 /* Produces a command keyed by its event id and waits for the broker's ack. */
 void it_produce(it_env *env, const ts_command *cmd);
 void it_produce_raw(it_env *env, const char *key, const void *value, size_t len);

@@ -27,13 +27,13 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg) {
         snprintf(r->location, sizeof r->location, "%.*s", (int)strcspn(data + 10, "\r\n"),
                  data + 10);
     if (n > 13 && strncasecmp(data, "Retry-After: ", 13) == 0)
-        snprintf(r->retry_after, sizeof r->retry_after, "%.*s",
-                 (int)strcspn(data + 13, "\r\n"), data + 13);
+        snprintf(r->retry_after, sizeof r->retry_after, "%.*s", (int)strcspn(data + 13, "\r\n"),
+                 data + 13);
     return n;
 }
 
-static CURL *make(const char *method, const char *url, const char *body,
-                  struct curl_slist *headers, it_http_result *r) {
+static CURL *make(const char *method, const char *url, const char *body, struct curl_slist *headers,
+                  it_http_result *r) {
     CURL *c = curl_easy_init();
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -227,9 +227,8 @@ void it_http_paced(it_http_request *reqs, size_t n) {
             headers[i] = curl_slist_append(NULL, "Content-Type: application/json");
             if (reqs[i].header[0])
                 headers[i] = curl_slist_append(headers[i], reqs[i].header);
-            handles[i] = make(reqs[i].method, reqs[i].url,
-                              reqs[i].body[0] ? reqs[i].body : NULL, headers[i],
-                              &reqs[i].result);
+            handles[i] = make(reqs[i].method, reqs[i].url, reqs[i].body[0] ? reqs[i].body : NULL,
+                              headers[i], &reqs[i].result);
             set_options(handles[i], &reqs[i].result, reqs[i].source, 0);
             curl_easy_setopt(handles[i], CURLOPT_PRIVATE, &reqs[i]);
             curl_multi_add_handle(m, handles[i]);

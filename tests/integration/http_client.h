@@ -7,10 +7,10 @@
 #include <stddef.h>
 
 typedef struct it_http_result {
-    long status;   /* 0 when no HTTP answer came */
-    char *body;    /* NUL-terminated */
+    long status; /* 0 when no HTTP answer came */
+    char *body;  /* NUL-terminated */
     size_t len;
-    json_t *json;  /* the body parsed, or NULL */
+    json_t *json; /* the body parsed, or NULL */
     char location[256];
     char retry_after[16];
     char *headers; /* every response header line, kept by it_http_ex and
@@ -28,10 +28,10 @@ typedef struct it_http_request {
     char body[512];
     char header[128]; /* one extra header, or "" */
     it_http_result result;
-    double seconds;   /* time from start to answer */
+    double seconds; /* time from start to answer */
     /* it_http_paced only (it_http_burst ignores them): */
-    char source[32];  /* local address to connect from, e.g. "127.0.0.2"; "" any */
-    long due_ms;      /* when to send it, in ms from the start of the run */
+    char source[32]; /* local address to connect from, e.g. "127.0.0.2"; "" any */
+    long due_ms;     /* when to send it, in ms from the start of the run */
 } it_http_request;
 
 /* Makes `req` a registration: POST base/api/events/<event_id>/register

@@ -56,11 +56,8 @@ static int setup(void **state) {
     if (it_setup(&env, 4, 2)) /* reply partition 0: this test; 1: the APIs */
         return -1;
     it_start_worker(&env, 0);
-    const char *extra[] = {"TS_AUTH=off",
-                           "TS_REQUEST_TIMEOUT_S=3",
-                           "TS_IDLE_TIMEOUT_S=2",
-                           "TS_REPLY_TIMEOUT_MS=2000",
-                           NULL};
+    const char *extra[] = {"TS_AUTH=off", "TS_REQUEST_TIMEOUT_S=3", "TS_IDLE_TIMEOUT_S=2",
+                           "TS_REPLY_TIMEOUT_MS=2000", NULL};
     it_start_api_env(&env, 0, 1, extra, base, sizeof base);
     char url[128], when[TS_ISO8601_LEN + 1], body[256];
     ts_time_format_iso8601(ts_now_ms() + 30LL * 86400000, when);
@@ -138,10 +135,10 @@ static int send_all(int fd, const char *buf, size_t len, int ms) {
 
 /* What the server did with a request on a connection. */
 typedef struct outcome {
-    int status;      /* of the first status line, 0 if none came */
-    bool closed;     /* EOF or reset seen */
-    int64_t ms;      /* from the call to the status line (or the close) */
-    char head[256];  /* the first bytes it sent */
+    int status;     /* of the first status line, 0 if none came */
+    bool closed;    /* EOF or reset seen */
+    int64_t ms;     /* from the call to the status line (or the close) */
+    char head[256]; /* the first bytes it sent */
 } outcome;
 
 /* Reads from fd until a status line arrives (or, with until_closed, until
@@ -225,7 +222,9 @@ static void a_body_announced_over_the_limit_is_refused_before_it_is_sent(void **
             if (o.status != 413)
                 fail_msg("POST %s%s announcing 200 MB, no body sent: %s %d within 1 s ('%.40s')",
                          paths[i], expect ? " with Expect: 100-continue" : "",
-                         o.status ? "status" : o.closed ? "closed, no status" : "nothing",
+                         o.status   ? "status"
+                         : o.closed ? "closed, no status"
+                                    : "nothing",
                          o.status, o.head);
             printf("413 after %lld ms\n", (long long)o.ms);
         }
@@ -277,8 +276,8 @@ static void headers_over_the_limit_are_refused_and_within_it_are_served(void **s
         it_http_result r = it_http_ex("GET", url, NULL, &o);
         printf("%d header(s) of %d bytes: %ld\n", cases[c].count, cases[c].bytes, r.status);
         if (cases[c].over ? (r.status < 400 || r.status > 499) : r.status != 200)
-            fail_msg("%d header(s) of %d bytes: %ld, expected %s", cases[c].count,
-                     cases[c].bytes, r.status, cases[c].over ? "a 4xx (431)" : "200");
+            fail_msg("%d header(s) of %d bytes: %ld, expected %s", cases[c].count, cases[c].bytes,
+                     r.status, cases[c].over ? "a 4xx (431)" : "200");
         it_http_free(&r);
         for (int i = 0; i < cases[c].count; i++)
             free(lines[i]);
@@ -292,9 +291,9 @@ static void headers_over_the_limit_are_refused_and_within_it_are_served(void **s
 
 typedef struct slow {
     int fd;
-    int64_t opened_ms;  /* connected (and, for a slow one, request line sent) */
-    int64_t next_ms;    /* next trickled byte; 0: an idle one, sends nothing */
-    int64_t closed_ms;  /* EOF or reset seen; 0 while open */
+    int64_t opened_ms; /* connected (and, for a slow one, request line sent) */
+    int64_t next_ms;   /* next trickled byte; 0: an idle one, sends nothing */
+    int64_t closed_ms; /* EOF or reset seen; 0 while open */
 } slow;
 
 static long rss_kb(pid_t pid) {
@@ -421,8 +420,8 @@ static void two_thousand_slow_connections_do_not_keep_anyone_else_out(void **sta
         snprintf(body, sizeof body, "{\"name\":\"Good\",\"email\":\"good%d@slow.example\"}", i);
         it_http_opts o = {.timeout_ms = 2000};
         int64_t t0 = ts_monotonic_ms();
-        it_http_result r = i < GOOD ? it_http_ex("POST", url, body, &o)
-                                    : it_http_ex("GET", health, NULL, &o);
+        it_http_result r =
+            i < GOOD ? it_http_ex("POST", url, body, &o) : it_http_ex("GET", health, NULL, &o);
         int64_t took = ts_monotonic_ms() - t0;
         long want = i < GOOD ? 201 : 200;
         if (r.status != want || took > 2000)
@@ -546,8 +545,8 @@ static void expect_turned_away(const char *source, int port) {
     printf("over the cap: status %d, closed %d\n", o.status, o.closed);
 }
 
-static void the_connection_over_the_cap_of_one_address_is_refused_and_others_are_served(
-    void **state) {
+static void
+the_connection_over_the_cap_of_one_address_is_refused_and_others_are_served(void **state) {
     (void)state;
     enum { CAP = 50 };
     const char *extra[] = {"TS_AUTH=off", "TS_MAX_CONNECTIONS_PER_IP=50", "TS_IDLE_TIMEOUT_S=60",
@@ -563,8 +562,8 @@ static void the_connection_over_the_cap_of_one_address_is_refused_and_others_are
     char url[128];
     snprintf(url, sizeof url, "%s/api/events/%s/register", capped, event_id);
     it_http_opts other = {.source = "127.0.0.31", .timeout_ms = 5000};
-    it_http_result r = it_http_ex("POST", url,
-                                  "{\"name\":\"Other\",\"email\":\"other@capped.example\"}", &other);
+    it_http_result r =
+        it_http_ex("POST", url, "{\"name\":\"Other\",\"email\":\"other@capped.example\"}", &other);
     assert_int_equal(r.status, 201);
     it_http_free(&r);
     assert_int_equal(healthz(capped), 200);
@@ -590,8 +589,7 @@ static void the_connection_over_the_cap_of_one_address_is_refused_and_others_are
 
 /* TS_MAX_CONNECTIONS_PER_IP unset: 256 in protected mode, no cap in open
  * mode (the API under attack is open: 300 from one address are served). */
-static void one_address_gets_256_connections_when_protected_and_no_cap_when_open(
-    void **state) {
+static void one_address_gets_256_connections_when_protected_and_no_cap_when_open(void **state) {
     (void)state;
     enum { PROTECTED_CAP = 256, OPEN_MANY = 300 };
     int *fds = calloc(OPEN_MANY, sizeof *fds);
@@ -626,9 +624,10 @@ static void malformed_requests_are_refused_and_crash_nothing(void **state) {
     memset(deep, '[', 8000);
     memset(deep + 8000, ']', 8000);
     char nested[16200];
-    int nested_len = snprintf(nested, sizeof nested,
-                              "POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s",
-                              strlen(deep), deep);
+    int nested_len =
+        snprintf(nested, sizeof nested,
+                 "POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s",
+                 strlen(deep), deep);
     char *long_line = malloc(100001);
     memset(long_line, 'A', 100000);
     long_line[100000] = '\0';
@@ -703,8 +702,8 @@ static void after_all_of_it_the_apis_are_alive_and_serve(void **state) {
     assert_int_equal(healthz(capped), 200);
     char url[128];
     snprintf(url, sizeof url, "%s/api/events/%s/register", base, event_id);
-    it_http_result r = it_http("POST", url, "{\"name\":\"Last\",\"email\":\"last@abuse.example\"}",
-                               NULL);
+    it_http_result r =
+        it_http("POST", url, "{\"name\":\"Last\",\"email\":\"last@abuse.example\"}", NULL);
     assert_int_equal(r.status, 201);
     it_http_free(&r);
 }

@@ -150,10 +150,14 @@ static void upcoming_events_are_sorted_by_start_then_location(void **state) {
         const char *starts = json_string_value(json_object_get(e, "starts_at"));
         assert_true(strcmp(prev, starts) <= 0); /* ISO 8601 UTC sorts as text */
         prev = starts;
-        if (!strcmp(id, a)) pos_a = (int)i;
-        if (!strcmp(id, b)) pos_b = (int)i;
-        if (!strcmp(id, c)) pos_c = (int)i;
-        if (!strcmp(id, past)) pos_past = (int)i;
+        if (!strcmp(id, a))
+            pos_a = (int)i;
+        if (!strcmp(id, b))
+            pos_b = (int)i;
+        if (!strcmp(id, c))
+            pos_c = (int)i;
+        if (!strcmp(id, past))
+            pos_past = (int)i;
     }
     assert_true(pos_a >= 0 && pos_b >= 0 && pos_c >= 0);
     assert_int_equal(pos_past, -1);
@@ -243,8 +247,8 @@ static void unknown_events_and_registrations_are_404(void **state) {
     snprintf(path, sizeof path, "/api/events/%s/stats", unknown);
     expect_error(get(path), 404, "Event not found", NULL);
     snprintf(path, sizeof path, "/api/events/%s/register", unknown);
-    expect_error(post(path, "{\"name\":\"A\",\"email\":\"a@example.org\"}"), 404,
-                 "Event not found", NULL);
+    expect_error(post(path, "{\"name\":\"A\",\"email\":\"a@example.org\"}"), 404, "Event not found",
+                 NULL);
     snprintf(path, sizeof path, "/api/events/%s/cancel", unknown);
     snprintf(body, sizeof body, "{\"userId\":\"%s\"}", unknown);
     expect_error(post(path, body), 404, "Registration not found", NULL);
@@ -354,13 +358,13 @@ static void a_retried_request_with_an_idempotency_key_gets_the_first_outcome(voi
     snprintf(key, sizeof key, "Idempotency-Key: %s", unique);
     const char *headers[] = {key, NULL};
     snprintf(url, sizeof url, "%s/api/events/%s/register", base, id);
-    it_http_result r1 = it_http("POST", url, "{\"name\":\"A\",\"email\":\"a@example.org\"}",
-                                headers);
+    it_http_result r1 =
+        it_http("POST", url, "{\"name\":\"A\",\"email\":\"a@example.org\"}", headers);
     assert_int_equal(r1.status, 201);
     snprintf(uid1, sizeof uid1, "%s", it_json_str(&r1, "user_id"));
     /* the retry is the same command: 201 again, not "already registered" */
-    it_http_result r2 = it_http("POST", url, "{\"name\":\"A\",\"email\":\"a@example.org\"}",
-                                headers);
+    it_http_result r2 =
+        it_http("POST", url, "{\"name\":\"A\",\"email\":\"a@example.org\"}", headers);
     assert_int_equal(r2.status, 201);
     assert_string_equal(it_json_str(&r2, "user_id"), uid1);
     it_http_free(&r1);
@@ -419,8 +423,8 @@ static void a_thousand_concurrent_registrations_for_a_hundred_seats(void **state
         it_http_free(&reqs[i].result);
     }
     free(reqs);
-    printf("burst: %d requests, %d accepted, %d full, %d other, %lld ms\n", N, created, full,
-           other, (long long)wall);
+    printf("burst: %d requests, %d accepted, %d full, %d other, %lld ms\n", N, created, full, other,
+           (long long)wall);
     assert_int_equal(created, SEATS);
     assert_int_equal(full, N - SEATS);
     assert_int_equal(other, 0);
@@ -430,9 +434,8 @@ static void a_thousand_concurrent_registrations_for_a_hundred_seats(void **state
     assert_int_equal(total, SEATS);
     assert_int_equal(remaining, 0);
     const char *p[] = {id};
-    assert_int_equal(it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1",
-                                 1, p),
-                     SEATS);
+    assert_int_equal(
+        it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1", 1, p), SEATS);
 }
 
 /* An instance whose reply deadline is 1 ms answers 202 with a Location,
@@ -445,8 +448,8 @@ static void past_the_deadline_a_write_is_202_and_can_be_followed(void **state) {
     it_start_api(&env, 1, 0, slow, sizeof slow);
     unsetenv("TS_REPLY_TIMEOUT_MS");
     snprintf(url, sizeof url, "%s/api/events/%s/register", slow, id);
-    it_http_result r = it_http("POST", url, "{\"name\":\"L\",\"email\":\"late@example.org\"}",
-                               NULL);
+    it_http_result r =
+        it_http("POST", url, "{\"name\":\"L\",\"email\":\"late@example.org\"}", NULL);
     assert_int_equal(r.status, 202);
     char location[256];
     snprintf(location, sizeof location, "%s", r.location);

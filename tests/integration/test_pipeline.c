@@ -74,7 +74,9 @@ static long long counter(const char *event_id) {
     return it_query_ll(&env, "SELECT registered FROM events WHERE id = $1", 1, p);
 }
 
-static int64_t in_days(int days) { return ts_now_ms() + (int64_t)days * 86400000; }
+static int64_t in_days(int days) {
+    return ts_now_ms() + (int64_t)days * 86400000;
+}
 
 static void a_created_event_is_written_to_postgresql(void **state) {
     (void)state;
@@ -158,9 +160,8 @@ static void cancel_frees_the_seat_for_someone_else(void **state) {
     assert_int_equal(counter(id), 2);
     const char *p[] = {id};
     /* seats stay dense: exactly 1 and 2 */
-    assert_int_equal(it_query_ll(&env, "SELECT sum(seat) FROM registrations WHERE event_id = $1",
-                                 1, p),
-                     3);
+    assert_int_equal(
+        it_query_ll(&env, "SELECT sum(seat) FROM registrations WHERE event_id = $1", 1, p), 3);
 }
 
 /* Registrations, cancellations and a repeated command sent in one go (one
@@ -172,8 +173,14 @@ static void a_mixed_burst_gives_the_outcomes_of_serial_application(void **state)
     ts_uuid_for_email("a@mixed.example", uid_a);
     ts_uuid_for_email("b@mixed.example", uid_b);
     ts_command c[8];
-    const char *emails[] = {"a@mixed.example", "b@mixed.example", NULL, "c@mixed.example",
-                            "a@mixed.example", NULL, NULL, "d@mixed.example"};
+    const char *emails[] = {"a@mixed.example",
+                            "b@mixed.example",
+                            NULL,
+                            "c@mixed.example",
+                            "a@mixed.example",
+                            NULL,
+                            NULL,
+                            "d@mixed.example"};
     for (int i = 0; i < 8; i++) {
         if (emails[i]) {
             c[i] = it_registration(&env, id, "Mixed", emails[i]);
@@ -184,7 +191,7 @@ static void a_mixed_burst_gives_the_outcomes_of_serial_application(void **state)
     }
     c[6] = c[3]; /* the registration of c, sent again */
     it_produce_many(&env, c, 8);
-    const char *expect[] = {"REGISTERED", "REGISTERED", "CANCELLED", "REGISTERED",
+    const char *expect[] = {"REGISTERED", "REGISTERED", "CANCELLED",  "REGISTERED",
                             "EVENT_FULL", "CANCELLED",  "REGISTERED", "REGISTERED"};
     for (int i = 0; i < 8; i++) {
         int nth = i == 6 ? 2 : 1;
@@ -195,9 +202,8 @@ static void a_mixed_burst_gives_the_outcomes_of_serial_application(void **state)
     assert_int_equal(registrations(id), 2);
     assert_int_equal(counter(id), 2);
     const char *p[] = {id};
-    assert_int_equal(it_query_ll(&env, "SELECT sum(seat) FROM registrations WHERE event_id = $1",
-                                 1, p),
-                     3);
+    assert_int_equal(
+        it_query_ll(&env, "SELECT sum(seat) FROM registrations WHERE event_id = $1", 1, p), 3);
 }
 
 /* Runs SQL that must fail; returns its SQLSTATE in state[6]. */
@@ -215,20 +221,19 @@ static void the_database_refuses_overselling_whatever_the_code(void **state) {
     (void)state;
     char id[TS_UUID_LEN + 1], st[6];
     create_event(id, 1, in_days(30));
-    assert_string_equal(ts_outcome_name(do_register(id, "only@db.example").outcome),
-                        "REGISTERED");
+    assert_string_equal(ts_outcome_name(do_register(id, "only@db.example").outcome), "REGISTERED");
     const char *insert = "INSERT INTO registrations (event_id, user_id, name, seat, capacity,"
                          " command_id) VALUES ($1, gen_random_uuid(), 'X', $2, $3,"
                          " gen_random_uuid())";
-    const char *seat2[] = {id, "2", "1"};    /* past the capacity */
+    const char *seat2[] = {id, "2", "1"}; /* past the capacity */
     refused(insert, seat2, 3, st);
-    assert_string_equal(st, "23514");         /* check_violation */
-    const char *seat1[] = {id, "1", "1"};    /* a seat taken */
+    assert_string_equal(st, "23514");     /* check_violation */
+    const char *seat1[] = {id, "1", "1"}; /* a seat taken */
     refused(insert, seat1, 3, st);
-    assert_string_equal(st, "23505");         /* unique_violation */
-    const char *lie[] = {id, "2", "1000"};   /* a capacity that is not the event's */
+    assert_string_equal(st, "23505");      /* unique_violation */
+    const char *lie[] = {id, "2", "1000"}; /* a capacity that is not the event's */
     refused(insert, lie, 3, st);
-    assert_string_equal(st, "23503");         /* foreign_key_violation */
+    assert_string_equal(st, "23503"); /* foreign_key_violation */
     char unknown[TS_UUID_LEN + 1];
     ts_uuid_new(unknown);
     const char *nowhere[] = {unknown, "1", "1"};
@@ -251,9 +256,9 @@ static void the_database_refuses_overselling_whatever_the_code(void **state) {
                                  shrink, NULL, NULL, 0);
     assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
-    assert_int_equal(it_query_ll(&env, "SELECT min(capacity) FROM registrations WHERE event_id = $1",
-                                 1, shrink),
-                     5);
+    assert_int_equal(
+        it_query_ll(&env, "SELECT min(capacity) FROM registrations WHERE event_id = $1", 1, shrink),
+        5);
 }
 
 static void a_command_delivered_twice_is_applied_once(void **state) {
@@ -420,10 +425,12 @@ static void a_reply_address_the_worker_may_not_use_stalls_nothing(void **state) 
         snprintf(foreign.reply_topic, sizeof foreign.reply_topic, "elsewhere.%d", (int)getpid());
         ts_command nowhere = it_registration(&env, ids[e], "Eve", "eve2@example.org");
         nowhere.reply_partition = 7; /* the reply topic has one partition */
-        assert_int_equal(ts_codec_encode_command(env.codec, &foreign, bufs[2 * e],
-                                                 sizeof bufs[0], &lens[2 * e]), TS_CODEC_OK);
+        assert_int_equal(
+            ts_codec_encode_command(env.codec, &foreign, bufs[2 * e], sizeof bufs[0], &lens[2 * e]),
+            TS_CODEC_OK);
         assert_int_equal(ts_codec_encode_command(env.codec, &nowhere, bufs[2 * e + 1],
-                                                 sizeof bufs[0], &lens[2 * e + 1]), TS_CODEC_OK);
+                                                 sizeof bufs[0], &lens[2 * e + 1]),
+                         TS_CODEC_OK);
         it_produce_raw(&env, ids[e], bufs[2 * e], lens[2 * e]);
         it_produce_raw(&env, ids[e], bufs[2 * e + 1], lens[2 * e + 1]);
     }
@@ -437,8 +444,9 @@ static void a_reply_address_the_worker_may_not_use_stalls_nothing(void **state) 
     int64_t t0 = ts_monotonic_ms();
     it_produce_many(&env, ok, EVENTS * PEOPLE);
     for (int i = 0; i < EVENTS * PEOPLE; i++)
-        assert_string_equal(ts_outcome_name(it_await_reply(&env, ok[i].command_id, 1, WAIT_MS).outcome),
-                            "REGISTERED");
+        assert_string_equal(
+            ts_outcome_name(it_await_reply(&env, ok[i].command_id, 1, WAIT_MS).outcome),
+            "REGISTERED");
     /* before, each undeliverable reply held the loop for a 10 s flush */
     int64_t took = ts_monotonic_ms() - t0;
     assert_true(took < 8000);
@@ -462,8 +470,9 @@ static void a_cancel_with_a_token_needs_the_registrations_token(void **state) {
     ts_reply r = it_await_reply(&env, reg.command_id, 1, WAIT_MS);
     assert_string_equal(ts_outcome_name(r.outcome), "REGISTERED");
     const char *p[] = {id};
-    assert_int_equal(it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1"
-                                       " AND cancel_token_sha256 = sha256('the-right-token')",
+    assert_int_equal(it_query_ll(&env,
+                                 "SELECT count(*) FROM registrations WHERE event_id = $1"
+                                 " AND cancel_token_sha256 = sha256('the-right-token')",
                                  1, p),
                      1);
 
@@ -516,8 +525,9 @@ static void an_idempotency_key_is_bound_to_its_request(void **state) {
     assert_string_equal(ts_outcome_name(r3.outcome), "REGISTERED");
     assert_string_equal(r3.user_id, r1.user_id);
     const char *p[] = {id};
-    assert_int_equal(it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1"
-                                       " AND cancel_token_sha256 = sha256('token-2')",
+    assert_int_equal(it_query_ll(&env,
+                                 "SELECT count(*) FROM registrations WHERE event_id = $1"
+                                 " AND cancel_token_sha256 = sha256('token-2')",
                                  1, p),
                      1);
     assert_int_equal(registrations(id), 1);
@@ -617,8 +627,7 @@ static void a_command_the_database_refuses_is_set_aside_alone(void **state) {
     assert_int_equal(counter(id), 2);
     uint8_t buf[TS_MESSAGE_BYTES_MAX];
     size_t len;
-    assert_int_equal(ts_codec_encode_command(env.codec, &c[1], buf, sizeof buf, &len),
-                     TS_CODEC_OK);
+    assert_int_equal(ts_codec_encode_command(env.codec, &c[1], buf, sizeof buf, &len), TS_CODEC_OK);
     it_await_dead_letter(&env, buf, len, reason, sizeof reason, WAIT_MS);
     assert_string_equal(reason, "rejected");
 }
@@ -651,8 +660,7 @@ static void the_worker_drains_and_exits_zero_on_sigterm(void **state) {
     /* the stored offsets cover everything that was answered */
     const char *p[] = {env.cfg.topic_commands};
     long long stored = it_query_ll(
-        &env, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE topic = $1", 1,
-        p);
+        &env, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE topic = $1", 1, p);
     assert_true(stored > 0);
 }
 

@@ -37,9 +37,9 @@
 #define KEY_MAX 256
 
 static it_env env;
-static char open_api[64];      /* slot 0, reply partition 1: auto, loopback */
-static char prot_api[64];      /* slot 1, reply partition 2: TS_AUTH=on, generous rates */
-static char limited_api[64];   /* slot 0 again, later: TS_AUTH=on, 5 writes/s */
+static char open_api[64];    /* slot 0, reply partition 1: auto, loopback */
+static char prot_api[64];    /* slot 1, reply partition 2: TS_AUTH=on, generous rates */
+static char limited_api[64]; /* slot 0 again, later: TS_AUTH=on, 5 writes/s */
 
 /* Keys, made by the tests as they go. */
 static char org_key[KEY_MAX];     /* "organizer-main": all events, no --events */
@@ -65,8 +65,7 @@ static int dsn_for(const char *dsn, const char *db, char *out, size_t cap) {
         const char *v = strcmp(o->keyword, "dbname") == 0 ? db : o->val;
         if (!v)
             continue;
-        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s='", n ? " " : "",
-                              o->keyword);
+        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s='", n ? " " : "", o->keyword);
         for (; *v; v++) /* quote ' and \ as libpq wants */
             n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%c",
                                   (*v == '\'' || *v == '\\') ? "\\" : "", *v);
@@ -144,14 +143,14 @@ static long long rows_holding(const char *secret) {
 /* ------------------------------------------------------------ HTTP */
 
 typedef struct call {
-    const char *key;    /* organizer key (Authorization: Bearer), or NULL */
-    const char *idem;   /* Idempotency-Key, or NULL */
-    const char *source; /* local address, or NULL */
+    const char *key;      /* organizer key (Authorization: Bearer), or NULL */
+    const char *idem;     /* Idempotency-Key, or NULL */
+    const char *source;   /* local address, or NULL */
     const char *raw_auth; /* a whole Authorization header instead of key, or NULL */
 } call;
 
-static it_http_result http(const char *method, const char *base, const char *path,
-                           const char *body, call c) {
+static it_http_result http(const char *method, const char *base, const char *path, const char *body,
+                           call c) {
     char url[512], auth[KEY_MAX + 64], idem[256];
     const char *headers[3] = {NULL, NULL, NULL};
     int n = 0;
@@ -204,8 +203,8 @@ static it_http_result do_register(const char *base, const char *event_id, const 
 
 /* A registration that must succeed; its user id in uid, its cancel token
  * (if any) in token[33]. */
-static void register_ok(const char *base, const char *event_id, const char *name,
-                        const char *email, char uid[TS_UUID_LEN + 1], char token[33]) {
+static void register_ok(const char *base, const char *event_id, const char *name, const char *email,
+                        char uid[TS_UUID_LEN + 1], char token[33]) {
     it_http_result r = do_register(base, event_id, name, email, (call){0});
     if (r.status != 201)
         fail_msg("register %s: status %ld, body %s", email, r.status, r.body ? r.body : "");
@@ -283,8 +282,7 @@ static int64_t await_mode(const char *base, const char *mode, int timeout_ms) {
         if (strcmp(now, mode) == 0)
             return ts_monotonic_ms() - t0;
         if (ts_monotonic_ms() - t0 > timeout_ms)
-            fail_msg("/healthz still says mode '%s' %d ms later, not '%s'", now, timeout_ms,
-                     mode);
+            fail_msg("/healthz still says mode '%s' %d ms later, not '%s'", now, timeout_ms, mode);
         sleep_ms(20); /* between two polls */
     }
 }
@@ -422,8 +420,7 @@ static void on_loopback_without_keys_the_api_is_open_and_answers_as_before(void 
 }
 
 /* Idempotency keys in open mode: the client is its address. */
-static void in_open_mode_an_idempotency_key_is_one_command_per_address_path_and_body(
-    void **state) {
+static void in_open_mode_an_idempotency_key_is_one_command_per_address_path_and_body(void **state) {
     (void)state;
     char id[TS_UUID_LEN + 1], upper[TS_UUID_LEN + 1], key[64], path[128];
     char a[TS_UUID_LEN + 1], b[TS_UUID_LEN + 1];
@@ -489,8 +486,7 @@ static void in_open_mode_an_idempotency_key_is_one_command_per_address_path_and_
 static void a_public_bind_without_a_key_refuses_to_start_and_names_the_fix(void **state) {
     (void)state;
     char err[8192];
-    const char *extra[] = {"TS_HTTP_BIND=0.0.0.0", "TS_AUTH=auto", "TS_REPLY_PARTITION=2",
-                           NULL};
+    const char *extra[] = {"TS_HTTP_BIND=0.0.0.0", "TS_AUTH=auto", "TS_REPLY_PARTITION=2", NULL};
     int rc = it_run_api_to_exit(&env, extra, 30000, err, sizeof err);
     if (rc == -1)
         fail_msg("turnstile-api on 0.0.0.0 with no key was still running after 30 s");
@@ -517,12 +513,11 @@ static void a_key_created_while_the_api_runs_turns_it_protected_within_a_second(
 
 static void only_the_hash_of_a_key_is_stored_and_the_list_never_shows_it(void **state) {
     (void)state;
-    assert_int_equal(
-        count1("SELECT count(*) FROM api_keys WHERE lower(key_sha256::text) IN"
-               " (encode(sha256(convert_to($1, 'UTF8')), 'hex'),"
-               "  '\\x' || encode(sha256(convert_to($1, 'UTF8')), 'hex'))",
-               org_key),
-        1);
+    assert_int_equal(count1("SELECT count(*) FROM api_keys WHERE lower(key_sha256::text) IN"
+                            " (encode(sha256(convert_to($1, 'UTF8')), 'hex'),"
+                            "  '\\x' || encode(sha256(convert_to($1, 'UTF8')), 'hex'))",
+                            org_key),
+                     1);
     assert_int_equal(rows_holding(org_key), 0);
     char out[16384];
     list_keys(out, sizeof out);
@@ -577,8 +572,7 @@ static void check_429(const it_http_result *r);
 static int burst_from(const char *api, const char *event_id, const char *source, int n,
                       const char *tag);
 
-static void writes_are_rate_limited_by_default_when_protected_and_when_set_when_open(
-    void **state) {
+static void writes_are_rate_limited_by_default_when_protected_and_when_set_when_open(void **state) {
     (void)state;
     enum { N = 40 };
     char url[64], id[TS_UUID_LEN + 1];
@@ -612,9 +606,9 @@ static void creating_an_event_needs_a_key_that_covers_all_events(void **state) {
     expect_refusal(http("POST", api, "/api/events", body, (call){0}), 401, "unauthorized");
     expect_refusal(http("POST", api, "/api/events", body, (call){.key = "not-a-key-0123456789"}),
                    401, "unauthorized");
-    expect_refusal(http("POST", api, "/api/events", body,
-                        (call){.raw_auth = "Authorization: Basic dTpw"}),
-                   401, "unauthorized");
+    expect_refusal(
+        http("POST", api, "/api/events", body, (call){.raw_auth = "Authorization: Basic dTpw"}),
+        401, "unauthorized");
     create_event(api, org_key, "Event one", 50, e1);
     create_event(api, org_all_key, "Event two", 50, e2);
 
@@ -625,8 +619,7 @@ static void creating_an_event_needs_a_key_that_covers_all_events(void **state) {
     await_key(api, e1_key, path, false);
     snprintf(path, sizeof path, "/api/events/%s", e2);
     await_key(api, e2_key, path, false);
-    expect_refusal(http("POST", api, "/api/events", body, (call){.key = e1_key}), 403,
-                   "forbidden");
+    expect_refusal(http("POST", api, "/api/events", body, (call){.key = e1_key}), 403, "forbidden");
 }
 
 /* GET /api/events/:id, checked to be the public body: the event's fields
@@ -740,8 +733,8 @@ static void only_the_cancel_token_or_an_organizer_key_cancels_a_registration(voi
 
     /* the attacker: no token, a made-up one, someone else's */
     expect_refusal(do_cancel(api, id, computed, NULL, (call){0}), 401, "unauthorized");
-    expect_refusal(do_cancel(api, id, computed, "0123456789abcdef0123456789abcdef", (call){0}),
-                   403, "forbidden");
+    expect_refusal(do_cancel(api, id, computed, "0123456789abcdef0123456789abcdef", (call){0}), 403,
+                   "forbidden");
     expect_refusal(do_cancel(api, id, computed, bystander_token, (call){0}), 403, "forbidden");
     /* a key for other events and no token */
     expect_refusal(do_cancel(api, id, computed, NULL, (call){.key = e1_key}), 403, "forbidden");
@@ -845,16 +838,14 @@ static void in_protected_mode_an_idempotency_key_belongs_to_the_organizer_key(vo
     expect_refusal(http("POST", api, "/api/events", other_body,
                         (call){.key = org_key, .idem = idem, .source = "127.0.0.2"}),
                    422, "idempotency_key_reused");
-    assert_int_equal(count1("SELECT count(*) FROM events WHERE title = $1", "Something else"),
-                     0);
+    assert_int_equal(count1("SELECT count(*) FROM events WHERE title = $1", "Something else"), 0);
     /* another organizer's key with the same idempotency key: its own event */
     r = http("POST", api, "/api/events", other_body,
              (call){.key = org_all_key, .idem = idem, .source = "127.0.0.2"});
     assert_int_equal(r.status, 201);
     assert_string_not_equal(it_json_str(&r, "id"), first);
     it_http_free(&r);
-    assert_int_equal(count1("SELECT count(*) FROM events WHERE title = $1", "Something else"),
-                     1);
+    assert_int_equal(count1("SELECT count(*) FROM events WHERE title = $1", "Something else"), 1);
 }
 
 /* A retried registration (its answer lost) is the first outcome, and the
@@ -998,8 +989,8 @@ static void x_forwarded_for_names_the_client_only_from_a_trusted_proxy(void **st
             check_429(&reqs[i].result);
             limited_n++;
         } else if (reqs[i].result.status != 201) {
-            fail_msg("behind the proxy, write %d over its burst: %ld %s", i,
-                     reqs[i].result.status, reqs[i].result.body ? reqs[i].result.body : "");
+            fail_msg("behind the proxy, write %d over its burst: %ld %s", i, reqs[i].result.status,
+                     reqs[i].result.body ? reqs[i].result.body : "");
         }
         it_http_free(&reqs[i].result);
     }
@@ -1030,8 +1021,7 @@ static void x_forwarded_for_names_the_client_only_from_a_trusted_proxy(void **st
         it_http_free(&reqs[i].result);
     }
     free(reqs);
-    printf("untrusted peer, 20 addresses claimed: %d accepted, %d limited\n", created,
-           limited_n);
+    printf("untrusted peer, 20 addresses claimed: %d accepted, %d limited\n", created, limited_n);
     assert_true(created >= 1);
     assert_true(limited_n >= 2 * N); /* a burst of 5 and a second's refill at most */
 }
@@ -1118,15 +1108,13 @@ static void the_apis_drain_and_exit_zero_on_sigterm(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(on_loopback_without_keys_the_api_is_open_and_answers_as_before),
-        cmocka_unit_test(
-            in_open_mode_an_idempotency_key_is_one_command_per_address_path_and_body),
+        cmocka_unit_test(in_open_mode_an_idempotency_key_is_one_command_per_address_path_and_body),
         cmocka_unit_test(a_public_bind_without_a_key_refuses_to_start_and_names_the_fix),
         cmocka_unit_test(a_key_created_while_the_api_runs_turns_it_protected_within_a_second),
         cmocka_unit_test(only_the_hash_of_a_key_is_stored_and_the_list_never_shows_it),
         cmocka_unit_test(revoking_the_last_key_turns_the_api_open_again_within_a_second),
         cmocka_unit_test(with_keys_a_public_bind_starts_protected_and_ts_auth_off_stays_open),
-        cmocka_unit_test(
-            writes_are_rate_limited_by_default_when_protected_and_when_set_when_open),
+        cmocka_unit_test(writes_are_rate_limited_by_default_when_protected_and_when_set_when_open),
         cmocka_unit_test(creating_an_event_needs_a_key_that_covers_all_events),
         cmocka_unit_test(an_event_read_without_its_key_shows_counts_and_no_attendee),
         cmocka_unit_test(only_the_cancel_token_or_an_organizer_key_cancels_a_registration),

@@ -129,7 +129,8 @@ static void killing_the_worker_mid_burst_loses_and_doubles_nothing(void **state)
     assert_int_equal(n, total);
     it_produce_many(&env, cmds, total);
 
-    const char *applied_sql = "SELECT count(*) FROM processed_commands WHERE event_id = ANY($1::uuid[])";
+    const char *applied_sql =
+        "SELECT count(*) FROM processed_commands WHERE event_id = ANY($1::uuid[])";
     char array[128];
     snprintf(array, sizeof array, "{%s,%s}", ids[0], ids[1]);
     const char *p[] = {array};
@@ -161,7 +162,7 @@ static void killing_the_worker_mid_burst_loses_and_doubles_nothing(void **state)
     for (int e = 0; e < EVENTS; e++) {
         /* serial application, in the order produced (one key: one partition,
          * in order): the first `capacity` distinct people get the seats */
-        char (*expected)[TS_UUID_LEN + 1] = calloc((size_t)capacity[e], sizeof *expected);
+        char(*expected)[TS_UUID_LEN + 1] = calloc((size_t)capacity[e], sizeof *expected);
         int seats = 0;
         for (size_t i = 0; i < total && seats < capacity[e]; i++) {
             if (strcmp(cmds[i].event_id, ids[e]) != 0)
@@ -174,15 +175,15 @@ static void killing_the_worker_mid_burst_loses_and_doubles_nothing(void **state)
             if (!seen)
                 strcpy(expected[seats++], uid);
         }
-        long long regs = count_for("SELECT count(*) FROM registrations WHERE event_id = $1",
-                                   ids[e]);
+        long long regs =
+            count_for("SELECT count(*) FROM registrations WHERE event_id = $1", ids[e]);
         printf("crash: event %d: capacity %d, registrations %lld\n", e, capacity[e], regs);
         assert_int_equal(regs, capacity[e]);
         assert_int_equal(count_for("SELECT registered FROM events WHERE id = $1", ids[e]),
                          capacity[e]);
-        assert_int_equal(count_for("SELECT max(seat) FROM registrations WHERE event_id = $1",
-                                   ids[e]),
-                         capacity[e]);
+        assert_int_equal(
+            count_for("SELECT max(seat) FROM registrations WHERE event_id = $1", ids[e]),
+            capacity[e]);
         /* every REGISTERED outcome has its row, and no row lacks one */
         assert_int_equal(count_for("SELECT count(*) FROM processed_commands WHERE event_id = $1"
                                    " AND outcome = 'REGISTERED'",

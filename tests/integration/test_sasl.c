@@ -190,8 +190,7 @@ static void create_and_register(const char *base, const char *title) {
     it_http_free(&r);
     const char *params[] = {id};
     assert_int_equal(
-        it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1", 1, params),
-        1);
+        it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1", 1, params), 1);
 }
 
 /* Runs a worker (slot `w`) and an API (slot `a`) with `l`, serves a

@@ -104,8 +104,11 @@ static void canonical_form_strips_docs_and_resolves_names(void **state) {
 static void canonical_form_rejects_what_is_not_a_schema(void **state) {
     (void)state;
     char err[128];
-    const char *bad[] = {"{", "42", "{\"type\": \"record\", \"fields\": []}",
-                         "{\"name\": \"x\"}", "{\"type\": \"enum\", \"name\": \"E\"}",
+    const char *bad[] = {"{",
+                         "42",
+                         "{\"type\": \"record\", \"fields\": []}",
+                         "{\"name\": \"x\"}",
+                         "{\"type\": \"enum\", \"name\": \"E\"}",
                          "{\"type\": \"array\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';

@@ -91,8 +91,7 @@ static void a_command_without_reply_address_or_description_round_trips(void **st
     uint8_t buf[TS_MESSAGE_BYTES_MAX];
     size_t len = encode(*state, &in, buf, sizeof buf);
     char err[256];
-    assert_int_equal(ts_codec_decode_command(*state, buf, len, &out, err, sizeof err),
-                     TS_CODEC_OK);
+    assert_int_equal(ts_codec_decode_command(*state, buf, len, &out, err, sizeof err), TS_CODEC_OK);
     assert_memory_equal(&in, &out, sizeof in);
 }
 
@@ -124,8 +123,7 @@ static void uuids_are_normalised_to_lowercase(void **state) {
     uint8_t buf[TS_MESSAGE_BYTES_MAX];
     size_t len = encode(*state, &in, buf, sizeof buf);
     char err[256];
-    assert_int_equal(ts_codec_decode_command(*state, buf, len, &out, err, sizeof err),
-                     TS_CODEC_OK);
+    assert_int_equal(ts_codec_decode_command(*state, buf, len, &out, err, sizeof err), TS_CODEC_OK);
     assert_string_equal(out.event_id, "5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5b");
 }
 
@@ -227,7 +225,9 @@ static void raw_bytes(raw *r, const void *p, size_t len) {
     r->n += len;
 }
 
-static void raw_string(raw *r, const char *s) { raw_bytes(r, s, strlen(s)); }
+static void raw_string(raw *r, const char *s) {
+    raw_bytes(r, s, strlen(s));
+}
 
 /* A Register command whose name is `name` (name_len bytes). */
 static raw register_with_name(ts_codec *codec, const char *name, size_t name_len,
@@ -260,8 +260,7 @@ static void a_message_of_an_older_schema_version_still_decodes(void **state) {
     raw_string(&r, "a@b.org");
     ts_command out;
     char err[256];
-    assert_int_equal(ts_codec_decode_command(*state, r.b, r.n, &out, err, sizeof err),
-                     TS_CODEC_OK);
+    assert_int_equal(ts_codec_decode_command(*state, r.b, r.n, &out, err, sizeof err), TS_CODEC_OK);
     assert_int_equal(out.type, TS_CMD_REGISTER);
     assert_string_equal(out.u.reg.email, "a@b.org");
     /* the fields added since read as their default */
@@ -297,8 +296,7 @@ static void an_overlong_field_is_invalid(void **state) {
     assert_non_null(strstr(err, "name"));
     /* exactly the limit is fine */
     r = register_with_name(*state, name, TS_NAME_MAX, "5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5b");
-    assert_int_equal(ts_codec_decode_command(*state, r.b, r.n, &out, err, sizeof err),
-                     TS_CODEC_OK);
+    assert_int_equal(ts_codec_decode_command(*state, r.b, r.n, &out, err, sizeof err), TS_CODEC_OK);
     assert_int_equal(strlen(out.u.reg.name), TS_NAME_MAX);
 }
 
@@ -381,8 +379,7 @@ static void a_buffer_too_small_is_reported(void **state) {
     ts_command in = sample(TS_CMD_CREATE_EVENT);
     uint8_t buf[64];
     size_t len;
-    assert_int_equal(ts_codec_encode_command(*state, &in, buf, sizeof buf, &len),
-                     TS_CODEC_TOO_BIG);
+    assert_int_equal(ts_codec_encode_command(*state, &in, buf, sizeof buf, &len), TS_CODEC_TOO_BIG);
     assert_int_equal(ts_codec_encode_command(*state, &in, buf, 4, &len), TS_CODEC_TOO_BIG);
 }
 

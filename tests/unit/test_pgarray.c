@@ -42,7 +42,7 @@ static void integers_are_big_endian_with_their_lengths(void **state) {
     const char *b = ts_pgarray_finish(&a, &len);
     assert_non_null(b);
     assert_int_equal(len, 20 + 2 * 8);
-    assert_int_equal(get32(b), 1);      /* ndim */
+    assert_int_equal(get32(b), 1); /* ndim */
     assert_int_equal(get32(b + 8), TS_OID_INT4);
     assert_int_equal(get32(b + 12), 2); /* elements */
     assert_int_equal(get32(b + 16), 1); /* lower bound */
@@ -75,8 +75,8 @@ static void text_and_nulls(void **state) {
     size_t n = strlen("Ada \"quoted\", {braced}\\");
     assert_int_equal(get32(b + 20), n);
     assert_memory_equal(b + 24, "Ada \"quoted\", {braced}\\", n); /* as is, no escaping */
-    assert_int_equal(get32(b + 24 + n), 0xffffffffu);                /* NULL */
-    assert_int_equal(get32(b + 28 + n), 0);                          /* '' */
+    assert_int_equal(get32(b + 24 + n), 0xffffffffu);             /* NULL */
+    assert_int_equal(get32(b + 28 + n), 0);                       /* '' */
     assert_int_equal(len, (int)(32 + n));
     ts_pgarray_free(&a);
 }
@@ -114,8 +114,8 @@ static void uuids_and_timestamps(void **state) {
     assert_non_null(b);
     assert_int_equal(len, 20 + 20 + 4);
     assert_int_equal(get32(b + 20), 16);
-    assert_memory_equal(b + 24,
-                        "\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff", 16);
+    assert_memory_equal(b + 24, "\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff",
+                        16);
     assert_int_equal(get32(b + 40), 0xffffffffu);
 
     /* microseconds since 2000-01-01T00:00:00Z */

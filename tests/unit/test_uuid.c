@@ -26,9 +26,13 @@ static void normalize_lowercases_and_rejects_non_uuids(void **state) {
     char out[TS_UUID_LEN + 1];
     assert_int_equal(ts_uuid_normalize("5A1F0C3E-2B4D-4E6F-8A9B-0C1D2E3F4A5B", out), 0);
     assert_string_equal(out, "5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5b");
-    const char *bad[] = {"", "abc", "5a1f0c3e2b4d4e6f8a9b0c1d2e3f4a5b",
-                         "5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5", "5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5bb",
-                         "zzzzzzzz-2b4d-4e6f-8a9b-0c1d2e3f4a5b", "{5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a}"};
+    const char *bad[] = {"",
+                         "abc",
+                         "5a1f0c3e2b4d4e6f8a9b0c1d2e3f4a5b",
+                         "5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5",
+                         "5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5bb",
+                         "zzzzzzzz-2b4d-4e6f-8a9b-0c1d2e3f4a5b",
+                         "{5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(ts_uuid_normalize(bad[i], out), -1);
 }

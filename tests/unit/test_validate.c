@@ -17,8 +17,8 @@ static void plausible_emails_pass(void **state) {
 
 static void implausible_emails_fail(void **state) {
     (void)state;
-    const char *bad[] = {"", "a", "@b.co", "a@", "a@b", "a@b.", "a@.b", "a b@c.d",
-                         "a@@b.co", "a@b@c.co", "a@b.co\n", "a\t@b.co"};
+    const char *bad[] = {"",     "a",       "@b.co",   "a@",       "a@b",      "a@b.",
+                         "a@.b", "a b@c.d", "a@@b.co", "a@b@c.co", "a@b.co\n", "a\t@b.co"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(ts_validate_email(bad[i]), -1);
     char longest[TS_EMAIL_MAX + 2];
@@ -34,7 +34,9 @@ static void text_must_have_something_visible(void **state) {
     assert_int_equal(ts_validate_text(" x "), 0);
     assert_int_equal(ts_validate_text(""), -1);
     assert_int_equal(ts_validate_text("   "), -1);
-    assert_int_equal(ts_validate_text("a\x01" "b"), -1);
+    assert_int_equal(ts_validate_text("a\x01"
+                                      "b"),
+                     -1);
 }
 
 static void each_rule_names_its_field(void **state) {
