@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # turnstile's two services (and its admin tool) on Debian 12, the same
 # libraries the local stack uses.
 FROM debian:bookworm AS build

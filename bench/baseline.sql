@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- The design turnstile replaces, on the same PostgreSQL: one transaction per
 -- registration that locks the event row, counts, checks for a duplicate and
 -- inserts (bench/rowlock.pgbench). Also the table of the plain batched-insert

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* loadgen.c — turnstile-loadgen: the benchmark's HTTP load generator.
  *
  * Closed loop (default): C keep-alive connections, each sending its next

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* preload.c — turnstile-preload: writes commands straight into the commands
  * topic, for the benchmark's worker-only phase: E CreateEvent commands, then
  * N Register commands (unique emails) spread over those events. Event ids go

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Summarise a bench/run output folder: print the table, write
 results.json and a PNG plot (gnuplot), and copy both to bench/results/
 as latest.json and latest.png."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Writes OUT, a C file holding every file of SCHEMAS and MIGRATIONS as a
 # NUL-terminated byte array, with tables ts_embedded_schemas[] and
 # ts_embedded_migrations[] (sorted by name, ended by a NULL name).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* guard.c — see guard.h.
  *
  * Every connection has an entry (its libmicrohttpd socket context) in one

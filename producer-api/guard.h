@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* guard.h — the request deadline libmicrohttpd lacks.
  *
  * libmicrohttpd closes a connection after TS_IDLE_TIMEOUT_S without a byte,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http.c — see http.h.
  *
  * libmicrohttpd calls on_request several times per request: first with the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http.h — the HTTP ingress: libmicrohttpd with an internal epoll thread
  * pool, a table of routes, and JSON responses. */
 #ifndef TS_HTTP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* keys.c — see keys.h.
  *
  * A snapshot is an array of the active keys sorted by digest, replaced as

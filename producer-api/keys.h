@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* keys.h — the organizer keys the ingress accepts, and so its mode.
  *
  * Open mode (the original service's contract, byte for byte) holds only

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c — turnstile-api: the HTTP ingress. Reads go to PostgreSQL; writes
  * become Avro commands on Kafka, answered by the worker's reply.
  * Configuration comes from the environment (see --help). SIGTERM or SIGINT

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reads.c — see reads.h. Times are returned as ISO 8601 in UTC with
  * milliseconds, formatted by PostgreSQL. */
 #include "reads.h"

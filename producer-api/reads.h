@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reads.h — the GET endpoints, answered from PostgreSQL directly. Each
  * libmicrohttpd thread has a connection of its own, opened on first use and
  * reopened after a failure. Thread-safe. */

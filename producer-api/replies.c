@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* replies.c — see replies.h.
  *
  * A waiter is one command sent from here. It is referenced twice: by the

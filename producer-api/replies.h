@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* replies.h — sending commands and waiting for their replies.
  *
  * This instance produces each command with reply_to = (reply topic, its own

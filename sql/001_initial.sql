@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- 001_initial.sql — the tables of turnstile.
 --
 -- The constraints are the last line of defence: even a wrong worker cannot

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- 002 — registrations no longer reference users by foreign key.
 --
 -- The check ran once per registration row and cost a quarter of a burst's

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- 003 — the seat bound is checked once per statement instead of once per row.
 --
 -- The composite foreign key registrations (event_id, capacity) -> events

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- 004 — what protected mode stores: organizer keys, cancel tokens, and the
 -- request an idempotency key was first used with.
 --

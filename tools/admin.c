@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin.c — turnstile-admin: one-shot operations on the stack.
  *
  *   turnstile-admin migrate        apply pending sql/ migrations

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_avro.c — Parsing Canonical Form, CRC-64-AVRO and single-object framing.
  *
  * avro-c parses schemas and encodes bodies but has no canonical form, which

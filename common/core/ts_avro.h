@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_avro.h — Avro's single-object encoding: schema fingerprints and framing.
  *
  * A single-object message is the two magic bytes C3 01, the 8-byte

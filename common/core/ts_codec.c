@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_codec.c — ts_command / ts_reply <-> Avro single-object messages.
  *
  * Each command type has its own schema, so the fingerprint in a message's

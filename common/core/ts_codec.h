@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_codec.h — commands and replies, in C and on the wire.
  *
  * ts_command and ts_reply are plain structs with fixed-size buffers (the

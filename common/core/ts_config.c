@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_config.c — one table describes every variable: its name, where it goes
  * in ts_config, its default and its help line. Loading, validation and
  * --help all walk that table. */

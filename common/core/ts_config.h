@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_config.h — the one configuration struct of both services.
  *
  * Filled once at start from environment variables (TS_*), each with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_embedded.h — files compiled into the binaries.
  *
  * The build (cmake/Embed.cmake) turns the files of schemas/ and sql/ into the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_hash.h — the one string hash of the in-memory tables (the API's
  * waiting requests, the worker's keys of a batch): 32-bit FNV-1a. Fast on
  * short keys such as UUIDs, and good enough where an attacker cannot

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_limits.h — sizes shared by the codec, the database and the HTTP API.
  * Lengths are in bytes of UTF-8, without the terminating NUL. */
 #ifndef TS_LIMITS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_log.c — see ts_log.h. */
 #include "ts_log.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_log.h — leveled, one-line-per-event logging to stderr.
  *
  * A line reads: "2026-11-25T01:23:00.123Z info worker event=... key=value".

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_pgarray.c — see ts_pgarray.h.
  *
  * The layout (array_recv in PostgreSQL's arrayfuncs.c), all integers in

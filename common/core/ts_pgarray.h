@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_pgarray.h — one-dimensional PostgreSQL arrays in the binary wire
  * format, built in place, for passing a batch's worth of values as one
  * parameter (`unnest($1::uuid[], ...)`).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_prometheus.c — see ts_prometheus.h. */
 #include "ts_prometheus.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_prometheus.h — the Prometheus text format: one metric, a table of
  * them, latency histograms. Both services render their /metrics with it;
  * the HTTP side of serving them is ts_statusd's. Pure: the printers write

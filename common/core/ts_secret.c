@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_secret.c — see ts_secret.h. SHA-256 is OpenSSL's (libcrypto). */
 #include "ts_secret.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_secret.h — the secrets of protected mode: organizer keys, cancel
  * tokens, and the SHA-256 digests they are stored as.
  *

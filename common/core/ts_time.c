@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_time.c — see ts_time.h. */
 #include "ts_time.h"
 

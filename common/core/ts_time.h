@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_time.h — wall-clock milliseconds and ISO 8601 text. Thread-safe. */
 #ifndef TS_TIME_H
 #define TS_TIME_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_uuid.c — see ts_uuid.h. */
 #include "ts_uuid.h"
 

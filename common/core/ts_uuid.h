@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_uuid.h — UUIDs as the 36-character lowercase text used everywhere in
  * turnstile (JSON, Avro, SQL). The parser is turnstile's own (libuuid's was
  * a quarter of the worker's CPU, see ts_uuid.c); generating, name-based

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_validate.c — see ts_validate.h. */
 #include "ts_validate.h"
 

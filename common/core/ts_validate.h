@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_validate.h — the rules a command must follow, whoever wrote it.
  *
  * The ingress checks requests with these rules (a 400 naming the field) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_kafka.c — see ts_kafka.h.
  *
  * The operator's librdkafka properties (TS_KAFKA_CONFIG_FILE,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_kafka.h — librdkafka helpers shared by the ingress, the worker and the
  * tests: configuration with turnstile's defaults, and topic administration. */
 #ifndef TS_KAFKA_H

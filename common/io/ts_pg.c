@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_pg.c — see ts_pg.h. */
 #include "ts_pg.h"
 

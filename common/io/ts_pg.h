@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_pg.h — PostgreSQL helpers shared by the ingress and the worker:
  * connecting, migrating, and small wrappers that turn libpq results into
  * error codes. A PGconn is used by one thread at a time. */

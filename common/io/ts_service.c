@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_service.c — see ts_service.h. */
 #include "ts_service.h"
 

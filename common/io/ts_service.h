@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_service.h — what each turnstile binary does first: answer --help,
  * read its configuration from the environment, and turn SIGTERM and SIGINT
  * into a flag its main loop watches (the loop then drains and exits 0). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_statusd.c — see ts_statusd.h. */
 #include "ts_statusd.h"
 

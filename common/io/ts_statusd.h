@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ts_statusd.h — the HTTP side of watching both services (the metrics
  * themselves are ts_prometheus.h's):
  *   - an answer queued on a libmicrohttpd connection, allocation checked

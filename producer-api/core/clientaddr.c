@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* clientaddr.c — see clientaddr.h.
  *
  * Every address is held as 16 bytes of IPv6, an IPv4 address as its mapped

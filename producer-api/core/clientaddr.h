@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* clientaddr.h — who the client of a request is: the peer's address, or,
  * behind a trusted proxy, the address X-Forwarded-For gives; the key its
  * rate limits are counted under; whether an address is loopback.

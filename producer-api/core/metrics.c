@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics.c — see metrics.h. One table of the plain counters and gauges,
  * printed by ts_prometheus's renderer; the labelled family and the histograms
  * around it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics.h — the ingress's counters, rendered in the Prometheus text
  * format at /metrics. Thread-safe.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* outcome.c — see outcome.h. One row per outcome: status and machine code;
  * a refusal's message is ts_outcome_message's, the worker's too. Then the
  * text every answer is sent as, its reals' precision chosen per body. */

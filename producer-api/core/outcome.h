@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* outcome.h — the JSON answers of the contract: a worker's reply as the
  * HTTP answer it gives, the error body, and the text every answer is sent
  * as. Pure; thread-safe. */

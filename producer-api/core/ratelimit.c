@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ratelimit.c — see ratelimit.h.
  *
  * The table is open-addressed and never grows: a key lives in one of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ratelimit.h — token buckets per key (a client address, an organizer key):
  * the ingress answers 429 with Retry-After when a key's bucket is empty.
  *

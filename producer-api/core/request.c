@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* request.c — see request.h.
  *
  * One field table per command says what each field must be; one walker

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* request.h — turning a request's JSON body into a command, with the
  * contract's error messages. Pure; thread-safe. */
 #ifndef TS_REQUEST_H

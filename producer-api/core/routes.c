@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* routes.c — one table maps (method, pattern) to a route id; ":id" in a
  * pattern captures one path segment. */
 #include "routes.h"

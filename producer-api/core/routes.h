@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* routes.h — the table of the API's routes and the matching of a request
  * line against it. Pure; thread-safe. */
 #ifndef TS_ROUTES_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* harness.h — what the integration tests share: a private set of topics
  * on the real broker, the real worker binary as a child process, a
  * producer, a reply reader, and a PostgreSQL connection.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http_client.h — a small HTTP client for the integration tests, on
  * libcurl: one request at a time, or a burst of many at once. */
 #ifndef TS_HTTP_CLIENT_H

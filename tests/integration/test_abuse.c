@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration: the ingress under abuse — bodies, URLs and headers over
  * their limits, thousands of slow connections (slowloris), too many
  * connections from one address, and malformed requests — against the real

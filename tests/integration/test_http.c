@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration over HTTP: the real turnstile-api and turnstile-worker
  * binaries on the real broker and PostgreSQL, driven through the API's
  * port as a client of the original service would. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration: commands produced to the real Kafka broker are applied by
  * the real worker binary to the real PostgreSQL, and answered on the reply
  * topic. The stack must be up (scripts/stack up); if it is not, the group

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration: the API's protected mode — organizer keys made by
  * turnstile-admin, what a key allows, cancel tokens, rate limits per client
  * address and per key, and idempotency keys scoped to the client, the path

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration: turnstile under the conditions it exists for — a burst
  * produced straight to Kafka by another service, a worker killed in the
  * middle of a burst, and several API instances and workers at once. */

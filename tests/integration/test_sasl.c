@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Authenticated Kafka: the real turnstile-api and turnstile-worker talking
  * to the broker only through the stack's SASL/SCRAM listener (credentials
  * from TS_KAFKA_PROPERTY_* or a TS_KAFKA_CONFIG_FILE) serve a request end

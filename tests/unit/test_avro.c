@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of ts_avro: CRC-64-AVRO, the Parsing Canonical Form, and the
  * single-object header. The schemas' canonical forms and fingerprints are
  * checked against tests/vectors/fingerprints.txt, computed by Apache Avro

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the client address: trusted proxies, X-Forwarded-For, the
  * /64 limit key, loopback detection. */
 #include <setjmp.h>

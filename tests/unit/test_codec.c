@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of ts_codec: every message type round-trips, and input that
  * is truncated, corrupt, of an unknown schema or breaking a field's rules is
  * rejected with an error — never a crash (these also run under ASan/UBSan). */

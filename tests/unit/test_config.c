@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of ts_config: defaults, overrides, and errors naming the
  * variable at fault. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of worker/decide.c, the worker's decisions: every rule and its
  * order, replays, idempotency keys, cancel tokens and their rotation, seats
  * and the steps rows are written in; then thousands of random command

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the reply -> HTTP mapping: the contract's statuses and
  * messages. */
 #include <setjmp.h>

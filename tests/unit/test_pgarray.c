@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests: common/core/ts_pgarray.c, PostgreSQL's binary array format, byte
  * for byte (the worker's integration tests send them to a real server). */
 #include <setjmp.h>

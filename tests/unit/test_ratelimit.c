@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the ingress's token buckets. Time is passed explicitly:
  * nothing sleeps. */
 #include <setjmp.h>

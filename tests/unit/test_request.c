@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of request parsing: each bad body is a 400 naming its field. */
 #include <setjmp.h>
 #include <stdarg.h>

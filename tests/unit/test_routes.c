@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the ingress's routing table. */
 #include <setjmp.h>
 #include <stdarg.h>

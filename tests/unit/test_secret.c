@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of ts_secret: the digest is SHA-256, tokens and keys have
  * their documented shapes and do not repeat. */
 #include <setjmp.h>

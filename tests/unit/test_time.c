@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of ts_time: ISO 8601 in and out. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of ts_uuid. */
 #include <setjmp.h>
 #include <stdarg.h>

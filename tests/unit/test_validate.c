@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of ts_validate: the rules every command follows. */
 #include <setjmp.h>
 #include <stdarg.h>

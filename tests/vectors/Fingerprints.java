@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Prints, for each .avsc given, its Parsing Canonical Form and its CRC-64-AVRO
 // fingerprint as computed by Apache Avro for Java. The output is committed as
 // fingerprints.txt; the C unit tests check the project's codec against it.
