@@ -5,8 +5,11 @@
  * to the applier as one transaction that also moves every partition's
  * stored offset (one commit per poll, however many partitions: a burst
  * spread over many events costs no more commits than one hot event). Where
- * each partition resumes is the offset stored in PostgreSQL with the data,
- * read on assignment; Kafka's committed offsets only feed lag monitoring.
+ * each partition resumes is the offset stored in PostgreSQL with the data;
+ * Kafka's committed offsets only feed lag monitoring. An assigned partition
+ * starts paused, and the loop reads its stored offset, seeks there and
+ * resumes it (the rebalance callback does no database I/O); a partition
+ * whose stored offset is not known is never applied.
  *
  *   - a message that does not decode, or breaks a rule, goes to the
  *     dead-letter topic (with the reason in headers, and an INVALID reply
@@ -57,7 +60,8 @@ typedef struct reply_topic {
 
 typedef struct partition_state {
     bool owned;
-    int64_t next; /* the offset stored in PostgreSQL */
+    bool offset_known; /* `next` read, and the consumer sought there: it may be applied */
+    int64_t next;      /* the offset stored in PostgreSQL */
 } partition_state;
 
 /* Where the worker's time goes, in microseconds: waiting for Kafka,
@@ -96,6 +100,7 @@ struct ts_worker {
     ts_codec *codec;
     ts_applier *applier;
     partition_state parts[MAX_PARTITIONS];
+    bool unsettled; /* some owned partition's offset is unknown: settle_partitions() */
     volatile sig_atomic_t *stop;
     rd_kafka_message_t **msgs;
     rd_kafka_message_t **grouped;
@@ -142,38 +147,55 @@ static int load_offset(ts_worker *w, int32_t p, int64_t *next) {
     return -1;
 }
 
+/* Assigned partitions start paused, their offset unknown: the callback
+ * does no database I/O (reading the stored offsets retries for as long as
+ * PostgreSQL is down). The main loop reads them, seeks and resumes
+ * (settle_partitions); until then nothing of theirs is applied. */
+static void on_assign(ts_worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts) {
+    for (int i = 0; i < parts->cnt; i++)
+        parts->elems[i].offset = RD_KAFKA_OFFSET_END; /* a placeholder: paused, then sought */
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+    if (e) {
+        ts_error("worker", "event=assign_failed err=\"%s\"", rd_kafka_err2str(e));
+        return;
+    }
+    e = rd_kafka_pause_partitions(rk, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
+        if (e || parts->elems[i].err) /* it flows from the end: dropped until sought */
+            ts_warn("worker", "event=pause_failed partition=%d err=\"%s\"", p,
+                    rd_kafka_err2str(e ? e : parts->elems[i].err));
+        if (p < 0 || p >= MAX_PARTITIONS)
+            continue; /* assigned and paused, never applied */
+        if (!w->parts[p].owned)
+            atomic_fetch_add(&w->metrics.partitions, 1);
+        w->parts[p] = (partition_state){.owned = true};
+        w->unsettled = true;
+        ts_info("worker", "event=assigning partition=%d", p);
+    }
+}
+
+static void on_revoke(ts_worker *w, rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts) {
+    commit_offsets(w, true); /* before the partitions go */
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
+        if (p >= 0 && p < MAX_PARTITIONS && w->parts[p].owned) {
+            w->parts[p] = (partition_state){.owned = false};
+            atomic_fetch_sub(&w->metrics.partitions, 1);
+        }
+        ts_info("worker", "event=revoked partition=%d", p);
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, NULL);
+    if (e)
+        ts_error("worker", "event=unassign_failed err=\"%s\"", rd_kafka_err2str(e));
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
-    ts_worker *w = opaque;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        for (int i = 0; i < parts->cnt; i++) {
-            rd_kafka_topic_partition_t *tp = &parts->elems[i];
-            int64_t next = RD_KAFKA_OFFSET_BEGINNING;
-            if (tp->partition < 0 || tp->partition >= MAX_PARTITIONS ||
-                load_offset(w, tp->partition, &next)) {
-                tp->offset = RD_KAFKA_OFFSET_END; /* never applied: we are stopping */
-                continue;
-            }
-            w->parts[tp->partition].owned = true;
-            atomic_fetch_add(&w->metrics.partitions, 1);
-            w->parts[tp->partition].next = next;
-            tp->offset = next;
-            ts_info("worker", "event=assigned partition=%d next_offset=%lld", tp->partition,
-                    (long long)next);
-        }
-        rd_kafka_assign(rk, parts);
-    } else {
-        commit_offsets(w, true); /* before the partitions go */
-        for (int i = 0; i < parts->cnt; i++) {
-            int32_t p = parts->elems[i].partition;
-            if (p >= 0 && p < MAX_PARTITIONS && w->parts[p].owned) {
-                w->parts[p].owned = false;
-                atomic_fetch_sub(&w->metrics.partitions, 1);
-            }
-            ts_info("worker", "event=revoked partition=%d", p);
-        }
-        rd_kafka_assign(rk, NULL);
-    }
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        on_assign(opaque, rk, parts);
+    else
+        on_revoke(opaque, rk, parts);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -486,20 +508,66 @@ static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *item
     }
 }
 
-static void seek_to_stored(ts_worker *w, int32_t p) {
+/* Reads partition p's stored offset (retrying while PostgreSQL is down)
+ * and seeks the consumer there. 0, or -1 when stopping or librdkafka
+ * refuses the seek: then p's offset is unknown (nothing of it is applied)
+ * until settle_partitions() tries again. */
+static int seek_to_stored(ts_worker *w, int32_t p) {
     int64_t next;
-    if (load_offset(w, p, &next))
-        return;
-    w->parts[p].next = next;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p)->offset = next;
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, l, 5000);
-    if (e) {
-        ts_error("worker", "event=seek_failed partition=%d err=\"%s\"", p,
-                 rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
+    int rc = -1;
+    if (load_offset(w, p, &next) == 0) {
+        w->parts[p].next = next;
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p)->offset = next;
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, l, 5000);
+        if (e) {
+            ts_error("worker", "event=seek_failed partition=%d err=\"%s\"", p,
+                     rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        } else {
+            rc = 0;
+        }
+        rd_kafka_topic_partition_list_destroy(l);
     }
+    if (rc) {
+        w->parts[p].offset_known = false;
+        w->unsettled = true;
+    }
+    return rc;
+}
+
+static int resume(ts_worker *w, int32_t p) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p);
+    rd_kafka_resp_err_t e = rd_kafka_resume_partitions(w->consumer, l);
+    if (!e)
+        e = l->elems[0].err;
     rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        ts_error("worker", "event=resume_failed partition=%d err=\"%s\"", p, rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* Every owned partition whose offset is unknown (assigned since the last
+ * batch, or a seek that failed): its stored offset read, the consumer
+ * sought there, the partition resumed; from then on it may be applied. */
+static void settle_partitions(ts_worker *w) {
+    if (!w->unsettled)
+        return;
+    w->unsettled = false;
+    for (int32_t p = 0; p < MAX_PARTITIONS && !*w->stop; p++) {
+        partition_state *s = &w->parts[p];
+        if (!s->owned || s->offset_known || seek_to_stored(w, p))
+            continue;
+        if (resume(w, p)) {
+            w->unsettled = true;
+            continue;
+        }
+        s->offset_known = true;
+        ts_info("worker", "event=assigned partition=%d next_offset=%lld", p, (long long)s->next);
+    }
 }
 
 /* Applies the parts as one transaction, retrying in place while the
@@ -548,7 +616,7 @@ static void commit_offsets(ts_worker *w, bool now) {
         return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
     for (int32_t p = 0; p < MAX_PARTITIONS; p++)
-        if (w->parts[p].owned)
+        if (w->parts[p].owned && w->parts[p].offset_known)
             rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p)->offset =
                 w->parts[p].next;
     if (l->cnt)
@@ -588,15 +656,16 @@ static void apply_one_by_one(ts_worker *w, const ts_batch_part *part, rd_kafka_m
 }
 
 /* Keeps, in place, the messages this worker may apply: those of partitions
- * it owns, from the stored offset on (below it: applied already, a
- * redelivery after a seek). Lists their runs of one partition in
+ * it owns whose stored offset it knows (the fence of exactly-once: an
+ * offset not read is never applied), from that offset on (below it:
+ * applied already, a redelivery after a seek). Lists their runs of one partition in
  * w->batch_parts. Returns the number of runs; *kept, of messages. */
 static size_t owned_runs(ts_worker *w, rd_kafka_message_t **msgs, size_t n, size_t *kept) {
     ts_batch_part *parts = w->batch_parts;
     size_t nparts = 0, k = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t p = msgs[i]->partition;
-        if (p < 0 || p >= MAX_PARTITIONS || !w->parts[p].owned ||
+        if (p < 0 || p >= MAX_PARTITIONS || !w->parts[p].owned || !w->parts[p].offset_known ||
             msgs[i]->offset < w->parts[p].next)
             continue;
         msgs[k++] = msgs[i];
@@ -760,7 +829,9 @@ static size_t collect(ts_worker *w) {
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, timeout);
         if (!m) {
-            if (n > 0)
+            /* a partition assigned meanwhile stays paused until the loop
+             * settles it: an idle poll hands over to it */
+            if (n > 0 || w->unsettled)
                 break;
             rd_kafka_poll(w->producer, 0);
             continue;
@@ -786,6 +857,7 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
     w->stop = stop;
     ts_info("worker", "event=started topic=%s group=%s", w->cfg->topic_commands, w->cfg->group_id);
     while (!*stop) {
+        settle_partitions(w);
         int64_t t = ts_monotonic_us();
         size_t n = collect(w);
         atomic_fetch_add(&w->metrics.stage_us[STAGE_POLL], (unsigned long)(ts_monotonic_us() - t));
