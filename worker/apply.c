@@ -412,7 +412,7 @@ static int digest_from_hex(const char *hex, ts_digest *d) {
     memset(d, 0, sizeof *d);
     if (!hex[0])
         return 0;
-    if (strlen(hex) != 2 * TS_SHA256_LEN)
+    if (strlen(hex) != (size_t)2 * TS_SHA256_LEN)
         return -1;
     for (size_t i = 0; i < TS_SHA256_LEN; i++) {
         int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
@@ -553,7 +553,7 @@ static int write_events(ts_applier *a, const ts_decisions *d, char *err, size_t 
     ts_pgarray_reset(&r[A_EV_LOCATION], TS_OID_TEXT);
     ts_pgarray_reset(&r[A_EV_CAPACITY], TS_OID_INT4);
     for (size_t i = 0; i < d->nevents; i++) {
-        const ts_command *c = &d->events[i]->cmd;
+        const ts_command *c = &d->events[i].item->cmd;
         ts_pgarray_uuid(&r[A_EV_ID], c->event_id);
         ts_pgarray_text(&r[A_EV_TITLE], c->u.create.title);
         ts_pgarray_text(&r[A_EV_DESC],
@@ -680,7 +680,7 @@ static int write_processed(ts_applier *a, const char *topic, const ts_decisions 
     for (int i = 0; i <= A_PC_REQUEST - A_PC_COMMAND; i++)
         ts_pgarray_reset(&r[A_PC_COMMAND + i], types[i]);
     for (size_t i = 0; i < d->nprocessed; i++) {
-        const ts_batch_item *it = d->processed[i];
+        const ts_batch_item *it = d->processed[i].item;
         ts_pgarray_uuid(&r[A_PC_COMMAND], it->cmd.command_id);
         ts_pgarray_uuid(&r[A_PC_EVENT], it->cmd.event_id);
         ts_pgarray_text(&r[A_PC_KIND], ts_command_type_name(it->cmd.type));

@@ -158,12 +158,12 @@ struct ts_decider {
 
     /* the rows, n of each at most (n + 1 steps) */
     size_t rows_cap;
-    const ts_batch_item **event_rows;
+    ts_row_event *event_rows;
     ts_row_user *users;
     ts_row_registration *registrations;
     ts_row_rotation *rotations;
     ts_decided_step *steps;
-    const ts_batch_item **processed;
+    ts_row_processed *processed;
     ts_row_counter *counters;
     size_t nevent_rows, nusers, nregistrations, nrotations, step, nprocessed, ncounters;
 };
@@ -175,7 +175,7 @@ ts_decider *ts_decider_new(void) {
     d->events.rec_size = sizeof(event_rec);
     d->events.key_len = TS_UUID_LEN;
     d->pairs.rec_size = sizeof(pair_rec);
-    d->pairs.key_len = 2 * TS_UUID_LEN;
+    d->pairs.key_len = (size_t)2 * TS_UUID_LEN;
     d->commands.rec_size = sizeof(command_rec);
     d->commands.key_len = TS_UUID_LEN;
     return d;
@@ -189,7 +189,8 @@ static void free_rows(ts_decider *d) {
     free(d->steps);
     free(d->processed);
     free(d->counters);
-    d->event_rows = d->processed = NULL;
+    d->event_rows = NULL;
+    d->processed = NULL;
     d->users = NULL;
     d->registrations = NULL;
     d->rotations = NULL;
@@ -409,7 +410,7 @@ static void decide_create(ts_decider *d, ts_batch_item *it) {
     e->capacity = c->u.create.capacity;
     e->registered = 0;
     e->starts_at_ms = c->u.create.starts_at_ms;
-    d->event_rows[d->nevent_rows++] = it;
+    d->event_rows[d->nevent_rows++] = (ts_row_event){it};
     it->reply.outcome = TS_OUT_CREATED;
 }
 
@@ -569,7 +570,7 @@ static ts_decide_status decide_item(ts_decider *d, ts_batch_item *it, int64_t no
     case TS_CMD_CANCEL: st = decide_cancel(d, it); break;
     default: refuse(r, TS_OUT_INVALID); break; /* never decoded so; never applied */
     }
-    d->processed[d->nprocessed++] = it;
+    d->processed[d->nprocessed++] = (ts_row_processed){it};
     return st;
 }
 

@@ -86,7 +86,14 @@ typedef struct ts_stored_command {
 } ts_stored_command;
 
 /* The rows a batch writes. Pointers point into the items passed to
- * ts_decide() and into the decider: valid until the next ts_decider_begin(). */
+ * ts_decider_begin() and into the decider: valid until the next
+ * ts_decider_begin(). */
+
+/* A new event: its create command. */
+typedef struct ts_row_event {
+    const ts_batch_item *item;
+} ts_row_event;
+
 typedef struct ts_row_user {
     const char *id;
     const char *email;
@@ -126,6 +133,12 @@ typedef struct ts_decided_step {
     ts_row_cancel cancel;
 } ts_decided_step;
 
+/* A command decided (not replayed): its command, reply, partition and
+ * offset. */
+typedef struct ts_row_processed {
+    const ts_batch_item *item;
+} ts_row_processed;
+
 typedef struct ts_row_counter {
     const char *event_id;
     int32_t registered;
@@ -137,7 +150,7 @@ typedef struct ts_row_counter {
  * to the ones before them; processed commands and counters come last. A
  * batch without cancellations has one step. */
 typedef struct ts_decisions {
-    const ts_batch_item *const *events; /* new events: their create commands */
+    const ts_row_event *events;
     size_t nevents;
     const ts_row_user *users; /* every registrant (an upsert) */
     size_t nusers;
@@ -147,7 +160,7 @@ typedef struct ts_decisions {
     size_t nrotations;
     const ts_decided_step *steps;
     size_t nsteps;
-    const ts_batch_item *const *processed; /* every command decided, not replayed */
+    const ts_row_processed *processed;
     size_t nprocessed;
     const ts_row_counter *counters; /* every event whose count changed */
     size_t ncounters;

@@ -196,7 +196,7 @@ static void an_event_is_created_once_and_registrations_follow_it(void **state) {
     assert_int_equal(items[3].reply.outcome, TS_OUT_INVALID);
     assert_string_equal(items[3].reply.message, "Event already exists");
     assert_int_equal(out.nevents, 1);
-    assert_ptr_equal(out.events[0], &items[1]);
+    assert_ptr_equal(out.events[0].item, &items[1]);
     assert_int_equal(out.registrations[0].capacity, 3);
 }
 
@@ -659,7 +659,7 @@ static bool db_write(db *s, const ts_decisions *dec, bool lookups_skipped) {
     db_tables before = s->t; /* a rollback: the tables, and the commands appended */
     size_t ncommands = s->ncommands;
     for (size_t i = 0; i < dec->nevents; i++) {
-        const ts_command *c = &dec->events[i]->cmd;
+        const ts_command *c = &dec->events[i].item->cmd;
         unsigned e = event_index(c->event_id);
         db_check(!s->t.exists[e], "an event created twice");
         s->t.exists[e] = true;
@@ -694,7 +694,7 @@ static bool db_write(db *s, const ts_decisions *dec, bool lookups_skipped) {
     }
     db_check(r == dec->nregistrations && t == dec->nrotations, "rows outside every step");
     for (size_t i = 0; i < dec->nprocessed; i++) {
-        const ts_batch_item *it = dec->processed[i];
+        const ts_batch_item *it = dec->processed[i].item;
         for (size_t j = 0; j < s->ncommands; j++)
             if (!strcmp(s->commands[j].id, it->cmd.command_id)) {
                 if (!lookups_skipped)
