@@ -802,7 +802,7 @@ static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t 
     if (!res)
         return -1;
     for (int row = 0; row < PQntuples(res); row++) {
-        int32_t moved = (int32_t)atoi(PQgetvalue(res, row, 0));
+        long moved = strtol(PQgetvalue(res, row, 0), NULL, 10);
         for (size_t p = 0; p < nparts; p++)
             if (parts[p].partition == moved)
                 parts[p].fenced = false;
@@ -844,7 +844,14 @@ rollback:;
     ts_apply_status st = a->failure;
     if (PQstatus(a->conn) == CONNECTION_OK) {
         PGresult *rb = PQexec(a->conn, "ROLLBACK");
+        bool rolled_back = PQresultStatus(rb) == PGRES_COMMAND_OK;
         PQclear(rb);
+        if (!rolled_back) { /* a session left in the transaction would fail every batch after */
+            ts_warn("worker", "event=rollback_failed action=reconnect err=\"%.*s\"",
+                    (int)strcspn(PQerrorMessage(a->conn), "\n"), PQerrorMessage(a->conn));
+            PQfinish(a->conn);
+            a->conn = NULL; /* lost: the caller reconnects */
+        }
     }
     return st;
 }

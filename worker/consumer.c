@@ -111,7 +111,7 @@ struct ts_worker {
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    (void)nanosleep(&ts, NULL); /* a signal cuts it short: the caller looks at the stop flag */
 }
 
 /* Reconnects until PostgreSQL answers or the worker is told to stop. */
@@ -288,10 +288,12 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
         return NULL;
     }
     w->cfg = cfg;
-    w->msgs = calloc((size_t)cfg->batch_max, sizeof *w->msgs);
-    w->grouped = calloc((size_t)cfg->batch_max, sizeof *w->grouped);
-    w->items = calloc((size_t)cfg->batch_max, sizeof *w->items);
-    w->batch_parts = calloc((size_t)cfg->batch_max, sizeof *w->batch_parts);
+    size_t max = (size_t)cfg->batch_max;
+    /* (clang-tidy takes the size of a message pointer for a mistake) */
+    w->msgs = calloc(max, sizeof *w->msgs);       // NOLINT(bugprone-sizeof-expression)
+    w->grouped = calloc(max, sizeof *w->grouped); // NOLINT(bugprone-sizeof-expression)
+    w->items = calloc(max, sizeof *w->items);
+    w->batch_parts = calloc(max, sizeof *w->batch_parts);
     if (!w->msgs || !w->grouped || !w->items || !w->batch_parts) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -366,17 +368,26 @@ fail:
     return NULL;
 }
 
+/* Waits for a producer's messages; what is left after timeout_ms is
+ * lost, and said so (a reply's outcome is in PostgreSQL still). */
+static void flush(rd_kafka_t *producer, const char *what, int timeout_ms) {
+    rd_kafka_resp_err_t e = rd_kafka_flush(producer, timeout_ms);
+    if (e)
+        ts_warn("worker", "event=flush_failed what=%s left=%d err=\"%s\"", what,
+                rd_kafka_outq_len(producer), rd_kafka_err2str(e));
+}
+
 void ts_worker_free(ts_worker *w) {
     if (!w)
         return;
     if (w->consumer)
         rd_kafka_destroy(w->consumer);
     if (w->producer) {
-        rd_kafka_flush(w->producer, 10000);
+        flush(w->producer, "replies", 10000);
         rd_kafka_destroy(w->producer);
     }
     if (w->dlq) {
-        rd_kafka_flush(w->dlq, DLQ_TIMEOUT_MS);
+        flush(w->dlq, "dead_letters", DLQ_TIMEOUT_MS);
         rd_kafka_destroy(w->dlq);
     }
     ts_applier_free(w->applier);
@@ -420,25 +431,44 @@ static void reply_invalid(ts_worker *w, const ts_command *cmd, const char *messa
     send_reply(w, cmd, &r);
 }
 
+/* A dead letter's headers: why, and where it came from. NULL if one could
+ * not be added. */
+static rd_kafka_headers_t *dead_letter_headers(const rd_kafka_message_t *m, const char *reason,
+                                               const char *detail) {
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", m->partition);
+    snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    const char *const headers[][2] = {
+        {"ts-reason", reason},
+        {"ts-detail", detail},
+        {"ts-source-topic", rd_kafka_topic_name(m->rkt)},
+        {"ts-source-partition", part},
+        {"ts-source-offset", off},
+    };
+    enum { NHEADERS = sizeof headers / sizeof headers[0] };
+    rd_kafka_headers_t *h = rd_kafka_headers_new(NHEADERS);
+    for (size_t i = 0; i < NHEADERS; i++)
+        if (rd_kafka_header_add(h, headers[i][0], -1, headers[i][1], -1)) {
+            rd_kafka_headers_destroy(h);
+            return NULL;
+        }
+    return h;
+}
+
 /* Sends a message to the dead-letter topic. The offset that passes it
  * moves only after dead_letters_acknowledged(). */
 static void dead_letter(ts_worker *w, const rd_kafka_message_t *m, const char *reason,
                         const char *detail) {
-    char part[16], off[24];
-    snprintf(part, sizeof part, "%d", m->partition);
-    snprintf(off, sizeof off, "%lld", (long long)m->offset);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(5);
-    rd_kafka_header_add(h, "ts-reason", -1, reason, -1);
-    rd_kafka_header_add(h, "ts-detail", -1, detail, -1);
-    rd_kafka_header_add(h, "ts-source-topic", -1, rd_kafka_topic_name(m->rkt), -1);
-    rd_kafka_header_add(h, "ts-source-partition", -1, part, -1);
-    rd_kafka_header_add(h, "ts-source-offset", -1, off, -1);
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        w->dlq, RD_KAFKA_V_TOPIC(w->cfg->topic_dlq), RD_KAFKA_V_KEY(m->key, m->key_len),
-        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    if (e) {
-        rd_kafka_headers_destroy(h);
+    rd_kafka_headers_t *h = dead_letter_headers(m, reason, detail);
+    rd_kafka_resp_err_t e =
+        !h ? RD_KAFKA_RESP_ERR__FAIL
+           : rd_kafka_producev(w->dlq, RD_KAFKA_V_TOPIC(w->cfg->topic_dlq),
+                               RD_KAFKA_V_KEY(m->key, m->key_len),
+                               RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_HEADERS(h),
+                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (e) { /* the headers are still ours */
+        if (h)
+            rd_kafka_headers_destroy(h);
         atomic_fetch_add(&w->dlq_failed, 1);
         ts_error("worker", "event=dlq_failed partition=%d offset=%lld err=%s", m->partition,
                  (long long)m->offset, rd_kafka_err2str(e));
@@ -619,8 +649,11 @@ static void commit_offsets(ts_worker *w, bool now) {
         if (w->parts[p].owned && w->parts[p].offset_known)
             rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p)->offset =
                 w->parts[p].next;
-    if (l->cnt)
-        rd_kafka_commit(w->consumer, l, 1);
+    rd_kafka_resp_err_t e =
+        l->cnt ? rd_kafka_commit(w->consumer, l, 1) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (e) /* lag monitoring is behind; the offsets that matter are in PostgreSQL */
+        ts_warn("worker", "event=kafka_commit_failed partitions=%d err=\"%s\"", l->cnt,
+                rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_destroy(l);
     w->offsets_dirty = false;
     w->offsets_committed_ms = t;
@@ -683,7 +716,7 @@ static void batch_committed(ts_worker *w, size_t nparts, size_t kept, int64_t t0
     atomic_fetch_add(&w->metrics.batches, 1);
     atomic_fetch_add(&w->metrics.stage_us[STAGE_APPLY], (unsigned long)(t1 - t0));
     ts_histogram_observe(&w->metrics.transaction, (long)((t1 - t0) / 1000));
-    if (t1 - t0 >= SLOW_BATCH_MS * 1000)
+    if (t1 - t0 >= (int64_t)SLOW_BATCH_MS * 1000)
         ts_warn("worker", "event=slow_batch ms=%lld commands=%zu partitions=%zu",
                 (long long)(t1 - t0) / 1000, kept, nparts);
     for (size_t i = 0; i < nparts; i++)
@@ -759,7 +792,7 @@ static void group_by_partition(ts_worker *w, size_t n) {
                 w->msgs[j] = NULL;
             }
     }
-    memcpy(w->msgs, w->grouped, k * sizeof *w->grouped);
+    memcpy(w->msgs, w->grouped, k * sizeof *w->grouped); // NOLINT(bugprone-sizeof-expression)
 }
 
 /* ------------------------------------------------------------ metrics */
@@ -810,7 +843,12 @@ char *ts_worker_metrics(void *arg) {
     for (int s = 0; s < STAGE_COUNT_; s++)
         fprintf(f, "turnstile_worker_seconds_total{stage=\"%s\"} %.6f\n", stage_names[s],
                 (double)atomic_load(&w->metrics.stage_us[s]) / 1e6);
-    fclose(f);
+    /* out of memory while printing: no half a page of metrics */
+    bool failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed) {
+        free(text);
+        return NULL;
+    }
     return text;
 }
 
@@ -869,7 +907,9 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
         rd_kafka_poll(w->producer, 0);
     }
     ts_info("worker", "event=draining");
-    rd_kafka_consumer_close(w->consumer);
-    rd_kafka_flush(w->producer, 10000);
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(w->consumer);
+    if (e) /* the group sees the worker leave at its session timeout */
+        ts_warn("worker", "event=close_failed err=\"%s\"", rd_kafka_err2str(e));
+    flush(w->producer, "replies", 10000);
     return 0;
 }
