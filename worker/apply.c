@@ -188,7 +188,7 @@ struct ts_applier {
     bool key_conflict;       /* it met a stored command id or (event, user) */
     unsigned pause;          /* batches left to run with the lookups */
     unsigned pause_after;    /* ... after a conflict (TS_OPTIMISM_PAUSE) */
-    atomic_ulong conflicts;  /* optimistic attempts undone (read by /metrics) */
+    atomic_ulong conflicts;  /* optimistic attempts undone (only /metrics reads it: relaxed) */
 };
 
 /* ------------------------------------------------------------ connection */
@@ -872,7 +872,7 @@ ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part
         a->pause--;
     ts_apply_status st = attempt(a, topic, parts, nparts, items, n, err, errlen);
     if (a->optimistic && st == TS_APPLY_REJECTED && a->key_conflict) {
-        atomic_fetch_add(&a->conflicts, 1);
+        atomic_fetch_add_explicit(&a->conflicts, 1, memory_order_relaxed);
         a->pause = a->pause_after;
         a->optimistic = false;
         st = attempt(a, topic, parts, nparts, items, n, err, errlen);
@@ -882,7 +882,7 @@ ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part
 }
 
 unsigned long ts_applier_conflicts(const ts_applier *a) {
-    return atomic_load(&a->conflicts);
+    return atomic_load_explicit(&a->conflicts, memory_order_relaxed);
 }
 
 void ts_applier_set_optimism_pause(ts_applier *a, unsigned batches) {

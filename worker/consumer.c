@@ -70,7 +70,16 @@ enum stage { STAGE_POLL, STAGE_DECODE, STAGE_APPLY, STAGE_REPLY, STAGE_COUNT_ };
 static const char *const stage_names[STAGE_COUNT_] = {"poll", "decode", "apply", "reply"};
 
 /* Counters for /metrics; written by the worker's thread, read by the
- * status server's. */
+ * status server's.
+ *
+ * Atomics in worker/ follow the project's one rule (producer-api/metrics.h
+ * states it for all): a counter or gauge that only /metrics reads (these,
+ * and the applier's count of undone batches) is updated and read with
+ * memory_order_relaxed, spelled out (count(), gauge(), counter(),
+ * atomic_load_explicit): it orders nothing, and a scrape may see one a
+ * moment ahead of another. A value that hands state from one thread to
+ * another (dlq_failed, from the dead-letter delivery callback) uses the
+ * default, sequentially consistent, operations. */
 typedef struct worker_metrics {
     atomic_ulong batches;
     atomic_ulong stage_us[STAGE_COUNT_];
@@ -92,7 +101,7 @@ struct ts_worker {
     rd_kafka_t *consumer;
     rd_kafka_t *producer;   /* replies */
     rd_kafka_t *dlq;        /* dead letters */
-    atomic_long dlq_failed; /* dead letters the broker did not take */
+    atomic_long dlq_failed; /* dead letters the broker did not take (handed over: seq_cst) */
     bool dlq_sent;          /* dead letters sent since the last acknowledgement */
     reply_topic reply_topics[MAX_REPLY_TOPICS];
     int nreply_topics;
@@ -108,6 +117,19 @@ struct ts_worker {
     ts_batch_part *batch_parts; /* a batch's runs of one partition: TS_BATCH_MAX at most */
     uint8_t reply_buf[TS_MESSAGE_BYTES_MAX];
 };
+
+/* A counter or gauge of the metrics: relaxed (see worker_metrics). */
+static void count(atomic_ulong *c, unsigned long n) {
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static void gauge(atomic_long *g, long delta) {
+    atomic_fetch_add_explicit(g, delta, memory_order_relaxed);
+}
+
+static unsigned long counter(const atomic_ulong *c) {
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -168,7 +190,7 @@ static void on_assign(ts_worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_lis
         if (p < 0 || p >= MAX_PARTITIONS)
             continue; /* assigned and paused, never applied */
         if (!w->parts[p].owned)
-            atomic_fetch_add(&w->metrics.partitions, 1);
+            gauge(&w->metrics.partitions, 1);
         w->parts[p] = (partition_state){.owned = true};
         w->unsettled = true;
         ts_info("worker", "event=assigning partition=%d", p);
@@ -181,7 +203,7 @@ static void on_revoke(ts_worker *w, rd_kafka_t *rk, const rd_kafka_topic_partiti
         int32_t p = parts->elems[i].partition;
         if (p >= 0 && p < MAX_PARTITIONS && w->parts[p].owned) {
             w->parts[p] = (partition_state){.owned = false};
-            atomic_fetch_sub(&w->metrics.partitions, 1);
+            gauge(&w->metrics.partitions, -1);
         }
         ts_info("worker", "event=revoked partition=%d", p);
     }
@@ -475,7 +497,7 @@ static void dead_letter(ts_worker *w, const rd_kafka_message_t *m, const char *r
         return;
     }
     w->dlq_sent = true;
-    atomic_fetch_add(&w->metrics.dead_letters, 1);
+    count(&w->metrics.dead_letters, 1);
     ts_warn("worker", "event=dead_letter partition=%d offset=%lld reason=%s detail=\"%s\"",
             m->partition, (long long)m->offset, reason, detail);
 }
@@ -612,7 +634,7 @@ static ts_apply_status apply_retrying(ts_worker *w, ts_batch_part *parts, size_t
                                               w->items, err, errlen);
         if (st != TS_APPLY_RETRY || *w->stop)
             return st;
-        atomic_fetch_add(&w->metrics.retries, 1);
+        count(&w->metrics.retries, 1);
         ts_warn("worker", "event=apply_retry parts=%zu retry_ms=%d err=\"%s\"", nparts, backoff,
                 err);
         sleep_ms(backoff);
@@ -629,9 +651,9 @@ static void committed(ts_worker *w, const ts_batch_part *part) {
         if (it->skip)
             continue;
         if (it->replayed)
-            atomic_fetch_add(&w->metrics.replayed, 1);
+            count(&w->metrics.replayed, 1);
         else if ((unsigned)it->reply.outcome < TS_OUT_COUNT_)
-            atomic_fetch_add(&w->metrics.applied[it->reply.outcome], 1);
+            count(&w->metrics.applied[it->reply.outcome], 1);
         send_reply(w, &it->cmd, &it->reply);
     }
     w->offsets_dirty = true;
@@ -713,15 +735,15 @@ static size_t owned_runs(ts_worker *w, rd_kafka_message_t **msgs, size_t n, size
 
 /* A committed batch: its partitions move on, its commands are answered. */
 static void batch_committed(ts_worker *w, size_t nparts, size_t kept, int64_t t0, int64_t t1) {
-    atomic_fetch_add(&w->metrics.batches, 1);
-    atomic_fetch_add(&w->metrics.stage_us[STAGE_APPLY], (unsigned long)(t1 - t0));
+    count(&w->metrics.batches, 1);
+    count(&w->metrics.stage_us[STAGE_APPLY], (unsigned long)(t1 - t0));
     ts_histogram_observe(&w->metrics.transaction, (long)((t1 - t0) / 1000));
     if (t1 - t0 >= (int64_t)SLOW_BATCH_MS * 1000)
         ts_warn("worker", "event=slow_batch ms=%lld commands=%zu partitions=%zu",
                 (long long)(t1 - t0) / 1000, kept, nparts);
     for (size_t i = 0; i < nparts; i++)
         committed(w, &w->batch_parts[i]);
-    atomic_fetch_add(&w->metrics.stage_us[STAGE_REPLY], (unsigned long)(ts_monotonic_us() - t1));
+    count(&w->metrics.stage_us[STAGE_REPLY], (unsigned long)(ts_monotonic_us() - t1));
 }
 
 /* A batch the database refused: each part again, one command at a time. */
@@ -739,7 +761,7 @@ static size_t drop_fenced(ts_worker *w, size_t nparts) {
     size_t left = 0;
     for (size_t i = 0; i < nparts; i++) {
         if (parts[i].fenced) {
-            atomic_fetch_add(&w->metrics.fenced, 1);
+            count(&w->metrics.fenced, 1);
             ts_warn("worker", "event=fenced partition=%d", parts[i].partition);
             seek_to_stored(w, parts[i].partition);
         } else {
@@ -757,7 +779,7 @@ static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
         return;
     int64_t t = ts_monotonic_us();
     prepare(w, msgs, w->items, kept);
-    atomic_fetch_add(&w->metrics.stage_us[STAGE_DECODE], (unsigned long)(ts_monotonic_us() - t));
+    count(&w->metrics.stage_us[STAGE_DECODE], (unsigned long)(ts_monotonic_us() - t));
     if (!dead_letters_acknowledged(w)) { /* nothing applied: read it all again */
         for (size_t i = 0; i < nparts; i++)
             seek_to_stored(w, w->batch_parts[i].partition);
@@ -808,27 +830,27 @@ char *ts_worker_metrics(void *arg) {
                "# TYPE turnstile_worker_commands_total counter\n");
     for (int o = 0; o < TS_OUT_COUNT_; o++)
         fprintf(f, "turnstile_worker_commands_total{outcome=\"%s\"} %lu\n",
-                ts_outcome_name((ts_outcome)o), atomic_load(&w->metrics.applied[o]));
+                ts_outcome_name((ts_outcome)o), counter(&w->metrics.applied[o]));
     const struct {
         const char *name, *help, *type;
         unsigned long v;
     } rows[] = {
         {"turnstile_worker_batches_total", "Transactions committed.", "counter",
-         atomic_load(&w->metrics.batches)},
+         counter(&w->metrics.batches)},
         {"turnstile_worker_replayed_total",
          "Commands seen again, answered with their first outcome.", "counter",
-         atomic_load(&w->metrics.replayed)},
+         counter(&w->metrics.replayed)},
         {"turnstile_worker_dead_letters_total", "Messages sent to the dead-letter topic.",
-         "counter", atomic_load(&w->metrics.dead_letters)},
+         "counter", counter(&w->metrics.dead_letters)},
         {"turnstile_worker_fenced_total", "Batches refused: another worker owns the partition.",
-         "counter", atomic_load(&w->metrics.fenced)},
+         "counter", counter(&w->metrics.fenced)},
         {"turnstile_worker_retries_total", "Transactions retried after a database failure.",
-         "counter", atomic_load(&w->metrics.retries)},
+         "counter", counter(&w->metrics.retries)},
         {"turnstile_worker_optimistic_conflicts_total",
          "Batches tried without lookups, undone: a command or registration was stored already.",
          "counter", ts_applier_conflicts(w->applier)},
         {"turnstile_worker_partitions", "Partitions assigned to this worker.", "gauge",
-         (unsigned long)atomic_load(&w->metrics.partitions)},
+         (unsigned long)atomic_load_explicit(&w->metrics.partitions, memory_order_relaxed)},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         ts_metric_print(f, rows[i].name, rows[i].help, rows[i].type, rows[i].v);
@@ -842,7 +864,7 @@ char *ts_worker_metrics(void *arg) {
                "# TYPE turnstile_worker_seconds_total counter\n");
     for (int s = 0; s < STAGE_COUNT_; s++)
         fprintf(f, "turnstile_worker_seconds_total{stage=\"%s\"} %.6f\n", stage_names[s],
-                (double)atomic_load(&w->metrics.stage_us[s]) / 1e6);
+                (double)counter(&w->metrics.stage_us[s]) / 1e6);
     /* out of memory while printing: no half a page of metrics */
     bool failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {
@@ -898,7 +920,7 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
         settle_partitions(w);
         int64_t t = ts_monotonic_us();
         size_t n = collect(w);
-        atomic_fetch_add(&w->metrics.stage_us[STAGE_POLL], (unsigned long)(ts_monotonic_us() - t));
+        count(&w->metrics.stage_us[STAGE_POLL], (unsigned long)(ts_monotonic_us() - t));
         group_by_partition(w, n);
         process_batch(w, w->msgs, n);
         for (size_t i = 0; i < n; i++)
