@@ -212,7 +212,7 @@ static const char *const session_settings[] = {
 static int prepare_all(ts_applier *a, char *err, size_t errlen) {
     for (size_t i = 0; i < sizeof session_settings / sizeof *session_settings; i++) {
         PGresult *set = PQexec(a->conn, session_settings[i]);
-        int set_ok = PQresultStatus(set) == PGRES_COMMAND_OK;
+        bool set_ok = PQresultStatus(set) == PGRES_COMMAND_OK;
         PQclear(set);
         if (!set_ok) {
             snprintf(err, errlen, "%s: %s", session_settings[i], PQerrorMessage(a->conn));
@@ -221,7 +221,7 @@ static int prepare_all(ts_applier *a, char *err, size_t errlen) {
     }
     for (int i = 0; i < ST_COUNT_; i++) {
         PGresult *res = PQprepare(a->conn, stmts[i].name, stmts[i].sql, 0, NULL);
-        int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         if (!ok)
             snprintf(err, errlen, "prepare %s: %s", stmts[i].name, PQerrorMessage(a->conn));
         PQclear(res);
@@ -269,7 +269,7 @@ void ts_applier_free(ts_applier *a) {
     free(a);
 }
 
-int ts_applier_connection_lost(const ts_applier *a) {
+bool ts_applier_connection_lost(const ts_applier *a) {
     return PQstatus(a->conn) != CONNECTION_OK;
 }
 
@@ -368,7 +368,7 @@ static int run0(ts_applier *a, enum stmt s, int n, const param *params, char *er
 
 static int exec_simple(ts_applier *a, const char *sql, char *err, size_t errlen) {
     PGresult *res = PQexec(a->conn, sql);
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok) {
         a->failure = classify(a->conn, res);
         snprintf(err, errlen, "%s: %s", sql, PQerrorMessage(a->conn));

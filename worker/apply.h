@@ -5,10 +5,10 @@
  * stored offset from the value this worker expects to the end of its run:
  * if another worker moved one first, this one is a zombie for that
  * partition and the transaction is rolled back before anything else
- * happens. Capacity,
- * duplicate and past-event checks run inside the transaction; each event's
- * counter is written once per batch. Not thread-safe: one applier per
- * worker thread. */
+ * happens. Inside it the applier loads the state the commands touch, has
+ * decide.c decide them, and writes the rows decided; each event's counter
+ * is written once per batch. Not thread-safe: one applier per worker
+ * thread. */
 #ifndef TS_APPLY_H
 #define TS_APPLY_H
 
@@ -46,7 +46,7 @@ void ts_applier_free(ts_applier *a);
 int ts_applier_reconnect(ts_applier *a, char *err, size_t errlen);
 
 /* True when the connection to PostgreSQL is lost. */
-int ts_applier_connection_lost(const ts_applier *a);
+bool ts_applier_connection_lost(const ts_applier *a);
 
 /* The next offset to apply for a partition (0 if none is stored yet; the
  * row is created then). 0, or -1 with `err` set. */
