@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* apply.c — see apply.h.
  *
  * A batch costs a fixed number of statements, whatever its size:

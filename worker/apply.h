@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* apply.h — applying commands to PostgreSQL.
  *
  * A batch is what the consumer took in one poll, in runs of one partition

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* consumer.c — see consumer.h.
  *
  * The loop takes what the consumer has (up to TS_BATCH_MAX messages, or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* consumer.h — the worker's loop: consume commands, apply them in batches,
  * reply after commit, and send what cannot be applied to the dead-letter
  * topic. */

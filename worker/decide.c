@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* decide.c — see decide.h.
  *
  * Three tables hold what a batch knows, keyed by UUIDs in their text form:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* decide.h — the worker's decisions, apart from the database, Kafka and the
  * clock: which outcome each command of a batch has, and which rows make it
  * so.

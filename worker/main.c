@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c — turnstile-worker: applies the commands of turnstile.commands to
  * PostgreSQL, one transaction per poll, and replies. Configuration comes
  * from the environment (see --help). SIGTERM or SIGINT drains and exits 0. */
