@@ -316,45 +316,58 @@ static param array_param(ts_pgarray *arr) {
     return (param){v, len, 1, arr->error, false};
 }
 
-/* Runs a prepared statement; NULL on failure, with a->failure and `err` set.
- * An array that failed (out of memory, a value not of its type) is a
- * failure, never a statement that silently writes less. The caller
- * PQclear()s the result. */
-static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, char *err,
-                     size_t errlen) {
-    const char *values[16];
-    int lengths[16], formats[16];
-    if (n > 16) {
-        a->failure = TS_APPLY_REJECTED;
-        snprintf(err, errlen, "%s: too many parameters", stmts[s].name);
-        return NULL;
-    }
+/* libpq's arrays for a statement's parameters. An array that failed (out
+ * of memory, a value not of its type) is a failure, never a statement that
+ * silently writes less: -1 with a->failure and `err` set. */
+static int bind_params(ts_applier *a, enum stmt s, int n, const param *params, const char **values,
+                       int *lengths, int *formats, char *err, size_t errlen) {
     for (int i = 0; i < n; i++) {
         if (!params[i].value && !params[i].is_null) {
             bool nomem = params[i].error == TS_PGARRAY_NOMEM;
             a->failure = nomem ? TS_APPLY_RETRY : TS_APPLY_REJECTED;
             snprintf(err, errlen, "%s: parameter %d: %s", stmts[s].name, i + 1,
                      nomem ? "out of memory" : "a value not of the array's type");
-            return NULL;
+            return -1;
         }
         values[i] = params[i].value;
         lengths[i] = params[i].length;
         formats[i] = params[i].format;
     }
+    return 0;
+}
+
+/* A stored command id or registration that skipped lookups would have
+ * found: not a refusal, a reason to look first. */
+static bool stored_key_conflict(const PGresult *res) {
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+    return state && constraint && !strcmp(state, "23505") &&
+           (!strcmp(constraint, "processed_commands_pkey") ||
+            !strcmp(constraint, "registrations_pkey"));
+}
+
+/* Runs a prepared statement; NULL on failure, with a->failure and `err`
+ * set (and a->key_conflict, for an optimistic attempt). The caller
+ * PQclear()s the result. */
+static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, char *err,
+                     size_t errlen) {
+    enum { MAX_PARAMS = 16 };
+    const char *values[MAX_PARAMS];
+    int lengths[MAX_PARAMS], formats[MAX_PARAMS];
+    if (n > MAX_PARAMS) {
+        a->failure = TS_APPLY_REJECTED;
+        snprintf(err, errlen, "%s: too many parameters", stmts[s].name);
+        return NULL;
+    }
+    if (bind_params(a, s, n, params, values, lengths, formats, err, errlen))
+        return NULL;
     PGresult *res = PQexecPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
     a->failure = classify(a->conn, res);
-    if (a->optimistic && a->failure == TS_APPLY_REJECTED) {
-        /* a stored command id or registration the skipped lookups would
-         * have found: not a refusal, a reason to look first */
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-        a->key_conflict = state && constraint && !strcmp(state, "23505") &&
-                          (!strcmp(constraint, "processed_commands_pkey") ||
-                           !strcmp(constraint, "registrations_pkey"));
-    }
+    if (a->optimistic && a->failure == TS_APPLY_REJECTED)
+        a->key_conflict = stored_key_conflict(res);
     const char *msg = PQresultErrorMessage(res);
     snprintf(err, errlen, "%s: %.*s", stmts[s].name, (int)strcspn(msg, "\n"), msg);
     PQclear(res);

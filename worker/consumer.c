@@ -304,6 +304,63 @@ static void consumer_setup(rd_kafka_conf_t *conf, void *arg) {
     rd_kafka_conf_set_opaque(conf, arg);
 }
 
+/* The replies' producer and the dead letters' own. 0, or -1 with `err`. */
+static int new_producers(ts_worker *w, char *err, size_t errlen) {
+    /* A batch's replies are produced together, right after its commit: they
+     * are a batch already, and waiting longer only delays every client. */
+    char reply_linger[16];
+    snprintf(reply_linger, sizeof reply_linger, "%d", w->cfg->reply_linger_ms);
+    const char *producer_pairs[] = {"linger.ms", reply_linger, NULL};
+    w->producer = ts_kafka_new(w->cfg, RD_KAFKA_PRODUCER, "turnstile-worker", producer_pairs, NULL,
+                               NULL, err, errlen);
+    if (!w->producer)
+        return -1;
+    char dlq_timeout[16];
+    snprintf(dlq_timeout, sizeof dlq_timeout, "%d", DLQ_TIMEOUT_MS);
+    const char *dlq_pairs[] = {"linger.ms", "0", "message.timeout.ms", dlq_timeout, NULL};
+    w->dlq = ts_kafka_new(w->cfg, RD_KAFKA_PRODUCER, "turnstile-worker-dlq", dlq_pairs, dlq_setup,
+                          w, err, errlen);
+    return w->dlq ? 0 : -1;
+}
+
+/* The consumer, subscribed to the commands topic. 0, or -1 with `err`. */
+static int new_consumer(ts_worker *w, char *err, size_t errlen) {
+    /* clang-format off */
+    const char *pairs[] = {
+        "group.id", w->cfg->group_id,
+        "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest",
+        "isolation.level", "read_committed",
+        /* a dead worker's partitions move on within seconds */
+        "session.timeout.ms", "6000",
+        "heartbeat.interval.ms", "1500",
+        "fetch.wait.max.ms", "50",
+        /* The prefetch bounds the worker's memory whatever the backlog.
+         * Draining 200,000 commands, librdkafka's defaults (100,000
+         * messages, 64 MB) held 92 MB of RSS, 20,000 messages 51-55 MB at
+         * the same rate; 10,000 (40 MB) starved the worker (19,500
+         * commands/s against 30,800). */
+        "queued.min.messages", "20000",
+        "queued.max.messages.kbytes", "16384",
+        NULL,
+    };
+    /* clang-format on */
+    w->consumer = ts_kafka_new(w->cfg, RD_KAFKA_CONSUMER, "turnstile-worker", pairs, consumer_setup,
+                               w, err, errlen);
+    if (!w->consumer)
+        return -1;
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, w->cfg->topic_commands, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(w->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        snprintf(err, errlen, "subscribe %s: %s", w->cfg->topic_commands, rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
 ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
     ts_worker *w = calloc(1, sizeof *w);
     if (!w) {
@@ -321,70 +378,15 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (!(w->codec = ts_codec_new(err, errlen)))
-        goto fail;
-    if (!(w->applier = ts_applier_new(cfg->pg_dsn, cfg->migrate, err, errlen)))
+    if (!(w->codec = ts_codec_new(err, errlen)) ||
+        !(w->applier = ts_applier_new(cfg->pg_dsn, cfg->migrate, err, errlen)))
         goto fail;
     ts_applier_set_optimism_pause(w->applier, (unsigned)cfg->optimism_pause);
-    /* A batch's replies are produced together, right after its commit: they
-     * are a batch already, and waiting longer only delays every client. */
-    char reply_linger[16];
-    snprintf(reply_linger, sizeof reply_linger, "%d", cfg->reply_linger_ms);
-    const char *producer_pairs[] = {"linger.ms", reply_linger, NULL};
-    if (!(w->producer = ts_kafka_new(cfg, RD_KAFKA_PRODUCER, "turnstile-worker", producer_pairs,
-                                     NULL, NULL, err, errlen)))
-        goto fail;
-    char dlq_timeout[16];
-    snprintf(dlq_timeout, sizeof dlq_timeout, "%d", DLQ_TIMEOUT_MS);
-    const char *dlq_pairs[] = {"linger.ms", "0", "message.timeout.ms", dlq_timeout, NULL};
-    if (!(w->dlq = ts_kafka_new(cfg, RD_KAFKA_PRODUCER, "turnstile-worker-dlq", dlq_pairs,
-                                dlq_setup, w, err, errlen)))
-        goto fail;
-    if (parse_reply_topics(w, err, errlen))
+    if (new_producers(w, err, errlen) || parse_reply_topics(w, err, errlen))
         goto fail;
     learn_reply_partitions(w);
-
-    const char *pairs[] = {
-        "group.id",
-        cfg->group_id,
-        "enable.auto.commit",
-        "false",
-        "enable.auto.offset.store",
-        "false",
-        "auto.offset.reset",
-        "earliest",
-        "isolation.level",
-        "read_committed",
-        /* a dead worker's partitions move on within seconds */
-        "session.timeout.ms",
-        "6000",
-        "heartbeat.interval.ms",
-        "1500",
-        "fetch.wait.max.ms",
-        "50",
-        /* The prefetch bounds the worker's memory whatever the backlog.
-         * Draining 200,000 commands, librdkafka's defaults (100,000
-         * messages, 64 MB) held 92 MB of RSS, 20,000 messages 51-55 MB at
-         * the same rate; 10,000 (40 MB) starved the worker (19,500
-         * commands/s against 30,800). */
-        "queued.min.messages",
-        "20000",
-        "queued.max.messages.kbytes",
-        "16384",
-        NULL,
-    };
-    w->consumer = ts_kafka_new(cfg, RD_KAFKA_CONSUMER, "turnstile-worker", pairs, consumer_setup, w,
-                               err, errlen);
-    if (!w->consumer)
+    if (new_consumer(w, err, errlen))
         goto fail;
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, cfg->topic_commands, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(w->consumer, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (e) {
-        snprintf(err, errlen, "subscribe %s: %s", cfg->topic_commands, rd_kafka_err2str(e));
-        goto fail;
-    }
     return w;
 fail:
     ts_worker_free(w);
@@ -877,6 +879,16 @@ char *ts_worker_metrics(void *arg) {
 
 /* ------------------------------------------------------------ the loop */
 
+/* A command's age when it reaches the worker: Kafka's CreateTime to now. */
+static void observe_age(ts_worker *w, const rd_kafka_message_t *m) {
+    rd_kafka_timestamp_type_t type;
+    int64_t produced = rd_kafka_message_timestamp(m, &type);
+    if (type == RD_KAFKA_TIMESTAMP_CREATE_TIME)
+        ts_histogram_observe(&w->metrics.command_age, (long)(ts_now_ms() - produced));
+}
+
+/* Takes what the consumer has into w->msgs: up to TS_BATCH_MAX messages,
+ * or what came within TS_BATCH_WAIT_MS of the first. Returns how many. */
 static size_t collect(ts_worker *w) {
     size_t n = 0;
     int64_t deadline = 0;
@@ -905,10 +917,7 @@ static size_t collect(ts_worker *w) {
         }
         if (n == 0)
             deadline = ts_monotonic_ms() + w->cfg->batch_wait_ms;
-        rd_kafka_timestamp_type_t tstype;
-        int64_t produced = rd_kafka_message_timestamp(m, &tstype);
-        if (tstype == RD_KAFKA_TIMESTAMP_CREATE_TIME)
-            ts_histogram_observe(&w->metrics.command_age, (long)(ts_now_ms() - produced));
+        observe_age(w, m);
         w->msgs[n++] = m;
     }
     return n;
