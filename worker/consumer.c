@@ -566,7 +566,8 @@ static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *item
 /* Reads partition p's stored offset (retrying while PostgreSQL is down)
  * and seeks the consumer there. 0, or -1 when stopping or librdkafka
  * refuses the seek: then p's offset is unknown (nothing of it is applied)
- * until settle_partitions() tries again. */
+ * until settle_partitions() tries again, so a caller that only wants p
+ * re-read has nothing more to do on failure. */
 static int seek_to_stored(ts_worker *w, int32_t p) {
     int64_t next;
     int rc = -1;
@@ -716,8 +717,9 @@ static void apply_one_by_one(ts_worker *w, const ts_batch_part *part, rd_kafka_m
 /* Keeps, in place, the messages this worker may apply: those of partitions
  * it owns whose stored offset it knows (the fence of exactly-once: an
  * offset not read is never applied), from that offset on (below it:
- * applied already, a redelivery after a seek). Lists their runs of one partition in
- * w->batch_parts. Returns the number of runs; *kept, of messages. */
+ * applied already, a redelivery after a seek). Lists their runs of one
+ * partition in w->batch_parts. Returns the number of runs; *kept, of
+ * messages. */
 static size_t owned_runs(ts_worker *w, rd_kafka_message_t **msgs, size_t n, size_t *kept) {
     ts_batch_part *parts = w->batch_parts;
     size_t nparts = 0, k = 0;
