@@ -836,10 +836,7 @@ char *ts_worker_metrics(void *arg) {
     for (int o = 0; o < TS_OUT_COUNT_; o++)
         fprintf(f, "turnstile_worker_commands_total{outcome=\"%s\"} %lu\n",
                 ts_outcome_name((ts_outcome)o), counter(&w->metrics.applied[o]));
-    const struct {
-        const char *name, *help, *type;
-        unsigned long v;
-    } rows[] = {
+    const ts_metric_row rows[] = {
         {"turnstile_worker_batches_total", "Transactions committed.", "counter",
          counter(&w->metrics.batches)},
         {"turnstile_worker_replayed_total",
@@ -857,8 +854,7 @@ char *ts_worker_metrics(void *arg) {
         {"turnstile_worker_partitions", "Partitions assigned to this worker.", "gauge",
          (unsigned long)atomic_load_explicit(&w->metrics.partitions, memory_order_relaxed)},
     };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        ts_metric_print(f, rows[i].name, rows[i].help, rows[i].type, rows[i].v);
+    ts_metric_rows_print(f, rows, sizeof rows / sizeof rows[0]);
     ts_histogram_print(f, "turnstile_worker_command_age_ms",
                        "A command's age when polled here: produced to received (ms).",
                        &w->metrics.command_age);

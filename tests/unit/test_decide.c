@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of worker/decide.c, the worker's decisions: every rule and its
+/* Unit tests of worker/core/decide.c, the worker's decisions: every rule and its
  * order, replays, idempotency keys, cancel tokens and their rotation, seats
  * and the steps rows are written in; then thousands of random command
  * sequences, cut into random batches and decided as apply.c does (lookups
