@@ -419,25 +419,31 @@ static int header(const void *msg, size_t len, uint64_t *fp, decoder *d) {
     return 0;
 }
 
+/* Reads a message's header and body into the slot of the schema its
+ * fingerprint names, among the commands' (or the replies', when `reply`),
+ * of any version. The slot's index, or -1 with d's status and message
+ * set. */
+static int open_message(ts_codec *c, const void *msg, size_t len, bool reply, decoder *d) {
+    uint64_t fp;
+    if (header(msg, len, &fp, d))
+        return -1;
+    for (int i = 0; i < S_COUNT; i++)
+        if ((schema_files[i].kind == S_REPLY) == reply && c->s[i].fingerprint == fp)
+            return read_body(c, &c->s[i], (const uint8_t *)msg + TS_AVRO_HEADER_LEN,
+                             len - TS_AVRO_HEADER_LEN, d) == TS_CODEC_OK
+                       ? i
+                       : -1;
+    reject(d, TS_CODEC_UNKNOWN_SCHEMA, "unknown schema fingerprint %016llx",
+           (unsigned long long)fp);
+    return -1;
+}
+
 ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len, ts_command *out,
                                         char *err, size_t errlen) {
     decoder d = {.err = err, .errlen = errlen, .status = TS_CODEC_OK};
-    uint64_t fp;
-    if (header(msg, len, &fp, &d))
+    int i = open_message(c, msg, len, false, &d);
+    if (i < 0)
         return d.status;
-    int i;
-    for (i = 0; i < S_COUNT; i++)
-        if (schema_files[i].kind != S_REPLY && c->s[i].fingerprint == fp)
-            break;
-    if (i == S_COUNT) {
-        reject(&d, TS_CODEC_UNKNOWN_SCHEMA, "unknown schema fingerprint %016llx",
-               (unsigned long long)fp);
-        return d.status;
-    }
-    if (read_body(c, &c->s[i], (const uint8_t *)msg + TS_AVRO_HEADER_LEN, len - TS_AVRO_HEADER_LEN,
-                  &d))
-        return d.status;
-
     memset(out, 0, sizeof *out);
     d.rec = &c->s[i].value;
     int kind = schema_files[i].kind;
@@ -492,22 +498,9 @@ ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len
 ts_codec_status ts_codec_decode_reply(ts_codec *c, const void *msg, size_t len, ts_reply *out,
                                       char *err, size_t errlen) {
     decoder d = {.err = err, .errlen = errlen, .status = TS_CODEC_OK};
-    uint64_t fp;
-    if (header(msg, len, &fp, &d))
+    int i = open_message(c, msg, len, true, &d);
+    if (i < 0)
         return d.status;
-    int i;
-    for (i = 0; i < S_COUNT; i++)
-        if (schema_files[i].kind == S_REPLY && c->s[i].fingerprint == fp)
-            break;
-    if (i == S_COUNT) {
-        reject(&d, TS_CODEC_UNKNOWN_SCHEMA, "unknown schema fingerprint %016llx",
-               (unsigned long long)fp);
-        return d.status;
-    }
-    if (read_body(c, &c->s[i], (const uint8_t *)msg + TS_AVRO_HEADER_LEN, len - TS_AVRO_HEADER_LEN,
-                  &d))
-        return d.status;
-
     memset(out, 0, sizeof *out);
     d.rec = &c->s[i].value;
     get_uuid(&d, "command_id", out->command_id);
