@@ -255,7 +255,13 @@ static enum MHD_Result add_xff(void *cls, enum MHD_ValueKind kind, const char *k
                                const char *value) {
     (void)kind;
     xff_buf *x = cls;
-    if (value && !strcasecmp(key, "X-Forwarded-For") && x->len + strlen(value) + 3 < sizeof x->text)
+    if (!value || strcasecmp(key, "X-Forwarded-For") != 0)
+        return MHD_YES;
+    /* The rightmost entries are the trusted ones (each proxy appends): on
+     * overflow the left part goes, never the header a proxy added last. */
+    if (x->len + strlen(value) + 3 >= sizeof x->text)
+        x->len = 0;
+    if (x->len + strlen(value) + 3 < sizeof x->text)
         x->len += (size_t)snprintf(x->text + x->len, sizeof x->text - x->len, "%s%s",
                                    x->len ? ", " : "", value);
     return MHD_YES;
