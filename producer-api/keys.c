@@ -36,7 +36,8 @@ struct ts_keys {
     const ts_config *cfg;
     bool loopback;
     pthread_rwlock_t lock;
-    snapshot snap; /* under lock */
+    snapshot snap;           /* under lock */
+    _Atomic int64_t read_ms; /* monotonic: when the snapshot was last read whole */
     atomic_bool protected_mode;
     atomic_bool stop;
     pthread_t thread;
@@ -46,6 +47,10 @@ struct ts_keys {
 
 /* A read of the keys must not wait long on a hung database. */
 #define DB_TIMEOUT_S 2
+/* A snapshot older than this is not trusted to say a key is still valid: a
+ * key revoked while the keys could not be read must not live on. Every key
+ * is refused then (fail closed); the mode stays as it was. */
+#define KEYS_STALE_MS 30000
 
 static void snapshot_free(snapshot *s) {
     for (int i = 0; i < s->n; i++)
@@ -167,6 +172,7 @@ static int refresh(ts_keys *ks) {
     ks->snap = s;
     pthread_rwlock_unlock(&ks->lock);
     snapshot_free(&old);
+    atomic_store(&ks->read_ms, ts_monotonic_ms());
 
     bool was = atomic_load(&ks->protected_mode);
     bool now = strcmp(ks->cfg->auth, "on") == 0 ||
@@ -246,6 +252,8 @@ ts_key_check ts_keys_check(ts_keys *ks, const char *key, const char *event_id,
     key_entry probe;
     ts_sha256(key, strlen(key), probe.digest);
     ts_key_check result = TS_KEY_UNKNOWN;
+    if (ts_monotonic_ms() - atomic_load(&ks->read_ms) > KEYS_STALE_MS)
+        return TS_KEY_UNKNOWN;
     pthread_rwlock_rdlock(&ks->lock);
     const key_entry *e = ks->snap.n ? bsearch(&probe, ks->snap.keys, (size_t)ks->snap.n,
                                               sizeof *ks->snap.keys, by_digest)

@@ -8,7 +8,9 @@
  * SHA-256; a thread of this module reads the active ones every
  * TS_KEYS_REFRESH_MS on a connection of its own, so a key revoked (or
  * made) is seen within that time and a slow database never holds up an
- * HTTP thread: lookups read the last snapshot. Thread-safe. */
+ * HTTP thread: lookups read the last snapshot. A snapshot that could not be
+ * read again for 30 s accepts no key (fail closed: a key revoked meanwhile
+ * must not live on). Thread-safe. */
 #ifndef TS_KEYS_H
 #define TS_KEYS_H
 
