@@ -282,7 +282,7 @@ static const char *reply_address_problem(ts_worker *w, const ts_command *cmd, co
     if ((t->partitions == 0 || cmd->reply_partition >= t->partitions) &&
         ts_monotonic_ms() - w->reply_metadata_ms >= REPLY_METADATA_EVERY_MS)
         learn_reply_partitions(w); /* it may have grown */
-    if (t->partitions > 0 && cmd->reply_partition >= t->partitions) {
+    if (cmd->reply_partition < 0 || (t->partitions > 0 && cmd->reply_partition >= t->partitions)) {
         *reason = "invalid";
         return "reply_to.partition: the reply topic has no such partition";
     }
