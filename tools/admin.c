@@ -129,6 +129,11 @@ static int keys_create(const ts_config *cfg, int argc, char **argv) {
         if (!strcmp(argv[i], "--name") && i + 1 < argc) {
             name = argv[++i];
         } else if (!strcmp(argv[i], "--events")) {
+            /* a key for all events must be asked for: an empty list is an error */
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
+                fprintf(stderr, "turnstile-admin: --events takes 'all' or event ids\n");
+                return 2;
+            }
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
                 const char *e = argv[++i];
                 char id[TS_UUID_LEN + 1];
