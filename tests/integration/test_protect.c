@@ -907,6 +907,36 @@ static void check_429(const it_http_result *r) {
         fail_msg("Retry-After '%s' is not a whole number of seconds >= 1", ra);
 }
 
+/* The answers of reqs[from..to), which must each be 201 or a checked 429:
+ * the number of 429s, and of 201s in *created when not NULL. Frees them. */
+static int tally(it_http_request *reqs, int from, int to, const char *what, int *created) {
+    int limited_n = 0;
+    for (int i = from; i < to; i++) {
+        it_http_result *r = &reqs[i].result;
+        if (r->status == 429) {
+            check_429(r);
+            limited_n++;
+        } else if (r->status == 201) {
+            if (created)
+                (*created)++;
+        } else {
+            fail_msg("%s, write %d: %ld %s", what, i - from, r->status, r->body ? r->body : "");
+        }
+        it_http_free(r);
+    }
+    return limited_n;
+}
+
+/* reqs[from..to) must all be 201. Frees them. */
+static void all_created(it_http_request *reqs, int from, int to, const char *what) {
+    for (int i = from; i < to; i++) {
+        it_http_result *r = &reqs[i].result;
+        if (r->status != 201)
+            fail_msg("%s, write %d: %ld %s", what, i - from, r->status, r->body ? r->body : "");
+        it_http_free(r);
+    }
+}
+
 static void a_client_over_its_write_rate_gets_429_while_another_address_is_served(void **state) {
     (void)state;
     enum { NA = 50, NB = 8 };
@@ -925,23 +955,8 @@ static void a_client_over_its_write_rate_gets_429_while_another_address_is_serve
         reqs[i].due_ms = a ? i * 20L : 125L + (i - NA) * 250L;
     }
     it_http_paced(reqs, NA + NB);
-    int created = 0, limited_n = 0;
-    for (int i = 0; i < NA + NB; i++) {
-        it_http_result *r = &reqs[i].result;
-        if (i >= NA) {
-            if (r->status != 201)
-                fail_msg("B's write %d at its own rate: %ld %s", i - NA, r->status,
-                         r->body ? r->body : "");
-        } else if (r->status == 201) {
-            created++;
-        } else if (r->status == 429) {
-            check_429(r);
-            limited_n++;
-        } else {
-            fail_msg("A's write %d: %ld %s", i, r->status, r->body ? r->body : "");
-        }
-        it_http_free(r);
-    }
+    int created = 0, limited_n = tally(reqs, 0, NA, "A at ten times its rate", &created);
+    all_created(reqs, NA, NA + NB, "B at its own rate");
     free(reqs);
     printf("A: %d of %d accepted, %d limited\n", created, NA, limited_n);
     assert_true(created >= 1);
@@ -969,12 +984,7 @@ static void x_forwarded_for_names_the_client_only_from_a_trusted_proxy(void **st
         strcpy(reqs[i].source, "127.0.0.1");
     }
     it_http_paced(reqs, 2 * N);
-    for (int i = 0; i < 2 * N; i++) {
-        if (reqs[i].result.status != 201)
-            fail_msg("behind the proxy, write %d within its own burst: %ld %s", i,
-                     reqs[i].result.status, reqs[i].result.body ? reqs[i].result.body : "");
-        it_http_free(&reqs[i].result);
-    }
+    all_created(reqs, 0, 2 * N, "behind the proxy, within its own burst");
     /* and each client behind it is limited on its own */
     for (int i = 0; i < 2 * N; i++) {
         char email[64];
@@ -984,17 +994,7 @@ static void x_forwarded_for_names_the_client_only_from_a_trusted_proxy(void **st
         strcpy(reqs[i].source, "127.0.0.1");
     }
     it_http_paced(reqs, 2 * N);
-    int limited_n = 0;
-    for (int i = 0; i < 2 * N; i++) {
-        if (reqs[i].result.status == 429) {
-            check_429(&reqs[i].result);
-            limited_n++;
-        } else if (reqs[i].result.status != 201) {
-            fail_msg("behind the proxy, write %d over its burst: %ld %s", i, reqs[i].result.status,
-                     reqs[i].result.body ? reqs[i].result.body : "");
-        }
-        it_http_free(&reqs[i].result);
-    }
+    int limited_n = tally(reqs, 0, 2 * N, "behind the proxy, over its burst", NULL);
     /* 10 at once on a bucket emptied a moment ago: half at least refused */
     assert_true(limited_n >= N);
 
@@ -1008,19 +1008,7 @@ static void x_forwarded_for_names_the_client_only_from_a_trusted_proxy(void **st
     }
     it_http_paced(reqs, 4 * N);
     int created = 0;
-    limited_n = 0;
-    for (int i = 0; i < 4 * N; i++) {
-        if (reqs[i].result.status == 201) {
-            created++;
-        } else if (reqs[i].result.status == 429) {
-            check_429(&reqs[i].result);
-            limited_n++;
-        } else {
-            fail_msg("untrusted peer, write %d: %ld %s", i, reqs[i].result.status,
-                     reqs[i].result.body ? reqs[i].result.body : "");
-        }
-        it_http_free(&reqs[i].result);
-    }
+    limited_n = tally(reqs, 0, 4 * N, "untrusted peer", &created);
     free(reqs);
     printf("untrusted peer, 20 addresses claimed: %d accepted, %d limited\n", created, limited_n);
     assert_true(created >= 1);
@@ -1048,23 +1036,8 @@ static void an_organizer_key_over_its_write_rate_gets_429_from_any_address(void 
         reqs[i].due_ms = i < N ? 0 : 100L * (i - N);
     }
     it_http_paced(reqs, N + OTHER);
-    int created = 0, limited_n = 0;
-    for (int i = 0; i < N + OTHER; i++) {
-        it_http_result *r = &reqs[i].result;
-        if (i >= N) {
-            if (r->status != 201)
-                fail_msg("the other organizer's write %d: %ld %s", i - N, r->status,
-                         r->body ? r->body : "");
-        } else if (r->status == 201) {
-            created++;
-        } else if (r->status == 429) {
-            check_429(r);
-            limited_n++;
-        } else {
-            fail_msg("write %d with the busy key: %ld %s", i, r->status, r->body ? r->body : "");
-        }
-        it_http_free(r);
-    }
+    int created = 0, limited_n = tally(reqs, 0, N, "the busy key", &created);
+    all_created(reqs, N, N + OTHER, "the other organizer");
     free(reqs);
     printf("one key from %d addresses: %d accepted, %d limited\n", N, created, limited_n);
     assert_true(created >= 1);
@@ -1085,17 +1058,7 @@ static int burst_from(const char *api, const char *event_id, const char *source,
         snprintf(reqs[i].source, sizeof reqs[i].source, "%s", source);
     }
     it_http_paced(reqs, (size_t)n);
-    int limited_n = 0;
-    for (int i = 0; i < n; i++) {
-        it_http_result *r = &reqs[i].result;
-        if (r->status == 429) {
-            check_429(r);
-            limited_n++;
-        } else if (r->status != 201) {
-            fail_msg("%s burst, write %d: %ld %s", tag, i, r->status, r->body ? r->body : "");
-        }
-        it_http_free(r);
-    }
+    int limited_n = tally(reqs, 0, n, tag, NULL);
     free(reqs);
     return limited_n;
 }
