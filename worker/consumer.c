@@ -826,13 +826,12 @@ static void group_by_partition(ts_worker *w, size_t n) {
 
 char *ts_worker_metrics(void *arg) {
     ts_worker *w = arg;
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
+    ts_metrics_page page;
+    FILE *f = ts_metrics_page_open(&page);
     if (!f)
         return NULL;
-    fprintf(f, "# HELP turnstile_worker_commands_total Commands applied, by outcome.\n"
-               "# TYPE turnstile_worker_commands_total counter\n");
+    ts_metric_head(f, "turnstile_worker_commands_total", "Commands applied, by outcome.",
+                   "counter");
     for (int o = 0; o < TS_OUT_COUNT_; o++)
         fprintf(f, "turnstile_worker_commands_total{outcome=\"%s\"} %lu\n",
                 ts_outcome_name((ts_outcome)o), counter(&w->metrics.applied[o]));
@@ -860,19 +859,14 @@ char *ts_worker_metrics(void *arg) {
                        &w->metrics.command_age);
     ts_histogram_print(f, "turnstile_worker_transaction_ms", "A committed transaction (ms).",
                        &w->metrics.transaction);
-    fprintf(f, "# HELP turnstile_worker_seconds_total The worker's time: waiting for Kafka (poll),"
-               " decoding, in committed transactions (apply), replying.\n"
-               "# TYPE turnstile_worker_seconds_total counter\n");
+    ts_metric_head(f, "turnstile_worker_seconds_total",
+                   "The worker's time: waiting for Kafka (poll), decoding, in committed"
+                   " transactions (apply), replying.",
+                   "counter");
     for (int s = 0; s < STAGE_COUNT_; s++)
         fprintf(f, "turnstile_worker_seconds_total{stage=\"%s\"} %.6f\n", stage_names[s],
                 (double)counter(&w->metrics.stage_us[s]) / 1e6);
-    /* out of memory while printing: no half a page of metrics */
-    bool failed = ferror(f) != 0;
-    if (fclose(f) != 0 || failed) {
-        free(text);
-        return NULL;
-    }
-    return text;
+    return ts_metrics_page_close(&page);
 }
 
 /* ------------------------------------------------------------ the loop */

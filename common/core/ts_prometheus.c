@@ -2,9 +2,33 @@
 /* ts_prometheus.c — see ts_prometheus.h. */
 #include "ts_prometheus.h"
 
+#include <stdbool.h>
+#include <stdlib.h>
+
+FILE *ts_metrics_page_open(ts_metrics_page *page) {
+    page->text = NULL;
+    page->len = 0;
+    page->out = open_memstream(&page->text, &page->len);
+    return page->out;
+}
+
+char *ts_metrics_page_close(ts_metrics_page *page) {
+    bool failed = ferror(page->out) != 0;
+    if (fclose(page->out) != 0 || failed) {
+        free(page->text);
+        return NULL;
+    }
+    return page->text;
+}
+
+void ts_metric_head(FILE *out, const char *name, const char *help, const char *type) {
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
 void ts_metric_print(FILE *out, const char *name, const char *help, const char *type,
                      unsigned long value) {
-    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n%s %lu\n", name, help, name, type, name, value);
+    ts_metric_head(out, name, help, type);
+    fprintf(out, "%s %lu\n", name, value);
 }
 
 void ts_metric_rows_print(FILE *out, const ts_metric_row *rows, size_t n) {
@@ -25,7 +49,7 @@ void ts_histogram_observe(ts_histogram *h, long ms) {
 }
 
 void ts_histogram_print(FILE *f, const char *name, const char *help, const ts_histogram *h) {
-    fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    ts_metric_head(f, name, help, "histogram");
     unsigned long cumulative = 0;
     for (int b = 0; b < TS_LATENCY_BUCKETS; b++) {
         cumulative += atomic_load_explicit(&h->buckets[b], memory_order_relaxed);

@@ -11,6 +11,24 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* A page of metrics being printed into memory: ts_metrics_page_open()
+ * gives the FILE to print to, ts_metrics_page_close() the text. */
+typedef struct ts_metrics_page {
+    FILE *out;
+    char *text;
+    size_t len;
+} ts_metrics_page;
+
+/* The page's FILE, or NULL for want of memory. */
+FILE *ts_metrics_page_open(ts_metrics_page *page);
+
+/* Ends the page: its text (caller frees), or NULL if any print failed (for
+ * want of memory): never half a page of metrics. */
+char *ts_metrics_page_close(ts_metrics_page *page);
+
+/* The HELP and TYPE lines of a metric family; its samples follow. */
+void ts_metric_head(FILE *out, const char *name, const char *help, const char *type);
+
 /* Prints one metric in the Prometheus text format: its HELP and TYPE
  * lines, then "name value". */
 void ts_metric_print(FILE *out, const char *name, const char *help, const char *type,

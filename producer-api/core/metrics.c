@@ -16,13 +16,12 @@ static unsigned long counter(const atomic_ulong *c) {
 }
 
 char *ts_metrics_render(const ts_metrics *m) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
+    ts_metrics_page page;
+    FILE *f = ts_metrics_page_open(&page);
     if (!f)
         return NULL;
-    fprintf(f, "# HELP turnstile_http_requests_total HTTP responses by status class.\n"
-               "# TYPE turnstile_http_requests_total counter\n");
+    ts_metric_head(f, "turnstile_http_requests_total", "HTTP responses by status class.",
+                   "counter");
     for (int c = 1; c <= 5; c++)
         fprintf(f, "turnstile_http_requests_total{class=\"%dxx\"} %lu\n", c,
                 counter(&m->requests[c]));
@@ -58,11 +57,5 @@ char *ts_metrics_render(const ts_metrics *m) {
                        "Command applied to its reply read by this instance (ms).", &m->to_reply);
     ts_histogram_print(f, "turnstile_resume_ms", "Reply read to its request resumed (ms).",
                        &m->resume);
-    /* out of memory while printing: no half a page of metrics */
-    bool failed = ferror(f) != 0;
-    if (fclose(f) != 0 || failed) {
-        free(text);
-        return NULL;
-    }
-    return text;
+    return ts_metrics_page_close(&page);
 }
