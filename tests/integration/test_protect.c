@@ -248,6 +248,20 @@ static void expect_status(it_http_result r, long status) {
     it_http_free(&r);
 }
 
+/* Registers `email` on an open-mode API: the answer must be exactly the
+ * original service's, {"user_id": ...} and nothing more (no cancel token).
+ * The user id in uid[37]. */
+static void register_as_before(const char *base, const char *event_id, const char *name,
+                               const char *email, char uid[TS_UUID_LEN + 1]) {
+    char expect[128];
+    it_http_result r = do_register(base, event_id, name, email, (call){0});
+    assert_int_equal(r.status, 201);
+    ts_uuid_for_email(email, uid);
+    snprintf(expect, sizeof expect, "{\"user_id\":\"%s\"}", uid);
+    assert_string_equal(r.body, expect);
+    it_http_free(&r);
+}
+
 /* Stops API slot i, which must be running, with SIGTERM: exit status 0. */
 static void stop_api(int i) {
     assert_true(env.apis[i] > 0);
@@ -374,22 +388,17 @@ static int teardown(void **state) {
 
 static void on_loopback_without_keys_the_api_is_open_and_answers_as_before(void **state) {
     (void)state;
-    char mode[32], id[TS_UUID_LEN + 1], uid[TS_UUID_LEN + 1], expect[128], path[128];
+    char mode[32], id[TS_UUID_LEN + 1], uid[TS_UUID_LEN + 1], path[128];
     mode_of(open_api, mode, sizeof mode);
     assert_string_equal(mode, "open");
     create_event(open_api, NULL, "Open house", 100, id);
 
     /* the register answer is exactly what it was: no cancel token */
-    it_http_result r = do_register(open_api, id, "Ada", "ada@open.example", (call){0});
-    assert_int_equal(r.status, 201);
-    ts_uuid_for_email("ada@open.example", uid);
-    snprintf(expect, sizeof expect, "{\"user_id\":\"%s\"}", uid);
-    assert_string_equal(r.body, expect);
-    it_http_free(&r);
+    register_as_before(open_api, id, "Ada", "ada@open.example", uid);
 
     /* anyone reads the attendees, and cancels with the user id alone */
     snprintf(path, sizeof path, "/api/events/%s", id);
-    r = http("GET", open_api, path, NULL, (call){0});
+    it_http_result r = http("GET", open_api, path, NULL, (call){0});
     assert_int_equal(r.status, 200);
     json_t *regs = json_object_get(r.json, "registrations");
     assert_int_equal(json_array_size(regs), 1);
@@ -538,7 +547,7 @@ static void revoking_the_last_key_turns_the_api_open_again_within_a_second(void 
 
 static void with_keys_a_public_bind_starts_protected_and_ts_auth_off_stays_open(void **state) {
     (void)state;
-    char url[64], mode[32], uid[TS_UUID_LEN + 1], expect[128];
+    char url[64], mode[32], uid[TS_UUID_LEN + 1];
     create_key("organizer-main", NULL, org_key);
     create_key("organizer-all", "all", org_all_key);
 
@@ -555,12 +564,7 @@ static void with_keys_a_public_bind_starts_protected_and_ts_auth_off_stays_open(
     assert_string_equal(mode, "open");
     char id[TS_UUID_LEN + 1];
     create_event(url, NULL, "Off", 5, id);
-    it_http_result r = do_register(url, id, "Off", "off@open.example", (call){0});
-    assert_int_equal(r.status, 201);
-    ts_uuid_for_email("off@open.example", uid);
-    snprintf(expect, sizeof expect, "{\"user_id\":\"%s\"}", uid);
-    assert_string_equal(r.body, expect);
-    it_http_free(&r);
+    register_as_before(url, id, "Off", "off@open.example", uid);
     expect_status(do_cancel(url, id, uid, NULL, (call){0}), 200);
     assert_int_equal(registered(id, uid), 0);
     stop_api(0);
