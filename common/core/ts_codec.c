@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* ts_codec.c — ts_command / ts_reply <-> Avro single-object messages.
+/* ts_codec.c — ts_command / ts_reply / ts_change <-> Avro single-object
+ * messages.
  *
  * Each command type has its own schema, so the fingerprint in a message's
- * header says which command it is. avro-c does the binary encoding through
+ * header says which command it is (and whether it is a command, a reply or
+ * a change of the event stream at all). avro-c does the binary encoding through
  * its generic values; one value per schema is kept and reset between calls,
  * so steady-state encoding and decoding allocate little. Every field that
  * comes off the wire is checked against the fixed buffers of ts_command
@@ -20,32 +22,52 @@
 #include "ts_embedded.h"
 #include "ts_uuid.h"
 
-/* The slots up to S_REPLY are the current schemas, written and read; the
- * ones after, older versions, only read. */
+/* The slots before S_CURRENT_END are the current schemas, written and
+ * read; the ones after, older versions, only read. */
 enum {
     S_CREATE,
     S_REGISTER,
     S_CANCEL,
+    S_PLACE_HOLD,
+    S_CONFIRM_HOLD,
+    S_RELEASE_HOLD,
+    S_EXPIRE_HOLD,
+    S_UPDATE_EVENT,
+    S_CANCEL_EVENT,
     S_REPLY,
-    S_CREATE_V1,
+    S_CHANGE,
+    S_CURRENT_END,
+    S_CREATE_V1 = S_CURRENT_END,
     S_REGISTER_V1,
+    S_REGISTER_V2,
     S_CANCEL_V1,
     S_REPLY_V1,
+    S_REPLY_V2,
     S_COUNT
 };
 
 static const struct {
     const char *file;
-    int kind; /* the current slot of the same record */
+    int kind;             /* the current slot of the same record */
+    ts_command_type type; /* the command the record is; 0 for a reply or a change */
 } schema_files[S_COUNT] = {
-    [S_CREATE] = {"create_event.avsc", S_CREATE},
-    [S_REGISTER] = {"register.avsc", S_REGISTER},
-    [S_CANCEL] = {"cancel.avsc", S_CANCEL},
-    [S_REPLY] = {"reply.avsc", S_REPLY},
-    [S_CREATE_V1] = {"create_event.v1.avsc", S_CREATE},
-    [S_REGISTER_V1] = {"register.v1.avsc", S_REGISTER},
-    [S_CANCEL_V1] = {"cancel.v1.avsc", S_CANCEL},
-    [S_REPLY_V1] = {"reply.v1.avsc", S_REPLY},
+    [S_CREATE] = {"create_event.avsc", S_CREATE, TS_CMD_CREATE_EVENT},
+    [S_REGISTER] = {"register.avsc", S_REGISTER, TS_CMD_REGISTER},
+    [S_CANCEL] = {"cancel.avsc", S_CANCEL, TS_CMD_CANCEL},
+    [S_PLACE_HOLD] = {"place_hold.avsc", S_PLACE_HOLD, TS_CMD_PLACE_HOLD},
+    [S_CONFIRM_HOLD] = {"confirm_hold.avsc", S_CONFIRM_HOLD, TS_CMD_CONFIRM_HOLD},
+    [S_RELEASE_HOLD] = {"release_hold.avsc", S_RELEASE_HOLD, TS_CMD_RELEASE_HOLD},
+    [S_EXPIRE_HOLD] = {"expire_hold.avsc", S_EXPIRE_HOLD, TS_CMD_EXPIRE_HOLD},
+    [S_UPDATE_EVENT] = {"update_event.avsc", S_UPDATE_EVENT, TS_CMD_UPDATE_EVENT},
+    [S_CANCEL_EVENT] = {"cancel_event.avsc", S_CANCEL_EVENT, TS_CMD_CANCEL_EVENT},
+    [S_REPLY] = {"reply.avsc", S_REPLY, 0},
+    [S_CHANGE] = {"change.avsc", S_CHANGE, 0},
+    [S_CREATE_V1] = {"create_event.v1.avsc", S_CREATE, TS_CMD_CREATE_EVENT},
+    [S_REGISTER_V1] = {"register.v1.avsc", S_REGISTER, TS_CMD_REGISTER},
+    [S_REGISTER_V2] = {"register.v2.avsc", S_REGISTER, TS_CMD_REGISTER},
+    [S_CANCEL_V1] = {"cancel.v1.avsc", S_CANCEL, TS_CMD_CANCEL},
+    [S_REPLY_V1] = {"reply.v1.avsc", S_REPLY, 0},
+    [S_REPLY_V2] = {"reply.v2.avsc", S_REPLY, 0},
 };
 
 typedef struct slot {
@@ -146,12 +168,11 @@ void ts_codec_free(ts_codec *c) {
     free(c);
 }
 
+/* The current slot of a command type, or -1. */
 static int slot_of(ts_command_type type) {
-    switch (type) {
-    case TS_CMD_CREATE_EVENT: return S_CREATE;
-    case TS_CMD_REGISTER: return S_REGISTER;
-    case TS_CMD_CANCEL: return S_CANCEL;
-    }
+    for (int i = 0; i < S_CURRENT_END; i++)
+        if (schema_files[i].type != 0 && schema_files[i].type == type)
+            return i;
     return -1;
 }
 
@@ -176,6 +197,11 @@ static int set_long(avro_value_t *rec, const char *name, int64_t v) {
     return avro_value_get_by_name(rec, name, &f, NULL) || avro_value_set_long(&f, v);
 }
 
+static int set_bool(avro_value_t *rec, const char *name, bool v) {
+    avro_value_t f;
+    return avro_value_get_by_name(rec, name, &f, NULL) || avro_value_set_boolean(&f, v);
+}
+
 /* A ["null", "string"] union: NULL means null. */
 static int set_optional_string(avro_value_t *rec, const char *name, const char *s) {
     avro_value_t f, branch;
@@ -185,11 +211,22 @@ static int set_optional_string(avro_value_t *rec, const char *name, const char *
     return s ? avro_value_set_string(&branch, s) : avro_value_set_null(&branch);
 }
 
-/* A ["null", "bytes"] union holding a digest, or null. */
-static int set_optional_digest(avro_value_t *rec, const char *name, const ts_digest *d) {
+/* A ["null", "long"] union: null unless `present`. */
+static int set_optional_long(avro_value_t *rec, const char *name, bool present, int64_t v) {
     avro_value_t f, branch;
     if (avro_value_get_by_name(rec, name, &f, NULL) ||
-        avro_value_set_branch(&f, d->present ? 1 : 0, &branch))
+        avro_value_set_branch(&f, present ? 1 : 0, &branch))
+        return -1;
+    return present ? avro_value_set_long(&branch, v) : avro_value_set_null(&branch);
+}
+
+/* A ["null", "bytes"] union holding a digest, or null. A schema without the
+ * field (ExpireHold has no request_sha256) takes only an absent digest. */
+static int set_optional_digest(avro_value_t *rec, const char *name, const ts_digest *d) {
+    avro_value_t f, branch;
+    if (avro_value_get_by_name(rec, name, &f, NULL))
+        return d->present ? -1 : 0;
+    if (avro_value_set_branch(&f, d->present ? 1 : 0, &branch))
         return -1;
     return d->present ? avro_value_set_bytes(&branch, (void *)d->bytes, sizeof d->bytes)
                       : avro_value_set_null(&branch);
@@ -206,6 +243,19 @@ static ts_codec_status finish(ts_codec *c, avro_value_t *v, uint64_t fp, uint8_t
         return TS_CODEC_TOO_BIG;
     *len = TS_AVRO_HEADER_LEN + (size_t)avro_writer_tell(c->writer);
     return TS_CODEC_OK;
+}
+
+/* The optional fields of an UpdateEvent: null unless set. */
+static int encode_update(avro_value_t *v, const ts_command *cmd) {
+    const bool has_title = cmd->u.update.has_title, has_description = cmd->u.update.has_description,
+               has_location = cmd->u.update.has_location;
+    return set_optional_string(v, "title", has_title ? cmd->u.update.title : NULL) ||
+           set_optional_string(v, "description",
+                               has_description ? cmd->u.update.description : NULL) ||
+           set_optional_string(v, "location", has_location ? cmd->u.update.location : NULL) ||
+           set_optional_long(v, "starts_at", cmd->u.update.has_starts_at,
+                             cmd->u.update.starts_at_ms) ||
+           set_optional_long(v, "capacity", cmd->u.update.has_capacity, cmd->u.update.capacity);
 }
 
 ts_codec_status ts_codec_encode_command(ts_codec *c, const ts_command *cmd, uint8_t *buf,
@@ -245,12 +295,30 @@ ts_codec_status ts_codec_encode_command(ts_codec *c, const ts_command *cmd, uint
     case TS_CMD_REGISTER:
         rc = rc || set_string(v, "name", cmd->u.reg.name) ||
              set_string(v, "email", cmd->u.reg.email) ||
-             set_optional_digest(v, "cancel_token_sha256", &cmd->u.reg.cancel_token_sha256);
+             set_optional_digest(v, "cancel_token_sha256", &cmd->u.reg.cancel_token_sha256) ||
+             set_bool(v, "waitlist", cmd->u.reg.waitlist);
         break;
     case TS_CMD_CANCEL:
         rc = rc || set_string(v, "user_id", cmd->u.cancel.user_id) ||
              set_optional_digest(v, "token_sha256", &cmd->u.cancel.token_sha256);
         break;
+    case TS_CMD_PLACE_HOLD:
+        rc = rc || set_string(v, "name", cmd->u.hold.name) ||
+             set_string(v, "email", cmd->u.hold.email) || set_long(v, "ttl_ms", cmd->u.hold.ttl_ms);
+        break;
+    case TS_CMD_CONFIRM_HOLD:
+        rc = rc || set_string(v, "hold_id", cmd->u.hold_ref.hold_id) ||
+             set_optional_digest(v, "cancel_token_sha256", &cmd->u.hold_ref.cancel_token_sha256);
+        break;
+    case TS_CMD_RELEASE_HOLD:
+    case TS_CMD_EXPIRE_HOLD:
+        /* only a confirmation gives a registration, and so a token */
+        rc = rc || cmd->u.hold_ref.cancel_token_sha256.present ||
+             set_string(v, "hold_id", cmd->u.hold_ref.hold_id);
+        break;
+    case TS_CMD_UPDATE_EVENT: rc = rc || encode_update(v, cmd); break;
+    case TS_CMD_CANCEL_EVENT:
+    case TS_CMD_COUNT_: break;
     }
     if (rc)
         return TS_CODEC_INVALID;
@@ -262,14 +330,17 @@ ts_codec_status ts_codec_encode_reply(ts_codec *c, const ts_reply *r, uint8_t *b
     avro_value_t *v = &c->s[S_REPLY].value;
     avro_value_reset(v);
     avro_value_t outcome;
-    if ((unsigned)r->outcome >= TS_OUT_COUNT_)
+    if ((unsigned)r->outcome >= TS_OUT_COUNT_ || r->position < 0)
         return TS_CODEC_INVALID;
     int rc = set_string(v, "command_id", r->command_id) || set_string(v, "event_id", r->event_id) ||
              avro_value_get_by_name(v, "outcome", &outcome, NULL) ||
              avro_value_set_enum(&outcome, (int)r->outcome) ||
              set_optional_string(v, "user_id", r->user_id[0] ? r->user_id : NULL) ||
              set_optional_string(v, "message", r->message[0] ? r->message : NULL) ||
-             set_long(v, "applied_at", r->applied_at_ms);
+             set_long(v, "applied_at", r->applied_at_ms) ||
+             set_optional_long(v, "position", r->position != 0, r->position) ||
+             set_optional_string(v, "hold_id", r->hold_id[0] ? r->hold_id : NULL) ||
+             set_optional_long(v, "expires_at", r->expires_at_ms != 0, r->expires_at_ms);
     if (rc)
         return TS_CODEC_INVALID;
     return finish(c, v, c->s[S_REPLY].fingerprint, buf, cap, len);
@@ -323,11 +394,20 @@ static void get_string(decoder *d, const char *name, char *dst, size_t cap) {
         copy_string(d, &f, name, dst, cap);
 }
 
-static void get_uuid(decoder *d, const char *name, char dst[TS_UUID_LEN + 1]) {
+/* Copies a UUID string `f` in canonical form into dst. */
+static void copy_uuid(decoder *d, avro_value_t *f, const char *name, char dst[TS_UUID_LEN + 1]) {
     char raw[64] = "";
-    get_string(d, name, raw, sizeof raw);
+    copy_string(d, f, name, raw, sizeof raw);
     if (d->status == TS_CODEC_OK && ts_uuid_normalize(raw, dst))
         reject(d, TS_CODEC_INVALID, "%s: not a UUID", name);
+}
+
+static void get_uuid(decoder *d, const char *name, char dst[TS_UUID_LEN + 1]) {
+    avro_value_t f;
+    if (avro_value_get_by_name(d->rec, name, &f, NULL))
+        reject(d, TS_CODEC_CORRUPT, "%s: missing", name);
+    else
+        copy_uuid(d, &f, name, dst);
 }
 
 static int64_t get_long(decoder *d, const char *name) {
@@ -336,6 +416,36 @@ static int64_t get_long(decoder *d, const char *name) {
     if (avro_value_get_by_name(d->rec, name, &f, NULL) || avro_value_get_long(&f, &v))
         reject(d, TS_CODEC_CORRUPT, "%s: not a long", name);
     return v;
+}
+
+/* An enum's symbol index: one of the writer schema's symbols (avro-c
+ * checks none: an older version's index past its own symbols is corrupt),
+ * and one of the `count` this codec knows. */
+static int get_enum(decoder *d, const char *name, int count) {
+    avro_value_t f;
+    int v = -1;
+    if (avro_value_get_by_name(d->rec, name, &f, NULL) || avro_value_get_enum(&f, &v) || v < 0 ||
+        v >= avro_schema_enum_number_of_symbols(avro_value_get_schema(&f)) || v >= count)
+        reject(d, TS_CODEC_CORRUPT, "%s: not a known symbol", name);
+    return v;
+}
+
+/* Whether the writer's schema has the field: one added in a later version
+ * is absent from an older message, and reads as its default. */
+static bool has_field(decoder *d, const char *name) {
+    avro_value_t f;
+    return avro_value_get_by_name(d->rec, name, &f, NULL) == 0;
+}
+
+/* A boolean field added later, false when absent. */
+static bool get_added_bool(decoder *d, const char *name) {
+    avro_value_t f;
+    int v = 0;
+    if (!has_field(d, name))
+        return false;
+    if (avro_value_get_by_name(d->rec, name, &f, NULL) || avro_value_get_boolean(&f, &v))
+        reject(d, TS_CODEC_CORRUPT, "%s: not a boolean", name);
+    return v != 0;
 }
 
 /* A ["null", T] union: returns its branch in *branch, or 0 when null. */
@@ -357,6 +467,26 @@ static void get_optional_string(decoder *d, const char *name, char *dst, size_t 
     dst[0] = '\0';
     if (*present)
         copy_string(d, &branch, name, dst, cap);
+}
+
+/* A ["null", uuid] union into dst, "" when null. */
+static bool get_optional_uuid(decoder *d, const char *name, char dst[TS_UUID_LEN + 1]) {
+    avro_value_t branch;
+    dst[0] = '\0';
+    if (!get_branch(d, name, &branch))
+        return false;
+    copy_uuid(d, &branch, name, dst);
+    return true;
+}
+
+/* A ["null", "long"] union: its value, or 0 with *present false. */
+static int64_t get_optional_long(decoder *d, const char *name, bool *present) {
+    avro_value_t branch;
+    int64_t v = 0;
+    *present = get_branch(d, name, &branch);
+    if (*present && avro_value_get_long(&branch, &v))
+        reject(d, TS_CODEC_CORRUPT, "%s: not a long", name);
+    return v;
 }
 
 /* A ["null", "bytes"] digest added in a later version of the schema: absent
@@ -419,16 +549,23 @@ static int header(const void *msg, size_t len, uint64_t *fp, decoder *d) {
     return 0;
 }
 
+/* Which of the three families a slot's record belongs to. */
+enum family { F_COMMAND, F_REPLY, F_CHANGE };
+
+static enum family family_of(int i) {
+    int kind = schema_files[i].kind;
+    return kind == S_REPLY ? F_REPLY : kind == S_CHANGE ? F_CHANGE : F_COMMAND;
+}
+
 /* Reads a message's header and body into the slot of the schema its
- * fingerprint names, among the commands' (or the replies', when `reply`),
- * of any version. The slot's index, or -1 with d's status and message
- * set. */
-static int open_message(ts_codec *c, const void *msg, size_t len, bool reply, decoder *d) {
+ * fingerprint names, among those of the family (of any version). The
+ * slot's index, or -1 with d's status and message set. */
+static int open_message(ts_codec *c, const void *msg, size_t len, enum family family, decoder *d) {
     uint64_t fp;
     if (header(msg, len, &fp, d))
         return -1;
     for (int i = 0; i < S_COUNT; i++)
-        if ((schema_files[i].kind == S_REPLY) == reply && c->s[i].fingerprint == fp)
+        if (family_of(i) == family && c->s[i].fingerprint == fp)
             return read_body(c, &c->s[i], (const uint8_t *)msg + TS_AVRO_HEADER_LEN,
                              len - TS_AVRO_HEADER_LEN, d) == TS_CODEC_OK
                        ? i
@@ -438,18 +575,39 @@ static int open_message(ts_codec *c, const void *msg, size_t len, bool reply, de
     return -1;
 }
 
+/* The optional fields of an UpdateEvent, at least one of them set. */
+static void decode_update(decoder *d, ts_command *out) {
+    get_optional_string(d, "title", out->u.update.title, sizeof out->u.update.title,
+                        &out->u.update.has_title);
+    get_optional_string(d, "description", out->u.update.description,
+                        sizeof out->u.update.description, &out->u.update.has_description);
+    get_optional_string(d, "location", out->u.update.location, sizeof out->u.update.location,
+                        &out->u.update.has_location);
+    out->u.update.starts_at_ms = get_optional_long(d, "starts_at", &out->u.update.has_starts_at);
+    out->u.update.capacity = get_optional_long(d, "capacity", &out->u.update.has_capacity);
+    if (out->u.update.has_title && !out->u.update.title[0])
+        reject(d, TS_CODEC_INVALID, "title: empty");
+    if (out->u.update.has_location && !out->u.update.location[0])
+        reject(d, TS_CODEC_INVALID, "location: empty");
+    int64_t capacity = out->u.update.capacity;
+    if (out->u.update.has_capacity && (capacity < 1 || capacity > TS_CAPACITY_MAX))
+        reject(d, TS_CODEC_INVALID, "capacity: %lld is not within 1..%ld", (long long)capacity,
+               TS_CAPACITY_MAX);
+    if (!out->u.update.has_title && !out->u.update.has_description && !out->u.update.has_location &&
+        !out->u.update.has_starts_at && !out->u.update.has_capacity)
+        reject(d, TS_CODEC_INVALID,
+               "update: no field set (title, description, location, starts_at or capacity)");
+}
+
 ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len, ts_command *out,
                                         char *err, size_t errlen) {
     decoder d = {.err = err, .errlen = errlen, .status = TS_CODEC_OK};
-    int i = open_message(c, msg, len, false, &d);
+    int i = open_message(c, msg, len, F_COMMAND, &d);
     if (i < 0)
         return d.status;
     memset(out, 0, sizeof *out);
     d.rec = &c->s[i].value;
-    int kind = schema_files[i].kind;
-    out->type = kind == S_CREATE     ? TS_CMD_CREATE_EVENT
-                : kind == S_REGISTER ? TS_CMD_REGISTER
-                                     : TS_CMD_CANCEL;
+    out->type = schema_files[i].type;
     get_uuid(&d, "command_id", out->command_id);
     out->issued_at_ms = get_long(&d, "issued_at");
     get_uuid(&d, "event_id", out->event_id);
@@ -486,11 +644,29 @@ ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len
         get_string(&d, "name", out->u.reg.name, sizeof out->u.reg.name);
         get_string(&d, "email", out->u.reg.email, sizeof out->u.reg.email);
         get_optional_digest(&d, "cancel_token_sha256", &out->u.reg.cancel_token_sha256);
+        out->u.reg.waitlist = get_added_bool(&d, "waitlist");
         break;
     case TS_CMD_CANCEL:
         get_uuid(&d, "user_id", out->u.cancel.user_id);
         get_optional_digest(&d, "token_sha256", &out->u.cancel.token_sha256);
         break;
+    case TS_CMD_PLACE_HOLD:
+        get_string(&d, "name", out->u.hold.name, sizeof out->u.hold.name);
+        get_string(&d, "email", out->u.hold.email, sizeof out->u.hold.email);
+        out->u.hold.ttl_ms = get_long(&d, "ttl_ms");
+        if (out->u.hold.ttl_ms < TS_HOLD_TTL_MIN_MS || out->u.hold.ttl_ms > TS_HOLD_TTL_MAX_MS)
+            reject(&d, TS_CODEC_INVALID, "ttl_ms: %lld is not within %ld..%ld",
+                   (long long)out->u.hold.ttl_ms, TS_HOLD_TTL_MIN_MS, TS_HOLD_TTL_MAX_MS);
+        break;
+    case TS_CMD_CONFIRM_HOLD:
+    case TS_CMD_RELEASE_HOLD:
+    case TS_CMD_EXPIRE_HOLD:
+        get_uuid(&d, "hold_id", out->u.hold_ref.hold_id);
+        get_optional_digest(&d, "cancel_token_sha256", &out->u.hold_ref.cancel_token_sha256);
+        break;
+    case TS_CMD_UPDATE_EVENT: decode_update(&d, out); break;
+    case TS_CMD_CANCEL_EVENT:
+    case TS_CMD_COUNT_: break;
     }
     return d.status;
 }
@@ -498,29 +674,205 @@ ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len
 ts_codec_status ts_codec_decode_reply(ts_codec *c, const void *msg, size_t len, ts_reply *out,
                                       char *err, size_t errlen) {
     decoder d = {.err = err, .errlen = errlen, .status = TS_CODEC_OK};
-    int i = open_message(c, msg, len, true, &d);
+    int i = open_message(c, msg, len, F_REPLY, &d);
     if (i < 0)
         return d.status;
     memset(out, 0, sizeof *out);
     d.rec = &c->s[i].value;
     get_uuid(&d, "command_id", out->command_id);
     get_uuid(&d, "event_id", out->event_id);
-    avro_value_t f;
-    int outcome = -1;
-    if (avro_value_get_by_name(d.rec, "outcome", &f, NULL) || avro_value_get_enum(&f, &outcome) ||
-        outcome < 0 || outcome >= TS_OUT_COUNT_)
-        reject(&d, TS_CODEC_CORRUPT, "outcome: not a known symbol");
-    out->outcome = (ts_outcome)outcome;
-    avro_value_t branch;
-    if (get_branch(&d, "user_id", &branch)) {
-        char raw[64] = "";
-        copy_string(&d, &branch, "user_id", raw, sizeof raw);
-        if (d.status == TS_CODEC_OK && ts_uuid_normalize(raw, out->user_id))
-            reject(&d, TS_CODEC_INVALID, "user_id: not a UUID");
-    }
-    bool has_message;
-    get_optional_string(&d, "message", out->message, sizeof out->message, &has_message);
+    out->outcome = (ts_outcome)get_enum(&d, "outcome", TS_OUT_COUNT_);
+    get_optional_uuid(&d, "user_id", out->user_id);
+    bool present;
+    get_optional_string(&d, "message", out->message, sizeof out->message, &present);
     out->applied_at_ms = get_long(&d, "applied_at");
+    /* added in version 3 */
+    if (has_field(&d, "position")) {
+        out->position = get_optional_long(&d, "position", &present);
+        if (present && out->position < 1)
+            reject(&d, TS_CODEC_INVALID, "position: %lld is not positive",
+                   (long long)out->position);
+    }
+    if (has_field(&d, "hold_id"))
+        get_optional_uuid(&d, "hold_id", out->hold_id);
+    if (has_field(&d, "expires_at"))
+        out->expires_at_ms = get_optional_long(&d, "expires_at", &present);
+    return d.status;
+}
+
+/* ------------------------------------------------------------------ the event stream */
+
+/* The optional fields of a change, as bits. */
+enum {
+    C_USER = 1 << 0,
+    C_NAME = 1 << 1,
+    C_EMAIL = 1 << 2,
+    C_POSITION = 1 << 3,
+    C_HOLD = 1 << 4,
+    C_EXPIRES = 1 << 5,
+    C_TITLE = 1 << 6,
+    C_DESCRIPTION = 1 << 7,
+    C_LOCATION = 1 << 8,
+    C_STARTS = 1 << 9,
+    C_CAPACITY = 1 << 10,
+    C_PERSON = C_USER | C_NAME | C_EMAIL,
+    C_EVENT_FIELDS = C_TITLE | C_DESCRIPTION | C_LOCATION | C_STARTS | C_CAPACITY,
+};
+
+static const char *const change_field_names[] = {
+    "user_id", "name",        "email",    "position",  "hold_id",  "expires_at",
+    "title",   "description", "location", "starts_at", "capacity",
+};
+
+/* What each type must carry (ts_change in ts_codec.h); an EventUpdated
+ * carries at least one of the event's fields. */
+static const unsigned change_requires[TS_CH_COUNT_] = {
+    [TS_CH_EVENT_CREATED] = C_TITLE | C_LOCATION | C_STARTS | C_CAPACITY,
+    [TS_CH_EVENT_UPDATED] = 0,
+    [TS_CH_EVENT_CANCELLED] = 0,
+    [TS_CH_REGISTERED] = C_PERSON,
+    [TS_CH_WAITLISTED] = C_PERSON | C_POSITION,
+    [TS_CH_PROMOTED] = C_PERSON,
+    [TS_CH_REGISTRATION_CANCELLED] = C_USER,
+    [TS_CH_HOLD_PLACED] = C_PERSON | C_HOLD | C_EXPIRES,
+    [TS_CH_HOLD_CONFIRMED] = C_USER | C_HOLD,
+    [TS_CH_HOLD_RELEASED] = C_USER | C_HOLD,
+    [TS_CH_HOLD_EXPIRED] = C_USER | C_HOLD,
+};
+
+/* The rules of a change, whether about to be written or just read: what
+ * one encodes, the other decodes. 0, or -1 with `err` set. */
+static int check_change(const ts_change *ch, char *err, size_t errlen) {
+    char uuid[TS_UUID_LEN + 1];
+    if ((unsigned)ch->type >= TS_CH_COUNT_) {
+        snprintf(err, errlen, "type: not a known symbol");
+        return -1;
+    }
+    const char *type = ts_change_type_name(ch->type);
+    const struct {
+        const char *name, *value;
+        size_t max;
+        bool uuid;
+    } strings[] = {
+        {"event_id", ch->event_id, TS_UUID_LEN, true},
+        {"command_id", ch->command_id, TS_UUID_LEN, true},
+        {"user_id", ch->user_id, TS_UUID_LEN, true},
+        {"hold_id", ch->hold_id, TS_UUID_LEN, true},
+        {"name", ch->name, TS_NAME_MAX, false},
+        {"email", ch->email, TS_EMAIL_MAX, false},
+        {"title", ch->title, TS_TITLE_MAX, false},
+        {"description", ch->description, TS_DESCRIPTION_MAX, false},
+        {"location", ch->location, TS_LOCATION_MAX, false},
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        const char *s = strings[i].value;
+        if (!s && i < 2) {
+            snprintf(err, errlen, "%s: missing", strings[i].name);
+            return -1;
+        }
+        if (s && strings[i].uuid && ts_uuid_normalize(s, uuid)) {
+            snprintf(err, errlen, "%s: not a UUID", strings[i].name);
+            return -1;
+        }
+        if (s && strlen(s) > strings[i].max) {
+            snprintf(err, errlen, "%s: longer than %zu bytes", strings[i].name, strings[i].max);
+            return -1;
+        }
+    }
+    if (ch->seq < 1) {
+        snprintf(err, errlen, "seq: %lld is not positive", (long long)ch->seq);
+        return -1;
+    }
+    if (ch->has_position && ch->position < 1) {
+        snprintf(err, errlen, "position: %lld is not positive", (long long)ch->position);
+        return -1;
+    }
+    unsigned has = (ch->user_id ? C_USER : 0) | (ch->name ? C_NAME : 0) |
+                   (ch->email ? C_EMAIL : 0) | (ch->has_position ? C_POSITION : 0) |
+                   (ch->hold_id ? C_HOLD : 0) | (ch->has_expires_at ? C_EXPIRES : 0) |
+                   (ch->title ? C_TITLE : 0) | (ch->description ? C_DESCRIPTION : 0) |
+                   (ch->location ? C_LOCATION : 0) | (ch->has_starts_at ? C_STARTS : 0) |
+                   (ch->has_capacity ? C_CAPACITY : 0);
+    unsigned missing = change_requires[ch->type] & ~has;
+    for (size_t i = 0; missing; i++, missing >>= 1)
+        if (missing & 1) {
+            snprintf(err, errlen, "%s: missing from a %s change", change_field_names[i], type);
+            return -1;
+        }
+    if (ch->type == TS_CH_EVENT_UPDATED && !(has & C_EVENT_FIELDS)) {
+        snprintf(err, errlen, "%s: no field of the event set", type);
+        return -1;
+    }
+    return 0;
+}
+
+ts_codec_status ts_codec_encode_change(ts_codec *c, const ts_change *ch, uint8_t *buf, size_t cap,
+                                       size_t *len) {
+    char err[128];
+    if (check_change(ch, err, sizeof err))
+        return TS_CODEC_INVALID;
+    avro_value_t *v = &c->s[S_CHANGE].value;
+    avro_value_reset(v);
+    avro_value_t type;
+    int rc = set_string(v, "event_id", ch->event_id) || set_long(v, "seq", ch->seq) ||
+             avro_value_get_by_name(v, "type", &type, NULL) ||
+             avro_value_set_enum(&type, (int)ch->type) ||
+             set_long(v, "occurred_at", ch->occurred_at_ms) ||
+             set_string(v, "command_id", ch->command_id) ||
+             set_optional_string(v, "user_id", ch->user_id) ||
+             set_optional_string(v, "name", ch->name) ||
+             set_optional_string(v, "email", ch->email) ||
+             set_optional_long(v, "position", ch->has_position, ch->position) ||
+             set_optional_string(v, "hold_id", ch->hold_id) ||
+             set_optional_long(v, "expires_at", ch->has_expires_at, ch->expires_at_ms) ||
+             set_optional_string(v, "title", ch->title) ||
+             set_optional_string(v, "description", ch->description) ||
+             set_optional_string(v, "location", ch->location) ||
+             set_optional_long(v, "starts_at", ch->has_starts_at, ch->starts_at_ms) ||
+             set_optional_long(v, "capacity", ch->has_capacity, ch->capacity);
+    if (rc)
+        return TS_CODEC_INVALID;
+    return finish(c, v, c->s[S_CHANGE].fingerprint, buf, cap, len);
+}
+
+/* A ["null", "string"] field of a change into its buffer: the buffer, or
+ * NULL when null. */
+static const char *get_change_string(decoder *d, const char *name, char *dst, size_t cap) {
+    bool present;
+    get_optional_string(d, name, dst, cap, &present);
+    return present ? dst : NULL;
+}
+
+ts_codec_status ts_codec_decode_change(ts_codec *c, const void *msg, size_t len, ts_change_buf *out,
+                                       char *err, size_t errlen) {
+    decoder d = {.err = err, .errlen = errlen, .status = TS_CODEC_OK};
+    int i = open_message(c, msg, len, F_CHANGE, &d);
+    if (i < 0)
+        return d.status;
+    memset(out, 0, sizeof *out);
+    d.rec = &c->s[i].value;
+    ts_change *ch = &out->change;
+    get_uuid(&d, "event_id", out->event_id);
+    ch->event_id = out->event_id;
+    ch->seq = get_long(&d, "seq");
+    ch->type = (ts_change_type)get_enum(&d, "type", TS_CH_COUNT_);
+    ch->occurred_at_ms = get_long(&d, "occurred_at");
+    get_uuid(&d, "command_id", out->command_id);
+    ch->command_id = out->command_id;
+    ch->user_id = get_optional_uuid(&d, "user_id", out->user_id) ? out->user_id : NULL;
+    ch->name = get_change_string(&d, "name", out->name, sizeof out->name);
+    ch->email = get_change_string(&d, "email", out->email, sizeof out->email);
+    ch->position = get_optional_long(&d, "position", &ch->has_position);
+    ch->hold_id = get_optional_uuid(&d, "hold_id", out->hold_id) ? out->hold_id : NULL;
+    ch->expires_at_ms = get_optional_long(&d, "expires_at", &ch->has_expires_at);
+    ch->title = get_change_string(&d, "title", out->title, sizeof out->title);
+    ch->description =
+        get_change_string(&d, "description", out->description, sizeof out->description);
+    ch->location = get_change_string(&d, "location", out->location, sizeof out->location);
+    ch->starts_at_ms = get_optional_long(&d, "starts_at", &ch->has_starts_at);
+    ch->capacity = get_optional_long(&d, "capacity", &ch->has_capacity);
+    if (d.status == TS_CODEC_OK && check_change(ch, err, errlen))
+        d.status = TS_CODEC_INVALID;
     return d.status;
 }
 
@@ -551,6 +903,16 @@ const char *ts_outcome_name(ts_outcome o) {
         "INVALID",
         "FORBIDDEN",
         "IDEMPOTENCY_KEY_REUSED",
+        "WAITLISTED",
+        "ALREADY_WAITLISTED",
+        "HELD",
+        "ALREADY_HELD",
+        "HOLD_NOT_FOUND",
+        "HOLD_EXPIRED",
+        "RELEASED",
+        "UPDATED",
+        "CAPACITY_BELOW_TAKEN",
+        "EVENT_CANCELLED",
     };
     return (unsigned)o < TS_OUT_COUNT_ ? names[o] : "UNKNOWN";
 }
@@ -565,6 +927,12 @@ const char *ts_outcome_message(ts_outcome o) {
         [TS_OUT_INVALID] = "Invalid command",
         [TS_OUT_FORBIDDEN] = "Invalid cancel token",
         [TS_OUT_IDEMPOTENCY_KEY_REUSED] = "Idempotency-Key reused with a different request",
+        [TS_OUT_ALREADY_WAITLISTED] = "User already on the waitlist",
+        [TS_OUT_ALREADY_HELD] = "User already holds a seat",
+        [TS_OUT_HOLD_NOT_FOUND] = "Hold not found",
+        [TS_OUT_HOLD_EXPIRED] = "Hold expired",
+        [TS_OUT_CAPACITY_BELOW_TAKEN] = "Capacity is below the seats taken",
+        [TS_OUT_EVENT_CANCELLED] = "Event is cancelled",
     };
     return (unsigned)o < TS_OUT_COUNT_ ? messages[o] : NULL;
 }
@@ -578,11 +946,27 @@ int ts_outcome_parse(const char *name, ts_outcome *out) {
     return -1;
 }
 
+/* As processed_commands.kind stores them. */
 const char *ts_command_type_name(ts_command_type t) {
-    switch (t) {
-    case TS_CMD_CREATE_EVENT: return "create_event";
-    case TS_CMD_REGISTER: return "register";
-    case TS_CMD_CANCEL: return "cancel";
-    }
-    return "unknown";
+    static const char *const names[TS_CMD_COUNT_] = {
+        [TS_CMD_CREATE_EVENT] = "create_event",
+        [TS_CMD_REGISTER] = "register",
+        [TS_CMD_CANCEL] = "cancel",
+        [TS_CMD_PLACE_HOLD] = "place_hold",
+        [TS_CMD_CONFIRM_HOLD] = "confirm_hold",
+        [TS_CMD_RELEASE_HOLD] = "release_hold",
+        [TS_CMD_EXPIRE_HOLD] = "expire_hold",
+        [TS_CMD_UPDATE_EVENT] = "update_event",
+        [TS_CMD_CANCEL_EVENT] = "cancel_event",
+    };
+    return (unsigned)t < TS_CMD_COUNT_ && names[t] ? names[t] : "unknown";
+}
+
+const char *ts_change_type_name(ts_change_type t) {
+    static const char *const names[TS_CH_COUNT_] = {
+        "EventCreated",  "EventUpdated", "EventCancelled",        "Registered",
+        "Waitlisted",    "Promoted",     "RegistrationCancelled", "HoldPlaced",
+        "HoldConfirmed", "HoldReleased", "HoldExpired",
+    };
+    return (unsigned)t < TS_CH_COUNT_ ? names[t] : "unknown";
 }
