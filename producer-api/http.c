@@ -9,11 +9,14 @@
  * replies.c has its answer; libmicrohttpd then calls on_request once more
  * and the answer is sent.
  *
- * Protected mode (keys.h) changes four things: a key is needed to create an
- * event, to see its attendees and to cancel without the registrant's
- * token; registrations get a cancel token; writes are rate-limited (in
- * open mode only by a TS_RATE_* set explicitly); an unknown key is refused
- * everywhere. Open mode is the original contract. */
+ * Protected mode (keys.h) changes four things: a key is needed to create,
+ * change or cancel an event, to see its attendees or its waitlist and to
+ * cancel without the registrant's token; registrations (a place on the
+ * waitlist and a confirmed hold too) get a cancel token; writes are
+ * rate-limited (in open mode only by a TS_RATE_* set explicitly); an
+ * unknown key is refused everywhere. Holds are public, like registering:
+ * a hold's id is what lets its holder confirm or release it. Open mode is
+ * the original contract. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -139,15 +142,30 @@ static json_t *with_token(json_t *body, const char *token) {
     return body;
 }
 
+/* Whether an answer shows attendees' names and emails: open mode, or an
+ * organizer key for the event. */
+static bool sees_attendees(const request *req) {
+    return !req->protected_mode || req->key == TS_KEY_COVERS;
+}
+
 /* The answer to a write; a registration's cancel token goes with it (also
- * in a 202: it will be valid once the registration is applied). */
-static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, const ts_answer *a,
-                                      const char *token) {
+ * in a 202: it will be valid once the registration is applied), as does a
+ * place on the waitlist's (the waiting person may leave the line). A
+ * changed event is answered with the event, read once the change is in. */
+static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, const request *req) {
+    const ts_answer *a = &req->answer;
+    const char *token = req->token;
     switch (a->result) {
     case TS_WAIT_REPLIED: {
         json_t *body;
-        unsigned status = ts_outcome_http(&a->reply, &body);
-        if (token[0] && a->reply.outcome == TS_OUT_REGISTERED)
+        unsigned status;
+        if (a->reply.outcome == TS_OUT_UPDATED)
+            status = ts_read_event(h->cfg, a->reply.event_id, sees_attendees(req), PAGE_DEFAULT, 0,
+                                   &body);
+        else
+            status = ts_outcome_http(&a->reply, &body);
+        if (token[0] &&
+            (a->reply.outcome == TS_OUT_REGISTERED || a->reply.outcome == TS_OUT_WAITLISTED))
             body = with_token(body, token);
         return respond(h, conn, status, body, NULL, NULL);
     }
@@ -166,6 +184,20 @@ static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, c
     return respond(h, conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                    ts_error_body("unavailable", "Service unavailable, retry later", NULL),
                    MHD_HTTP_HEADER_RETRY_AFTER, "1");
+}
+
+/* Whether an organizer operation on the route's event may go on: in open
+ * mode always; in protected mode with a key for the event. False, with the
+ * 401 (no key; `what` says what needs one) or 403 sent (*refused). */
+static bool organizer_allowed(ts_http *h, struct MHD_Connection *conn, const request *req,
+                              const char *what, enum MHD_Result *refused) {
+    if (!req->protected_mode || req->key == TS_KEY_COVERS)
+        return true;
+    if (req->has_key)
+        *refused = respond_forbidden(h, conn, "This key does not cover this event");
+    else
+        *refused = respond_unauthorized(h, conn, false, what);
+    return false;
 }
 
 /* ------------------------------------------------------------ handlers */
@@ -221,8 +253,21 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
             return respond_error(h, conn, 400, "invalid_query",
                                  "limit must be 0..10000 and offset >= 0", NULL);
         /* attendees' names and emails: open mode, or a key for the event */
-        bool attendees = !req->protected_mode || req->key == TS_KEY_COVERS;
-        status = ts_read_event(h->cfg, id, attendees, limit, offset, &body);
+        status = ts_read_event(h->cfg, id, sees_attendees(req), limit, offset, &body);
+        break;
+    }
+    case TS_ROUTE_WAITLIST: {
+        long limit = query_long(conn, "limit", PAGE_DEFAULT, PAGE_MAX, &bad);
+        long offset = query_long(conn, "offset", 0, 1L << 40, &bad);
+        if (path_uuid(req, id))
+            return respond_error(h, conn, 400, "invalid_field", "Invalid event id", "id");
+        if (bad)
+            return respond_error(h, conn, 400, "invalid_query",
+                                 "limit must be 0..10000 and offset >= 0", NULL);
+        enum MHD_Result refused; /* names and emails: an organizer's */
+        if (!organizer_allowed(h, conn, req, "The waitlist needs an organizer key", &refused))
+            return refused;
+        status = ts_read_waitlist(h->cfg, id, limit, offset, &body);
         break;
     }
     case TS_ROUTE_STATS:
@@ -298,7 +343,13 @@ static int envelope(ts_http *h, struct MHD_Connection *conn, request *req, const
                  req->has_key ? req->key_id : client_of(h, conn, req), (int)req->match.route,
                  c->event_id, key);
         ts_uuid_v5(idempotency_ns, name, c->command_id);
-        if (ts_request_digest(req->body ? req->body : "", req->len, &c->request_sha256))
+        /* the body, and what the path names beyond the route and the
+         * event: a hold's id (the same key for another hold is another
+         * request) */
+        const char *hold = c->type == TS_CMD_CONFIRM_HOLD || c->type == TS_CMD_RELEASE_HOLD
+                               ? c->u.hold_ref.hold_id
+                               : NULL;
+        if (ts_request_digest(req->body ? req->body : "", req->len, hold, &c->request_sha256))
             return -1;
     } else {
         ts_uuid_new(c->command_id);
@@ -309,10 +360,22 @@ static int envelope(ts_http *h, struct MHD_Connection *conn, request *req, const
     return 0;
 }
 
+/* A new cancel token in req->token and its digest in *digest: true, or
+ * false with a 503 sent (*refused). */
+static bool new_token(ts_http *h, struct MHD_Connection *conn, request *req, ts_digest *digest,
+                      enum MHD_Result *refused) {
+    if (ts_new_cancel_token(req->token)) {
+        *refused = respond_error(h, conn, 503, "unavailable", "No randomness, retry later", NULL);
+        return false;
+    }
+    *digest = ts_digest_of(req->token);
+    return true;
+}
+
 /* Whether this write is allowed (in protected mode, who may do it): true,
  * or false with the refusal sent (*refused). Sets what protected mode adds
- * to the command (a registration's cancel token) and drops what it does
- * not use. */
+ * to the command (the cancel token of a registration, a place on the
+ * waitlist or a confirmed hold) and drops what it does not use. */
 static bool write_allowed(ts_http *h, struct MHD_Connection *conn, request *req, ts_command *cmd,
                           enum MHD_Result *refused) {
     if (!req->protected_mode) {
@@ -331,14 +394,18 @@ static bool write_allowed(ts_http *h, struct MHD_Connection *conn, request *req,
         else
             return true;
         return false;
-    case TS_CMD_REGISTER:
-        if (ts_new_cancel_token(req->token)) {
-            *refused =
-                respond_error(h, conn, 503, "unavailable", "No randomness, retry later", NULL);
-            return false;
-        }
-        cmd->u.reg.cancel_token_sha256 = ts_digest_of(req->token);
-        return true;
+    case TS_CMD_REGISTER: return new_token(h, conn, req, &cmd->u.reg.cancel_token_sha256, refused);
+    case TS_CMD_CONFIRM_HOLD:
+        return new_token(h, conn, req, &cmd->u.hold_ref.cancel_token_sha256, refused);
+    case TS_CMD_UPDATE_EVENT:
+        return organizer_allowed(h, conn, req, "Changing an event needs an organizer key", refused);
+    case TS_CMD_CANCEL_EVENT:
+        return organizer_allowed(h, conn, req, "Cancelling an event needs an organizer key",
+                                 refused);
+    case TS_CMD_PLACE_HOLD:
+    case TS_CMD_RELEASE_HOLD: /* public: the hold's id is the capability */
+    case TS_CMD_EXPIRE_HOLD:  /* the worker's own, never from HTTP */
+    case TS_CMD_COUNT_: return true;
     case TS_CMD_CANCEL:
         if (req->key == TS_KEY_COVERS) { /* an organizer: no token needed */
             cmd->u.cancel.token_sha256.present = false;
@@ -364,7 +431,7 @@ static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, req
     ts_bad_request why;
     memset(&cmd, 0, sizeof cmd);
     const char *body = req->body ? req->body : "";
-    int rc;
+    int rc = 0;
     switch (req->match.route) {
     case TS_ROUTE_CREATE_EVENT:
         cmd.type = TS_CMD_CREATE_EVENT;
@@ -374,13 +441,29 @@ static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, req
         cmd.type = TS_CMD_REGISTER;
         rc = ts_request_register(body, req->len, &cmd, &why);
         break;
-    default:
+    case TS_ROUTE_CANCEL:
         cmd.type = TS_CMD_CANCEL;
         rc = ts_request_cancel(body, req->len, &cmd, &why);
         break;
+    case TS_ROUTE_UPDATE_EVENT:
+        cmd.type = TS_CMD_UPDATE_EVENT;
+        rc = ts_request_update_event(body, req->len, &cmd, &why);
+        break;
+    case TS_ROUTE_CANCEL_EVENT: cmd.type = TS_CMD_CANCEL_EVENT; break; /* no body */
+    case TS_ROUTE_PLACE_HOLD:
+        cmd.type = TS_CMD_PLACE_HOLD;
+        rc = ts_request_place_hold(body, req->len, &cmd, &why);
+        cmd.u.hold.ttl_ms = (int64_t)h->cfg->hold_ttl_s * 1000;
+        break;
+    case TS_ROUTE_CONFIRM_HOLD: cmd.type = TS_CMD_CONFIRM_HOLD; break; /* a body is ignored */
+    case TS_ROUTE_RELEASE_HOLD: cmd.type = TS_CMD_RELEASE_HOLD; break;
+    default: return respond_error(h, conn, 500, "internal", "Unhandled route", NULL);
     }
     if (cmd.type != TS_CMD_CREATE_EVENT && path_uuid(req, cmd.event_id))
         return respond_error(h, conn, 400, "invalid_field", "Invalid event id", "id");
+    if ((cmd.type == TS_CMD_CONFIRM_HOLD || cmd.type == TS_CMD_RELEASE_HOLD) &&
+        ts_uuid_normalize(req->match.param2, cmd.u.hold_ref.hold_id))
+        return respond_error(h, conn, 400, "invalid_field", "Invalid hold id", "hold_id");
     if (rc)
         return respond_error(h, conn, 400, why.code, why.message, why.field);
     ts_violation rule; /* the rules the worker holds every producer to */
@@ -405,7 +488,7 @@ static enum MHD_Result handle_write(ts_http *h, struct MHD_Connection *conn, req
     if (ts_replies_submit(h->replies, &cmd, conn, &req->answer) == TS_WAIT_PENDING)
         return MHD_YES; /* suspended: on_request is called again with the answer */
     ts_histogram_observe(&h->metrics.write_latency, (long)(ts_monotonic_ms() - req->started_ms));
-    return respond_answer(h, conn, &req->answer, req->token);
+    return respond_answer(h, conn, req);
 }
 
 /* ------------------------------------------------------------ admission */
@@ -423,7 +506,13 @@ static const char *route_event(const request *req, char out[TS_UUID_LEN + 1]) {
     case TS_ROUTE_GET_EVENT:
     case TS_ROUTE_REGISTER:
     case TS_ROUTE_CANCEL:
-    case TS_ROUTE_STATS: return ts_uuid_normalize(req->match.param, out) == 0 ? out : NULL;
+    case TS_ROUTE_STATS:
+    case TS_ROUTE_UPDATE_EVENT:
+    case TS_ROUTE_CANCEL_EVENT:
+    case TS_ROUTE_WAITLIST:
+    case TS_ROUTE_PLACE_HOLD:
+    case TS_ROUTE_CONFIRM_HOLD:
+    case TS_ROUTE_RELEASE_HOLD: return ts_uuid_normalize(req->match.param, out) == 0 ? out : NULL;
     default: return NULL;
     }
 }
@@ -506,7 +595,7 @@ static bool admitted(ts_http *h, struct MHD_Connection *conn, const char *url, r
     req->protected_mode = ts_keys_protected(h->keys);
     if (req->protected_mode && !key_accepted(h, conn, req, refused))
         return false;
-    return !ts_route_has_body(route) || within_rate(h, conn, req, refused);
+    return !ts_route_is_write(route) || within_rate(h, conn, req, refused);
 }
 
 /* ------------------------------------------------------------ libmicrohttpd */
@@ -562,7 +651,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         int64_t now = ts_monotonic_ms();
         ts_histogram_observe(&h->metrics.write_latency, (long)(now - req->started_ms));
         ts_histogram_observe(&h->metrics.resume, (long)(now - req->answer.resolved_ms));
-        return respond_answer(h, conn, &req->answer, req->token);
+        return respond_answer(h, conn, req);
     }
 
     if (req->match.route == TS_ROUTE_NONE) {
@@ -572,7 +661,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                            MHD_HTTP_HEADER_ALLOW, req->match.allow);
         return respond_error(h, conn, MHD_HTTP_NOT_FOUND, "not_found", "Not found", NULL);
     }
-    if (ts_route_has_body(req->match.route))
+    if (ts_route_is_write(req->match.route))
         return handle_write(h, conn, req);
     return handle_read(h, conn, req);
 }

@@ -17,29 +17,46 @@
 
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-enum { Q_EVENT, Q_REGISTRATIONS, Q_UPCOMING, Q_STATS, Q_COMMAND, Q_COUNT_ };
+enum { Q_EVENT, Q_REGISTRATIONS, Q_UPCOMING, Q_STATS, Q_COMMAND, Q_WAITLIST, Q_COUNT_ };
+
+/* The columns of an event, as event_json() reads them. */
+#define EVENT_COLUMNS                                                                              \
+    "id, title, description, " ISO("starts_at") ", location, capacity, registered, status, held"
+
+#define PROCESSED_AT ISO("processed_at")
+#define JOINED_AT ISO("w.joined_at")
+#define EXPIRES_AT_MS "coalesce((extract(epoch FROM expires_at) * 1000)::bigint, 0)"
 
 static const struct {
     const char *name, *sql;
 } queries[Q_COUNT_] = {
-    [Q_EVENT] = {"event", "SELECT id, title, description, " ISO(
-                              "starts_at") ", location,"
-                                           " capacity, registered FROM events WHERE id = $1"},
+    [Q_EVENT] = {"event", "SELECT " EVENT_COLUMNS " FROM events WHERE id = $1"},
+    /* registrations proper: a held seat is not one (yet) */
     [Q_REGISTRATIONS] =
         {"registrations",
          "SELECT r.user_id, r.name, u.email, " ISO(
              "r.registered_at") " FROM registrations r JOIN users u ON u.id = r.user_id"
-                                " WHERE r.event_id = $1 ORDER BY r.registered_at, r.seat"
-                                " LIMIT $2 OFFSET $3"},
-    [Q_UPCOMING] = {"upcoming",
-                    "SELECT id, title, description, " ISO(
-                        "starts_at") ", location,"
-                                     " capacity, registered FROM events WHERE starts_at > now()"
-                                     " ORDER BY starts_at, location, id LIMIT $1 OFFSET $2"},
-    [Q_STATS] = {"stats", "SELECT capacity, registered FROM events WHERE id = $1"},
+                                " WHERE r.event_id = $1 AND NOT r.held"
+                                " ORDER BY r.registered_at, r.seat LIMIT $2 OFFSET $3"},
+    [Q_UPCOMING] = {"upcoming", "SELECT " EVENT_COLUMNS " FROM events"
+                                " WHERE starts_at > now() AND status = 'scheduled'"
+                                " ORDER BY starts_at, location, id LIMIT $1 OFFSET $2"},
+    [Q_STATS] = {"stats",
+                 "SELECT capacity, registered, held, waitlisted FROM events WHERE id = $1"},
     [Q_COMMAND] = {"command", "SELECT kind, outcome, event_id, coalesce(user_id::text, ''),"
-                              " coalesce(message, ''), " ISO(
-                                  "processed_at") " FROM processed_commands WHERE command_id = $1"},
+                              " coalesce(message, ''), " PROCESSED_AT ", coalesce(position, 0),"
+                              " coalesce(hold_id::text, ''), " EXPIRES_AT_MS
+                              " FROM processed_commands WHERE command_id = $1"},
+    /* One row with NULLs for an event with an empty waitlist (or a page past
+     * its end), none for no event. The position is the rank in the whole
+     * line, numbered before the page is cut. */
+    [Q_WAITLIST] = {"waitlist", "SELECT w.user_id, w.name, w.email, w.position, " JOINED_AT
+                                " FROM events e LEFT JOIN LATERAL"
+                                " (SELECT user_id, name, email, seq, joined_at,"
+                                " row_number() OVER (ORDER BY seq) AS position"
+                                " FROM waitlist WHERE event_id = e.id ORDER BY seq"
+                                " LIMIT $2 OFFSET $3) w ON true"
+                                " WHERE e.id = $1 ORDER BY w.seq"},
 };
 
 static pthread_key_t conn_key;
@@ -120,12 +137,13 @@ static unsigned no_body(json_t *partial, json_t **body) {
     return 500;
 }
 
+/* A row of EVENT_COLUMNS. */
 static json_t *event_json(PGresult *res, int row) {
-    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I}", "id", PQgetvalue(res, row, 0), "title",
-                     PQgetvalue(res, row, 1), "description", text_or_null(res, row, 2), "starts_at",
-                     PQgetvalue(res, row, 3), "location", PQgetvalue(res, row, 4), "capacity",
-                     (json_int_t)int_at(res, row, 5), "registered",
-                     (json_int_t)int_at(res, row, 6));
+    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I, s:s}", "id", PQgetvalue(res, row, 0),
+                     "title", PQgetvalue(res, row, 1), "description", text_or_null(res, row, 2),
+                     "starts_at", PQgetvalue(res, row, 3), "location", PQgetvalue(res, row, 4),
+                     "capacity", (json_int_t)int_at(res, row, 5), "registered",
+                     (json_int_t)int_at(res, row, 6), "status", PQgetvalue(res, row, 7));
 }
 
 static unsigned not_found(json_t **body) {
@@ -146,10 +164,12 @@ unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendee
     if (!attendees) { /* the public view: the event and its counts */
         json_t *event = event_json(ev, 0);
         long long capacity = int_at(ev, 0, 5), registered = int_at(ev, 0, 6);
+        long long held = int_at(ev, 0, 8); /* held seats count against capacity */
         PQclear(ev);
         /* json_object_set_new fails on a NULL object or value, and frees the value */
         if (json_object_set_new(event, "total_registrations", json_integer(registered)) ||
-            json_object_set_new(event, "remaining_capacity", json_integer(capacity - registered)))
+            json_object_set_new(event, "remaining_capacity",
+                                json_integer(capacity - registered - held)))
             return no_body(event, body);
         *body = event;
         return 200;
@@ -217,12 +237,48 @@ unsigned ts_read_stats(const ts_config *cfg, const char *event_id, json_t **body
     }
     long long capacity = int_at(res, 0, 0);
     long long registered = int_at(res, 0, 1);
+    long long held = int_at(res, 0, 2), waitlisted = int_at(res, 0, 3);
     PQclear(res);
-    /* percentage rounded to 2 decimals, as the original service did */
-    long long hundredths = (registered * 10000 + capacity / 2) / capacity;
-    *body = json_pack("{s:I, s:I, s:f}", "total_registrations", (json_int_t)registered,
-                      "remaining_capacity", (json_int_t)(capacity - registered), "percentage_used",
-                      (double)hundredths / 100.0);
+    /* the seats taken: registrations and holds; total_registrations is the
+     * registrations alone. Percentage rounded to 2 decimals, as the
+     * original service did. */
+    long long taken = registered + held;
+    long long hundredths = (taken * 10000 + capacity / 2) / capacity;
+    *body = json_pack("{s:I, s:I, s:f, s:I, s:I}", "total_registrations", (json_int_t)registered,
+                      "remaining_capacity", (json_int_t)(capacity - taken), "percentage_used",
+                      (double)hundredths / 100.0, "waitlisted", (json_int_t)waitlisted, "held",
+                      (json_int_t)held);
+    return 200;
+}
+
+unsigned ts_read_waitlist(const ts_config *cfg, const char *event_id, long limit, long offset,
+                          json_t **body) {
+    char lim[24], off[24];
+    snprintf(lim, sizeof lim, "%ld", limit);
+    snprintf(off, sizeof off, "%ld", offset);
+    const char *p[] = {event_id, lim, off};
+    PGresult *res = query(cfg, Q_WAITLIST, 3, p);
+    if (!res)
+        return db_unavailable(body);
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return not_found(body);
+    }
+    json_t *list = json_array();
+    bool whole = list != NULL;
+    for (int i = 0; whole && i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, 0)) /* the event's row, without anyone waiting */
+            continue;
+        whole = json_array_append_new(
+                    list, json_pack("{s:s, s:s, s:s, s:I, s:s}", "user_id", PQgetvalue(res, i, 0),
+                                    "name", PQgetvalue(res, i, 1), "email", PQgetvalue(res, i, 2),
+                                    "position", (json_int_t)int_at(res, i, 3), "joined_at",
+                                    PQgetvalue(res, i, 4))) == 0;
+    }
+    PQclear(res);
+    if (!whole)
+        return no_body(list, body);
+    *body = list;
     return 200;
 }
 
@@ -244,6 +300,9 @@ unsigned ts_read_command(const ts_config *cfg, const char *command_id, json_t **
         reply.outcome = TS_OUT_INVALID;
     snprintf(reply.user_id, sizeof reply.user_id, "%s", PQgetvalue(res, 0, 3));
     snprintf(reply.message, sizeof reply.message, "%s", PQgetvalue(res, 0, 4));
+    reply.position = int_at(res, 0, 6);
+    snprintf(reply.hold_id, sizeof reply.hold_id, "%s", PQgetvalue(res, 0, 7));
+    reply.expires_at_ms = int_at(res, 0, 8);
     json_t *result;
     unsigned status = ts_outcome_http(&reply, &result);
     *body = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s}", "command_id", command_id, "status",

@@ -14,6 +14,9 @@
  * that cannot be reached is a 503. Out of memory is a 500 with *body NULL:
  * never a part of an answer (a list with rows missing).
  *
+ * Every event carries its status ("scheduled" or "cancelled"); the
+ * upcoming list holds scheduled events only.
+ *
  * ts_read_event: the event with its counts; with its registrations (names,
  * emails), a page of them (`limit` from `offset`, oldest first) whose
  * place the body gives (registrations_limit, registrations_offset), only
@@ -22,6 +25,11 @@ unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendee
                        long offset, json_t **body);
 unsigned ts_read_upcoming(const ts_config *cfg, long limit, long offset, json_t **body);
 unsigned ts_read_stats(const ts_config *cfg, const char *event_id, json_t **body);
+/* An event's waitlist, a page of it (`limit` from `offset`) in line order:
+ * [{user_id, name, email, position, joined_at}], position the 1-based
+ * place in the whole line. 404 for no such event. */
+unsigned ts_read_waitlist(const ts_config *cfg, const char *event_id, long limit, long offset,
+                          json_t **body);
 /* A processed command's outcome: 200 with it, or 404 when not applied. */
 unsigned ts_read_command(const ts_config *cfg, const char *command_id, json_t **body);
 

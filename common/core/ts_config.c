@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_codec.h"
 #include "ts_log.h"
 
 enum kind { INT, STR };
@@ -55,6 +56,8 @@ static const var vars[] = {
     I(idle_timeout_s, "10", 1, 3600, "a connection with nothing to read is closed after"),
     I(max_url_bytes, "2048", 64, 65536, "longest request target (414 above)"),
     I(max_header_bytes, "8192", 512, 65536, "largest request header block (431 above)"),
+    I(hold_ttl_s, "600", TS_HOLD_TTL_MIN_MS / 1000, TS_HOLD_TTL_MAX_MS / 1000,
+      "seconds a seat hold lasts before it expires (POST /api/events/:id/holds)"),
     S(kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers"),
     S(topic_prefix, "turnstile", "topics are PREFIX.commands, PREFIX.replies, PREFIX.dlq"),
     S(group_id, "turnstile-worker", "consumer group of the workers"),

@@ -47,6 +47,7 @@ typedef struct ts_config {
     int idle_timeout_s;         /* a connection with nothing to read */
     int max_url_bytes;
     int max_header_bytes;
+    int hold_ttl_s; /* how long a seat hold lasts (POST /api/events/:id/holds) */
     /* Kafka */
     char kafka_brokers[256];
     char topic_prefix[128];

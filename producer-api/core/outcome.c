@@ -1,27 +1,41 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* outcome.c — see outcome.h. One row per outcome: status and machine code;
- * a refusal's message is ts_outcome_message's, the worker's too. Then the
- * text every answer is sent as, its reals' precision chosen per body. */
+/* outcome.c — see outcome.h. One row per outcome: status, machine code and
+ * the field a refusal names, if any; a refusal's message is
+ * ts_outcome_message's, the worker's too. Then the text every answer is
+ * sent as, its reals' precision chosen per body. */
 #include "outcome.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ts_time.h"
+
 static const struct {
     unsigned status;
     const char *code;
+    const char *field; /* the field at fault, if one is */
 } rows[TS_OUT_COUNT_] = {
-    [TS_OUT_CREATED] = {201, NULL},
-    [TS_OUT_REGISTERED] = {201, NULL},
-    [TS_OUT_CANCELLED] = {200, NULL},
-    [TS_OUT_EVENT_NOT_FOUND] = {404, "event_not_found"},
-    [TS_OUT_PAST_EVENT] = {400, "past_event"},
-    [TS_OUT_EVENT_FULL] = {400, "event_full"},
-    [TS_OUT_ALREADY_REGISTERED] = {400, "already_registered"},
-    [TS_OUT_REGISTRATION_NOT_FOUND] = {404, "registration_not_found"},
-    [TS_OUT_INVALID] = {400, "invalid_command"},
-    [TS_OUT_FORBIDDEN] = {403, "forbidden"},
-    [TS_OUT_IDEMPOTENCY_KEY_REUSED] = {422, "idempotency_key_reused"},
+    [TS_OUT_CREATED] = {201, NULL, NULL},
+    [TS_OUT_REGISTERED] = {201, NULL, NULL},
+    [TS_OUT_CANCELLED] = {200, NULL, NULL},
+    [TS_OUT_EVENT_NOT_FOUND] = {404, "event_not_found", NULL},
+    [TS_OUT_PAST_EVENT] = {400, "past_event", NULL},
+    [TS_OUT_EVENT_FULL] = {400, "event_full", NULL},
+    [TS_OUT_ALREADY_REGISTERED] = {400, "already_registered", NULL},
+    [TS_OUT_REGISTRATION_NOT_FOUND] = {404, "registration_not_found", NULL},
+    [TS_OUT_INVALID] = {400, "invalid_command", NULL},
+    [TS_OUT_FORBIDDEN] = {403, "forbidden", NULL},
+    [TS_OUT_IDEMPOTENCY_KEY_REUSED] = {422, "idempotency_key_reused", NULL},
+    [TS_OUT_WAITLISTED] = {201, NULL, NULL},
+    [TS_OUT_ALREADY_WAITLISTED] = {400, "already_waitlisted", NULL},
+    [TS_OUT_HELD] = {201, NULL, NULL},
+    [TS_OUT_ALREADY_HELD] = {400, "already_held", NULL},
+    [TS_OUT_HOLD_NOT_FOUND] = {404, "hold_not_found", NULL},
+    [TS_OUT_HOLD_EXPIRED] = {410, "hold_expired", NULL},
+    [TS_OUT_RELEASED] = {200, NULL, NULL},
+    [TS_OUT_UPDATED] = {200, NULL, NULL},
+    [TS_OUT_CAPACITY_BELOW_TAKEN] = {400, "capacity_below_taken", "capacity"},
+    [TS_OUT_EVENT_CANCELLED] = {400, "event_cancelled", NULL},
 };
 
 json_t *ts_error_body(const char *code, const char *message, const char *field) {
@@ -38,18 +52,34 @@ unsigned ts_outcome_http(const ts_reply *r, json_t **body) {
         *body = ts_error_body("internal", "Unknown outcome", NULL);
         return 500;
     }
+    char expires_at[TS_ISO8601_LEN + 1];
     switch (r->outcome) {
     case TS_OUT_CREATED: *body = json_pack("{s:s}", "id", r->event_id); break;
-    case TS_OUT_REGISTERED: *body = json_pack("{s:s}", "user_id", r->user_id); break;
-    case TS_OUT_CANCELLED: *body = json_pack("{s:b}", "ok", 1); break;
+    case TS_OUT_REGISTERED:
+        *body = json_pack("{s:s, s:s}", "user_id", r->user_id, "status", "registered");
+        break;
+    case TS_OUT_WAITLISTED:
+        *body = json_pack("{s:s, s:s, s:I}", "user_id", r->user_id, "status", "waitlisted",
+                          "position", (json_int_t)r->position);
+        break;
+    case TS_OUT_HELD:
+        ts_time_format_iso8601(r->expires_at_ms, expires_at);
+        *body = json_pack("{s:s, s:s, s:s}", "hold_id", r->hold_id, "user_id", r->user_id,
+                          "expires_at", expires_at);
+        break;
+    case TS_OUT_CANCELLED:
+    case TS_OUT_RELEASED: *body = json_pack("{s:b}", "ok", 1); break;
+    /* the event changed: its id here; the HTTP answer is the event as read
+     * after the reply (http.c) */
+    case TS_OUT_UPDATED: *body = json_pack("{s:s}", "id", r->event_id); break;
     default:
         /* An INVALID reply carries the worker's reason; the others the
-         * original service's fixed messages. */
+         * original service's fixed messages, and the seat lifecycle's. */
         *body = ts_error_body(rows[r->outcome].code,
                               r->outcome == TS_OUT_INVALID && r->message[0]
                                   ? r->message
                                   : ts_outcome_message(r->outcome),
-                              NULL);
+                              rows[r->outcome].field);
     }
     return rows[r->outcome].status;
 }

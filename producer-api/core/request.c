@@ -18,7 +18,14 @@
 #include "ts_uuid.h"
 #include "ts_validate.h"
 
-typedef enum kind { STRING, TEXT, EMAIL, TIME, COUNT, UUID, SECRET } kind;
+typedef enum kind { STRING, TEXT, EMAIL, TIME, COUNT, UUID, SECRET, BOOL } kind;
+
+/* What a JSON null given for a field means. */
+typedef enum nulls {
+    NULL_ABSENT,  /* as if the field were not there */
+    NULL_CLEARS,  /* an optional string set to "" (present: an update clears it) */
+    NULL_REFUSED, /* a 400 naming the field: it cannot be cleared */
+} nulls;
 
 typedef struct field {
     const char *name;
@@ -29,23 +36,46 @@ typedef struct field {
     size_t cap;        /* buffer size, for strings */
     size_t present_at; /* offset of a bool set when an optional field is there, or 0 */
     const char *missing_message;
+    nulls nulls;
 } field_rule;
 
 #define CMD(f) offsetof(ts_command, f)
 #define CAP(f) sizeof(((ts_command *)0)->f)
 
 static const field_rule create_fields[] = {
-    {"title", NULL, TEXT, true, CMD(u.create.title), CAP(u.create.title), 0, NULL},
-    {"starts_at", NULL, TIME, true, CMD(u.create.starts_at_ms), 0, 0, NULL},
-    {"location", NULL, TEXT, true, CMD(u.create.location), CAP(u.create.location), 0, NULL},
-    {"capacity", NULL, COUNT, true, CMD(u.create.capacity), 0, 0, NULL},
+    {"title", NULL, TEXT, true, CMD(u.create.title), CAP(u.create.title), 0, NULL, NULL_ABSENT},
+    {"starts_at", NULL, TIME, true, CMD(u.create.starts_at_ms), 0, 0, NULL, NULL_ABSENT},
+    {"location", NULL, TEXT, true, CMD(u.create.location), CAP(u.create.location), 0, NULL,
+     NULL_ABSENT},
+    {"capacity", NULL, COUNT, true, CMD(u.create.capacity), 0, 0, NULL, NULL_ABSENT},
     {"description", NULL, STRING, false, CMD(u.create.description), CAP(u.create.description),
-     CMD(u.create.has_description), NULL},
+     CMD(u.create.has_description), NULL, NULL_ABSENT},
 };
 
 static const field_rule register_fields[] = {
-    {"name", NULL, TEXT, true, CMD(u.reg.name), CAP(u.reg.name), 0, NULL},
-    {"email", NULL, EMAIL, true, CMD(u.reg.email), CAP(u.reg.email), 0, NULL},
+    {"name", NULL, TEXT, true, CMD(u.reg.name), CAP(u.reg.name), 0, NULL, NULL_ABSENT},
+    {"email", NULL, EMAIL, true, CMD(u.reg.email), CAP(u.reg.email), 0, NULL, NULL_ABSENT},
+    {"waitlist", NULL, BOOL, false, CMD(u.reg.waitlist), 0, 0, NULL, NULL_ABSENT},
+};
+
+static const field_rule hold_fields[] = {
+    {"name", NULL, TEXT, true, CMD(u.hold.name), CAP(u.hold.name), 0, NULL, NULL_ABSENT},
+    {"email", NULL, EMAIL, true, CMD(u.hold.email), CAP(u.hold.email), 0, NULL, NULL_ABSENT},
+};
+
+/* An update: the fields of a creation, each optional; at least one. A null
+ * description clears it; the others cannot be cleared. */
+static const field_rule update_fields[] = {
+    {"title", NULL, TEXT, false, CMD(u.update.title), CAP(u.update.title), CMD(u.update.has_title),
+     NULL, NULL_REFUSED},
+    {"starts_at", NULL, TIME, false, CMD(u.update.starts_at_ms), 0, CMD(u.update.has_starts_at),
+     NULL, NULL_REFUSED},
+    {"location", NULL, TEXT, false, CMD(u.update.location), CAP(u.update.location),
+     CMD(u.update.has_location), NULL, NULL_REFUSED},
+    {"capacity", NULL, COUNT, false, CMD(u.update.capacity), 0, CMD(u.update.has_capacity), NULL,
+     NULL_REFUSED},
+    {"description", NULL, STRING, false, CMD(u.update.description), CAP(u.update.description),
+     CMD(u.update.has_description), NULL, NULL_CLEARS},
 };
 
 /* A secret is kept as its digest only (`offset` is a ts_digest's). */
@@ -53,8 +83,8 @@ static const field_rule register_fields[] = {
 
 static const field_rule cancel_fields[] = {
     {"userId", "user_id", UUID, true, CMD(u.cancel.user_id), CAP(u.cancel.user_id), 0,
-     "userId required"},
-    {"token", NULL, SECRET, false, CMD(u.cancel.token_sha256), TOKEN_MAX + 1, 0, NULL},
+     "userId required", NULL_ABSENT},
+    {"token", NULL, SECRET, false, CMD(u.cancel.token_sha256), TOKEN_MAX + 1, 0, NULL, NULL_ABSENT},
 };
 
 static int bad(ts_bad_request *why, const char *code, const char *field, const char *fmt,
@@ -107,6 +137,11 @@ static int set_field(const field_rule *f, json_t *v, ts_command *cmd, ts_bad_req
         *(int64_t *)dst = ms;
         return 0;
     }
+    case BOOL:
+        if (!json_is_boolean(v))
+            return bad(why, "invalid_field", f->name, "%s must be true or false", f->name);
+        *(bool *)dst = json_is_true(v);
+        return 0;
     case COUNT:
         if (!json_is_integer(v) || json_integer_value(v) < 1 ||
             json_integer_value(v) > TS_CAPACITY_MAX)
@@ -133,6 +168,16 @@ static int parse(const char *body, size_t len, const field_rule *fields, size_t 
         json_t *v = json_object_get(root, f->name);
         if (!v && f->alias)
             v = json_object_get(root, f->alias);
+        if (v && json_is_null(v) && f->nulls == NULL_CLEARS) {
+            *((char *)cmd + f->offset) = '\0';
+            *(bool *)((char *)cmd + f->present_at) = true;
+            continue;
+        }
+        if (v && json_is_null(v) && f->nulls == NULL_REFUSED) {
+            /* the message of a value of the wrong type */
+            rc = set_field(f, v, cmd, why);
+            continue;
+        }
         if (!v || json_is_null(v)) {
             if (f->required)
                 rc = f->missing_message
@@ -164,13 +209,46 @@ int ts_request_cancel(const char *body, size_t len, ts_command *cmd, ts_bad_requ
                  why);
 }
 
-int ts_request_digest(const char *body, size_t len, ts_digest *out) {
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
-    char *canon = root ? json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    json_decref(root);
+int ts_request_place_hold(const char *body, size_t len, ts_command *cmd, ts_bad_request *why) {
+    return parse(body, len, hold_fields, sizeof hold_fields / sizeof hold_fields[0], cmd, why);
+}
+
+int ts_request_update_event(const char *body, size_t len, ts_command *cmd, ts_bad_request *why) {
+    if (parse(body, len, update_fields, sizeof update_fields / sizeof update_fields[0], cmd, why))
+        return -1;
+    if (!cmd->u.update.has_title && !cmd->u.update.has_description && !cmd->u.update.has_location &&
+        !cmd->u.update.has_starts_at && !cmd->u.update.has_capacity)
+        return bad(why, "missing_field", NULL, "%s",
+                   "At least one of title, description, location, starts_at, capacity is "
+                   "required");
+    return 0;
+}
+
+int ts_request_digest(const char *body, size_t len, const char *bound, ts_digest *out) {
+    char *canon;
+    if (len == 0) {
+        canon = strdup("");
+    } else {
+        json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+        canon = root ? json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        json_decref(root);
+    }
     if (!canon)
         return -1;
-    *out = ts_digest_of(canon);
+    if (!bound) {
+        *out = ts_digest_of(canon);
+        free(canon);
+        return 0;
+    }
+    /* the path's part first, on a line of its own: no body can forge it */
+    size_t n = strlen(bound) + 1 + strlen(canon) + 1;
+    char *text = malloc(n);
+    if (text)
+        snprintf(text, n, "%s\n%s", bound, canon);
     free(canon);
+    if (!text)
+        return -1;
+    *out = ts_digest_of(text);
+    free(text);
     return 0;
 }

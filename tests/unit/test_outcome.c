@@ -42,6 +42,97 @@ static void each_outcome_has_the_contract_status_and_body(void **state) {
     check(TS_OUT_EVENT_FULL, 400, "code", "event_full");
 }
 
+static void a_registration_says_it_is_registered(void **state) {
+    (void)state;
+    check(TS_OUT_REGISTERED, 201, "status", "registered");
+    ts_reply r;
+    memset(&r, 0, sizeof r);
+    r.outcome = TS_OUT_REGISTERED;
+    strcpy(r.user_id, "7c9e6679-7425-40de-944b-e07fc1f90ae7");
+    json_t *body;
+    assert_int_equal(ts_outcome_http(&r, &body), 201);
+    char *text = ts_body_text(body);
+    assert_string_equal(
+        text, "{\"user_id\":\"7c9e6679-7425-40de-944b-e07fc1f90ae7\",\"status\":\"registered\"}");
+    free(text);
+    json_decref(body);
+}
+
+static void the_seat_lifecycles_outcomes_have_the_contract_status_and_body(void **state) {
+    (void)state;
+    check(TS_OUT_WAITLISTED, 201, "status", "waitlisted");
+    check(TS_OUT_WAITLISTED, 201, "user_id", "7c9e6679-7425-40de-944b-e07fc1f90ae7");
+    check(TS_OUT_RELEASED, 200, "ok", NULL);
+    check(TS_OUT_UPDATED, 200, "id", "5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5b");
+    check(TS_OUT_ALREADY_WAITLISTED, 400, "error", "User already on the waitlist");
+    check(TS_OUT_ALREADY_WAITLISTED, 400, "code", "already_waitlisted");
+    check(TS_OUT_ALREADY_HELD, 400, "code", "already_held");
+    check(TS_OUT_HOLD_NOT_FOUND, 404, "error", "Hold not found");
+    check(TS_OUT_HOLD_NOT_FOUND, 404, "code", "hold_not_found");
+    check(TS_OUT_HOLD_EXPIRED, 410, "error", "Hold expired");
+    check(TS_OUT_HOLD_EXPIRED, 410, "code", "hold_expired");
+    check(TS_OUT_CAPACITY_BELOW_TAKEN, 400, "error", "Capacity is below the seats taken");
+    check(TS_OUT_CAPACITY_BELOW_TAKEN, 400, "code", "capacity_below_taken");
+    check(TS_OUT_CAPACITY_BELOW_TAKEN, 400, "field", "capacity");
+    check(TS_OUT_EVENT_CANCELLED, 400, "error", "Event is cancelled");
+    check(TS_OUT_EVENT_CANCELLED, 400, "code", "event_cancelled");
+}
+
+static void a_place_on_the_waitlist_says_where(void **state) {
+    (void)state;
+    ts_reply r;
+    memset(&r, 0, sizeof r);
+    r.outcome = TS_OUT_WAITLISTED;
+    strcpy(r.user_id, "7c9e6679-7425-40de-944b-e07fc1f90ae7");
+    r.position = 3;
+    json_t *body;
+    assert_int_equal(ts_outcome_http(&r, &body), 201);
+    char *text = ts_body_text(body);
+    assert_string_equal(text, "{\"user_id\":\"7c9e6679-7425-40de-944b-e07fc1f90ae7\","
+                              "\"status\":\"waitlisted\",\"position\":3}");
+    free(text);
+    json_decref(body);
+}
+
+static void a_hold_gives_its_id_and_expiry(void **state) {
+    (void)state;
+    ts_reply r;
+    memset(&r, 0, sizeof r);
+    r.outcome = TS_OUT_HELD;
+    strcpy(r.user_id, "7c9e6679-7425-40de-944b-e07fc1f90ae7");
+    strcpy(r.hold_id, "0b7e5f0a-6f4e-4a7b-9d3c-2e1f0a9b8c7d");
+    r.expires_at_ms = 1893520800123LL; /* 2030-01-01T18:00:00.123Z */
+    json_t *body;
+    assert_int_equal(ts_outcome_http(&r, &body), 201);
+    char *text = ts_body_text(body);
+    assert_string_equal(text, "{\"hold_id\":\"0b7e5f0a-6f4e-4a7b-9d3c-2e1f0a9b8c7d\","
+                              "\"user_id\":\"7c9e6679-7425-40de-944b-e07fc1f90ae7\","
+                              "\"expires_at\":\"2030-01-01T18:00:00.123Z\"}");
+    free(text);
+    json_decref(body);
+}
+
+/* Whatever the worker answers, the client gets a body: no outcome without
+ * its status, and every refusal with its message and code. */
+static void every_outcome_has_an_answer(void **state) {
+    (void)state;
+    for (int o = 0; o < TS_OUT_COUNT_; o++) {
+        ts_reply r;
+        memset(&r, 0, sizeof r);
+        r.outcome = (ts_outcome)o;
+        json_t *body = NULL;
+        unsigned status = ts_outcome_http(&r, &body);
+        assert_non_null(body);
+        assert_true(status >= 200 && status < 500);
+        if (status >= 400) {
+            assert_true(json_is_string(json_object_get(body, "error")));
+            assert_true(strlen(json_string_value(json_object_get(body, "error"))) > 0);
+            assert_true(json_is_string(json_object_get(body, "code")));
+        }
+        json_decref(body);
+    }
+}
+
 static void an_invalid_reply_carries_the_workers_reason(void **state) {
     (void)state;
     ts_reply r;
@@ -132,6 +223,11 @@ static void reals_in_arrays_and_nested_objects_are_printed_alike(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(each_outcome_has_the_contract_status_and_body),
+        cmocka_unit_test(a_registration_says_it_is_registered),
+        cmocka_unit_test(the_seat_lifecycles_outcomes_have_the_contract_status_and_body),
+        cmocka_unit_test(a_place_on_the_waitlist_says_where),
+        cmocka_unit_test(a_hold_gives_its_id_and_expiry),
+        cmocka_unit_test(every_outcome_has_an_answer),
         cmocka_unit_test(an_invalid_reply_carries_the_workers_reason),
         cmocka_unit_test(an_error_body_names_its_field),
         cmocka_unit_test(a_percentage_prints_as_its_two_decimals),
