@@ -6,26 +6,34 @@
  *   BEGIN
  *   fence        move the partitions' stored offsets (or learn we are a zombie)
  *   seen         which command ids were applied before (their first outcome)
- *   events       the events the batch touches: capacity, counter, start
- *   registered   which (event, user) pairs of the batch are registered, with
- *                each one's cancel-token digest and the command that made it
+ *   events       the events the batch touches: capacity, counters, start, status
+ *   registered   the seats of the (event, user) pairs the batch names: a
+ *                registration, a held seat or a place on a waitlist, with
+ *                its cancel-token digest and the command that made it
+ *   holds        the holds the batch names, and those of its events that may
+ *                expire during it (only events that have holds)
+ *   waitlist     the head of each waitlist the batch may move (only events
+ *                that have one)
  *   ...decide.c decides every command in offset order, in memory...
- *   insert       events, users, registrations, processed commands: one
+ *   insert       events, users, registrations, waitlist places, holds,
+ *                processed commands (with their event-stream records): one
  *                multi-row INSERT each (unnest of array parameters)
  *   rotate       the tokens retried registrations bring: one UPDATE
  *   counters     one UPDATE for all the events touched
  *   COMMIT
  *
  * This file only loads that state and writes those rows; what to write is
- * decide.c's. A cancellation's outcome is decided in memory too, but the
- * seat it frees is only known to the database, so it runs as statements of
- * its own (DELETE ... RETURNING seat, and the last seat moved into the
- * hole), after the registrations decided before it. Cancellations are rare
- * in a burst.
+ * decide.c's. A freed seat (a cancellation, a hold released or expired) is
+ * decided in memory too, but which seat it frees is only known to the
+ * database, so it runs as statements of its own (DELETE ... RETURNING
+ * seat, and the last seat moved into the hole), after the rows decided
+ * before it; so do a confirmation and a capacity change. They are rare in
+ * a burst. A plain registration burst runs none of the lifecycle's
+ * statements: they run only for the events and commands that need them.
  *
  * Optimistic batches. In a burst almost no command is a replay and almost
- * no registration a duplicate of a stored one, so a batch without
- * cancellations first skips the two lookups ("seen", "registered") and lets
+ * no registration a duplicate of a stored one, so a batch of creates,
+ * registrations and holds first skips the two lookups ("seen", "registered") and lets
  * the primary keys of processed_commands and registrations say so: their
  * unique check runs anyway when the rows go in. A violation of either
  * rolls the batch back and it runs again with the lookups, and so do the
@@ -66,6 +74,14 @@ enum stmt {
     ST_CANCEL,
     ST_MOVE_SEAT,
     ST_ROTATE_TOKENS,
+    ST_HOLDS_BY_ID,
+    ST_HOLDS_EXPIRING,
+    ST_WAITLIST_HEAD,
+    ST_CONFIRM,
+    ST_CAPACITY,
+    ST_UNWAIT,
+    ST_WAIT,
+    ST_WRITE_HOLDS,
     ST_COUNT_
 };
 
@@ -86,16 +102,25 @@ static const struct {
     [ST_SEEN] = {"seen",
                  "SELECT command_id, outcome, coalesce(user_id::text, ''), coalesce(message, ''),"
                  " (extract(epoch FROM processed_at) * 1000)::bigint,"
-                 " coalesce(encode(request_sha256, 'hex'), '')"
+                 " coalesce(encode(request_sha256, 'hex'), ''), coalesce(position, 0),"
+                 " coalesce(hold_id::text, ''),"
+                 " coalesce((extract(epoch FROM expires_at) * 1000)::bigint, 0)"
                  " FROM processed_commands WHERE command_id = ANY($1::uuid[])"},
     [ST_EVENTS] = {"events",
-                   "SELECT id, capacity, registered, (extract(epoch FROM starts_at) * 1000)::bigint"
+                   "SELECT id, capacity, registered, (extract(epoch FROM starts_at) * 1000)::bigint,"
+                   " held, waitlisted, status = 'cancelled', stream_seq, waitlist_seq"
                    " FROM events WHERE id = ANY($1::uuid[])"},
+    /* a pair's seat: registered (1), held (2), or a place on the waitlist (3) */
     [ST_REGISTERED] = {"registered",
                        "SELECT r.event_id, r.user_id, r.command_id,"
-                       " coalesce(encode(r.cancel_token_sha256, 'hex'), '')"
+                       " coalesce(encode(r.cancel_token_sha256, 'hex'), ''),"
+                       " CASE WHEN r.held THEN 2 ELSE 1 END, coalesce(r.hold_id::text, ''), 0"
                        " FROM unnest($1::uuid[], $2::uuid[]) k(e, u)"
-                       " JOIN registrations r ON r.event_id = k.e AND r.user_id = k.u"},
+                       " JOIN registrations r ON r.event_id = k.e AND r.user_id = k.u"
+                       " UNION ALL SELECT w.event_id, w.user_id, w.command_id,"
+                       " coalesce(encode(w.cancel_token_sha256, 'hex'), ''), 3, '', w.seq"
+                       " FROM unnest($1::uuid[], $2::uuid[]) k(e, u)"
+                       " JOIN waitlist w ON w.event_id = k.e AND w.user_id = k.u"},
     [ST_INSERT_EVENTS] = {"insert_events",
                           "INSERT INTO events (id, title, description, starts_at, location,"
                           " capacity) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[],"
@@ -106,21 +131,34 @@ static const struct {
     /* clock_timestamp() per row, in array order: registration order */
     [ST_INSERT_REGISTRATIONS] = {"insert_registrations",
                                  "INSERT INTO registrations (event_id, user_id, name, seat,"
-                                 " capacity, registered_at, command_id, cancel_token_sha256)"
-                                 " SELECT e, u, n, s, c, clock_timestamp(), k, t FROM"
+                                 " capacity, registered_at, command_id, cancel_token_sha256,"
+                                 " held, hold_id)"
+                                 " SELECT e, u, n, s, c, clock_timestamp(), k, t, h <> 0, x FROM"
                                  " unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[],"
-                                 " $5::int[], $6::uuid[], $7::bytea[]) AS v(e, u, n, s, c, k, t)"},
+                                 " $5::int[], $6::uuid[], $7::bytea[], $8::int[], $9::uuid[])"
+                                 " AS v(e, u, n, s, c, k, t, h, x)"},
     [ST_INSERT_PROCESSED] =
         {"insert_processed",
          "INSERT INTO processed_commands (command_id, event_id, kind,"
          " outcome, user_id, message, topic, kafka_partition, kafka_offset,"
-         " request_sha256)"
-         " SELECT c, e, k, o, u, m, $7, p, f, h FROM unnest($1::uuid[],"
+         " request_sha256, position, hold_id, expires_at, stream)"
+         " SELECT c, e, k, o, u, m, $7, p, f, h, q, x, a, s FROM unnest($1::uuid[],"
          " $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],"
-         " $8::int[], $9::bigint[], $10::bytea[]) AS v(c, e, k, o, u, m, p, f, h)"},
+         " $8::int[], $9::bigint[], $10::bytea[], $11::bigint[], $12::uuid[],"
+         " $13::timestamptz[], $14::bytea[]) AS v(c, e, k, o, u, m, p, f, h, q, x, a, s)"},
+    /* an event as the batch left it: description '' clears it */
     [ST_COUNTERS] = {"counters",
-                     "UPDATE events SET registered = v.n FROM unnest($1::uuid[], $2::int[])"
-                     " AS v(id, n) WHERE events.id = v.id"},
+                     "UPDATE events e SET registered = v.r, held = v.h, waitlisted = v.w,"
+                     " stream_seq = v.s, waitlist_seq = v.q,"
+                     " status = CASE WHEN v.x <> 0 THEN 'cancelled' ELSE e.status END,"
+                     " title = coalesce(v.t, e.title),"
+                     " description = CASE WHEN v.d IS NULL THEN e.description"
+                     " WHEN v.d = '' THEN NULL ELSE v.d END,"
+                     " location = coalesce(v.l, e.location), starts_at = coalesce(v.a, e.starts_at)"
+                     " FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::bigint[],"
+                     " $6::bigint[], $7::int[], $8::text[], $9::text[], $10::text[],"
+                     " $11::timestamptz[]) AS v(id, r, h, w, s, q, x, t, d, l, a)"
+                     " WHERE e.id = v.id"},
     /* With a token ($3), only the registration that holds its hash goes:
      * decide.c checked it already; the database agrees or the batch fails. */
     [ST_CANCEL] = {"cancel", "DELETE FROM registrations WHERE event_id = $1 AND user_id = $2"
@@ -139,6 +177,43 @@ static const struct {
                           " FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::uuid[])"
                           " AS v(e, u, t, k)"
                           " WHERE r.event_id = v.e AND r.user_id = v.u AND r.command_id = v.k"},
+    [ST_HOLDS_BY_ID] = {"holds_by_id",
+                        "SELECT hold_id, event_id, user_id, state,"
+                        " (extract(epoch FROM expires_at) * 1000)::bigint"
+                        " FROM holds WHERE hold_id = ANY($1::uuid[])"},
+    /* the holds of these events still held that expire before the time given */
+    [ST_HOLDS_EXPIRING] = {"holds_expiring",
+                           "SELECT h.hold_id, h.event_id, h.user_id, h.state,"
+                           " (extract(epoch FROM h.expires_at) * 1000)::bigint"
+                           " FROM unnest($1::uuid[], $2::timestamptz[]) AS v(e, b)"
+                           " JOIN holds h ON h.event_id = v.e AND h.state = 'held'"
+                           " AND h.expires_at < v.b"},
+    /* the first places of these waitlists, each event's in line order */
+    [ST_WAITLIST_HEAD] = {"waitlist_head",
+                          "SELECT w.event_id, w.user_id, w.name, w.email, w.command_id,"
+                          " coalesce(encode(w.cancel_token_sha256, 'hex'), ''), w.seq"
+                          " FROM unnest($1::uuid[], $2::int[]) AS v(e, k) CROSS JOIN LATERAL"
+                          " (SELECT * FROM waitlist x WHERE x.event_id = v.e ORDER BY x.seq"
+                          " LIMIT v.k) w ORDER BY w.event_id, w.seq"},
+    [ST_CONFIRM] = {"confirm",
+                    "UPDATE registrations SET held = false, command_id = $4,"
+                    " cancel_token_sha256 = $5, registered_at = clock_timestamp()"
+                    " WHERE event_id = $1 AND user_id = $2 AND hold_id = $3 AND held"},
+    [ST_CAPACITY] = {"capacity",
+                     "UPDATE events SET capacity = $2, registered = $3, held = $4 WHERE id = $1"},
+    [ST_UNWAIT] = {"unwait",
+                   "DELETE FROM waitlist w USING unnest($1::uuid[], $2::uuid[]) AS v(e, u)"
+                   " WHERE w.event_id = v.e AND w.user_id = v.u"},
+    [ST_WAIT] = {"wait",
+                 "INSERT INTO waitlist (event_id, user_id, name, email, seq, command_id,"
+                 " cancel_token_sha256, joined_at) SELECT e, u, n, m, s, k, t, clock_timestamp()"
+                 " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],"
+                 " $6::uuid[], $7::bytea[]) AS v(e, u, n, m, s, k, t)"},
+    [ST_WRITE_HOLDS] = {"write_holds",
+                        "INSERT INTO holds (hold_id, event_id, user_id, expires_at, state)"
+                        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[],"
+                        " $4::timestamptz[], $5::text[])"
+                        " ON CONFLICT (hold_id) DO UPDATE SET state = excluded.state"},
 };
 
 /* The arrays of a statement's rows, reused from batch to batch. */
@@ -158,6 +233,8 @@ enum {
     A_RG_CAPACITY,
     A_RG_COMMAND,
     A_RG_TOKEN,
+    A_RG_HELD,
+    A_RG_HOLD,
     A_RT_EVENT,
     A_RT_USER,
     A_RT_TOKEN,
@@ -171,16 +248,41 @@ enum {
     A_PC_PARTITION,
     A_PC_OFFSET,
     A_PC_REQUEST,
+    A_PC_POSITION,
+    A_PC_HOLD,
+    A_PC_EXPIRES,
+    A_PC_STREAM,
     A_Q1,
     A_Q2,
     A_Q3,
+    A_Q4,
+    A_Q5,
+    A_Q6,
+    A_Q7,
+    A_Q8,
+    A_Q9,
+    A_Q10,
+    A_Q11,
     A_COUNT_
 };
+
+/* A processed command's stream records in stream_buf. */
+typedef struct frames {
+    size_t start, len;
+} frames;
 
 struct ts_applier {
     PGconn *conn;
     char *dsn;
     ts_decider *decider;
+    ts_codec *codec;
+    uint8_t *stream_buf; /* the batch's records, each after its 4-byte length */
+    size_t stream_len, stream_cap;
+    frames *frames; /* per processed command */
+    size_t frames_cap;
+    ts_stream_msg *msgs;
+    size_t nmsgs, msgs_cap;
+    bool committed; /* the last batch was: msgs are its records */
     ts_pgarray arr[A_COUNT_];
     size_t *order; /* indexes of the batch's items, part by part */
     size_t order_cap;
@@ -248,6 +350,10 @@ ts_applier *ts_applier_new(const char *dsn, int migrate, char *err, size_t errle
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    if (!(a->codec = ts_codec_new(err, errlen))) {
+        ts_applier_free(a);
+        return NULL;
+    }
     a->conn = ts_pg_connect(dsn, "turnstile-worker", err, errlen);
     if (!a->conn || (migrate && ts_pg_migrate(a->conn, NULL, err, errlen)) ||
         prepare_all(a, err, errlen)) {
@@ -265,6 +371,10 @@ void ts_applier_free(ts_applier *a) {
     for (int i = 0; i < A_COUNT_; i++)
         ts_pgarray_free(&a->arr[i]);
     ts_decider_free(a->decider);
+    ts_codec_free(a->codec);
+    free(a->stream_buf);
+    free(a->frames);
+    free(a->msgs);
     free(a->order);
     free(a->dsn);
     free(a);
@@ -469,6 +579,9 @@ static int load_commands(ts_applier *a, const ts_batch_item *items, size_t n, ch
             .user_id = PQgetvalue(res, row, 2),
             .message = PQgetvalue(res, row, 3),
             .applied_at_ms = strtoll(PQgetvalue(res, row, 4), NULL, 10),
+            .position = strtoll(PQgetvalue(res, row, 6), NULL, 10),
+            .hold_id = PQgetvalue(res, row, 7),
+            .expires_at_ms = strtoll(PQgetvalue(res, row, 8), NULL, 10),
         };
         if (ts_outcome_parse(PQgetvalue(res, row, 1), &c.outcome))
             c.outcome = TS_OUT_INVALID;
@@ -503,8 +616,16 @@ static int load_events(ts_applier *a, const ts_batch_item *items, size_t n, char
     int rc = 0;
     for (int row = 0; row < PQntuples(res) && rc == 0; row++) {
         const ts_stored_event e = {
-            PQgetvalue(res, row, 0), strtoll(PQgetvalue(res, row, 1), NULL, 10),
-            strtoll(PQgetvalue(res, row, 2), NULL, 10), strtoll(PQgetvalue(res, row, 3), NULL, 10)};
+            .id = PQgetvalue(res, row, 0),
+            .capacity = strtoll(PQgetvalue(res, row, 1), NULL, 10),
+            .registered = strtoll(PQgetvalue(res, row, 2), NULL, 10),
+            .starts_at_ms = strtoll(PQgetvalue(res, row, 3), NULL, 10),
+            .held = strtoll(PQgetvalue(res, row, 4), NULL, 10),
+            .waitlisted = strtoll(PQgetvalue(res, row, 5), NULL, 10),
+            .cancelled = PQgetvalue(res, row, 6)[0] == 't',
+            .stream_seq = strtoll(PQgetvalue(res, row, 7), NULL, 10),
+            .waitlist_seq = strtoll(PQgetvalue(res, row, 8), NULL, 10),
+        };
         if (ts_decider_add_event(a->decider, &e))
             rc = state_failed(a, "events", err, errlen);
     }
@@ -512,8 +633,9 @@ static int load_events(ts_applier *a, const ts_batch_item *items, size_t n, char
     return rc;
 }
 
-/* The registrations among the (event, user) pairs the batch names, with
- * the digest of each one's cancel token and the command that made it. */
+/* The seats of the (event, user) pairs the batch names — registrations,
+ * held seats, places on a waitlist — with the digest of each one's cancel
+ * token and the command that made it. */
 static int load_registrations(ts_applier *a, const ts_batch_item *items, size_t n, char *err,
                               size_t errlen) {
     if (a->optimistic)
@@ -537,13 +659,137 @@ static int load_registrations(ts_applier *a, const ts_batch_item *items, size_t 
     int rc = 0;
     for (int row = 0; row < PQntuples(res) && rc == 0; row++) {
         ts_stored_registration r = {
-            PQgetvalue(res, row, 0), PQgetvalue(res, row, 1), PQgetvalue(res, row, 2), {0}};
+            .event_id = PQgetvalue(res, row, 0),
+            .user_id = PQgetvalue(res, row, 1),
+            .command_id = PQgetvalue(res, row, 2),
+            .kind = (ts_seat_kind)strtol(PQgetvalue(res, row, 4), NULL, 10),
+            .hold_id = PQgetvalue(res, row, 5),
+            .seq = strtoll(PQgetvalue(res, row, 6), NULL, 10),
+        };
         if (digest_from_hex(PQgetvalue(res, row, 3), &r.cancel_token)) {
             a->failure = TS_APPLY_REJECTED;
             snprintf(err, errlen, "registered: a token digest that is not one");
             rc = -1;
         } else if (ts_decider_add_registration(a->decider, &r)) {
             rc = state_failed(a, "registered", err, errlen);
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int hold_state(const char *s, ts_hold_state *out) {
+    static const char *const names[] = {"held", "confirmed", "released", "expired"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) {
+            *out = (ts_hold_state)(TS_HOLD_HELD + i);
+            return 0;
+        }
+    return -1;
+}
+
+static const char *hold_state_name(ts_hold_state s) {
+    switch (s) {
+    case TS_HOLD_HELD: return "held";
+    case TS_HOLD_CONFIRMED: return "confirmed";
+    case TS_HOLD_RELEASED: return "released";
+    case TS_HOLD_EXPIRED: return "expired";
+    }
+    return "held";
+}
+
+/* Holds, as ST_HOLDS_BY_ID and ST_HOLDS_EXPIRING give them. */
+static int add_holds(ts_applier *a, PGresult *res, char *err, size_t errlen) {
+    int rc = 0;
+    for (int row = 0; row < PQntuples(res) && rc == 0; row++) {
+        ts_stored_hold h = {
+            .hold_id = PQgetvalue(res, row, 0),
+            .event_id = PQgetvalue(res, row, 1),
+            .user_id = PQgetvalue(res, row, 2),
+            .expires_at_ms = strtoll(PQgetvalue(res, row, 4), NULL, 10),
+        };
+        if (hold_state(PQgetvalue(res, row, 3), &h.state)) {
+            a->failure = TS_APPLY_REJECTED;
+            snprintf(err, errlen, "holds: a state that is not one");
+            rc = -1;
+        } else if (ts_decider_add_hold(a->decider, &h)) {
+            rc = state_failed(a, "holds", err, errlen);
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* The holds the batch's confirmations, releases and expiries name. */
+static int load_named_holds(ts_applier *a, const ts_batch_item *items, size_t n, char *err,
+                            size_t errlen) {
+    ts_pgarray *ids = &a->arr[A_Q1];
+    ts_pgarray_reset(ids, TS_OID_UUID);
+    for (size_t k = 0; k < n; k++) {
+        const ts_batch_item *it = &items[a->order[k]];
+        if (ts_decider_wants_hold(a->decider, it))
+            ts_pgarray_uuid(ids, it->cmd.u.hold_ref.hold_id);
+    }
+    if (ids->n == 0)
+        return 0;
+    const param p[] = {array_param(ids)};
+    PGresult *res = run(a, ST_HOLDS_BY_ID, 1, p, err, errlen);
+    return res ? add_holds(a, res, err, errlen) : -1;
+}
+
+/* The holds that may expire during the batch: only events with holds. */
+static int load_expiring_holds(ts_applier *a, char *err, size_t errlen) {
+    ts_pgarray *ev = &a->arr[A_Q1], *before = &a->arr[A_Q2];
+    ts_pgarray_reset(ev, TS_OID_UUID);
+    ts_pgarray_reset(before, TS_OID_TIMESTAMPTZ);
+    size_t cursor = 0;
+    const char *event_id;
+    int64_t before_ms;
+    while (ts_decider_expiring(a->decider, &cursor, &event_id, &before_ms)) {
+        ts_pgarray_uuid(ev, event_id);
+        ts_pgarray_timestamptz_ms(before, before_ms);
+    }
+    if (ev->n == 0)
+        return 0;
+    const param p[] = {array_param(ev), array_param(before)};
+    PGresult *res = run(a, ST_HOLDS_EXPIRING, 2, p, err, errlen);
+    return res ? add_holds(a, res, err, errlen) : -1;
+}
+
+/* The head of each waitlist the batch may move: only events with one. */
+static int load_waitlists(ts_applier *a, char *err, size_t errlen) {
+    ts_pgarray *ev = &a->arr[A_Q1], *lim = &a->arr[A_Q2];
+    ts_pgarray_reset(ev, TS_OID_UUID);
+    ts_pgarray_reset(lim, TS_OID_INT4);
+    size_t cursor = 0;
+    const char *event_id;
+    int64_t limit;
+    while (ts_decider_waitlist_wanted(a->decider, &cursor, &event_id, &limit)) {
+        ts_pgarray_uuid(ev, event_id);
+        ts_pgarray_int4(lim, limit > INT32_MAX ? INT32_MAX : (int32_t)limit);
+    }
+    if (ev->n == 0)
+        return 0;
+    const param p[] = {array_param(ev), array_param(lim)};
+    PGresult *res = run(a, ST_WAITLIST_HEAD, 2, p, err, errlen);
+    if (!res)
+        return -1;
+    int rc = 0;
+    for (int row = 0; row < PQntuples(res) && rc == 0; row++) {
+        ts_stored_waiter w = {
+            .event_id = PQgetvalue(res, row, 0),
+            .user_id = PQgetvalue(res, row, 1),
+            .name = PQgetvalue(res, row, 2),
+            .email = PQgetvalue(res, row, 3),
+            .command_id = PQgetvalue(res, row, 4),
+            .seq = strtoll(PQgetvalue(res, row, 6), NULL, 10),
+        };
+        if (digest_from_hex(PQgetvalue(res, row, 5), &w.cancel_token)) {
+            a->failure = TS_APPLY_REJECTED;
+            snprintf(err, errlen, "waitlist_head: a token digest that is not one");
+            rc = -1;
+        } else if (ts_decider_add_waiter(a->decider, &w)) {
+            rc = state_failed(a, "waitlist_head", err, errlen);
         }
     }
     PQclear(res);
@@ -602,25 +848,32 @@ static int write_registrations(ts_applier *a, const ts_decisions *d, size_t from
     if (from == to)
         return 0;
     ts_pgarray *r = a->arr;
-    static const uint32_t types[] = {TS_OID_UUID, TS_OID_UUID, TS_OID_TEXT, TS_OID_INT4,
-                                     TS_OID_INT4, TS_OID_UUID, TS_OID_BYTEA};
-    for (int i = 0; i <= A_RG_TOKEN - A_RG_EVENT; i++)
+    static const uint32_t types[] = {TS_OID_UUID, TS_OID_UUID,  TS_OID_TEXT,
+                                     TS_OID_INT4, TS_OID_INT4,  TS_OID_UUID,
+                                     TS_OID_BYTEA, TS_OID_INT4, TS_OID_UUID};
+    for (int i = 0; i <= A_RG_HOLD - A_RG_EVENT; i++)
         ts_pgarray_reset(&r[A_RG_EVENT + i], types[i]);
     for (size_t i = from; i < to; i++) {
         const ts_row_registration *g = &d->registrations[i];
-        ts_pgarray_uuid(&r[A_RG_EVENT], g->item->cmd.event_id);
-        ts_pgarray_uuid(&r[A_RG_USER], g->item->user_id);
-        ts_pgarray_text(&r[A_RG_NAME], g->item->cmd.u.reg.name);
+        ts_pgarray_uuid(&r[A_RG_EVENT], g->event_id);
+        ts_pgarray_uuid(&r[A_RG_USER], g->user_id);
+        ts_pgarray_text(&r[A_RG_NAME], g->name);
         ts_pgarray_int4(&r[A_RG_SEAT], g->seat);
         ts_pgarray_int4(&r[A_RG_CAPACITY], g->capacity);
-        ts_pgarray_uuid(&r[A_RG_COMMAND], g->item->cmd.command_id);
+        ts_pgarray_uuid(&r[A_RG_COMMAND], g->command_id);
         add_digest(&r[A_RG_TOKEN], g->cancel_token);
+        ts_pgarray_int4(&r[A_RG_HELD], g->held);
+        if (g->held)
+            ts_pgarray_uuid(&r[A_RG_HOLD], g->hold_id);
+        else
+            ts_pgarray_null(&r[A_RG_HOLD]);
     }
     const param p[] = {array_param(&r[A_RG_EVENT]),    array_param(&r[A_RG_USER]),
                        array_param(&r[A_RG_NAME]),     array_param(&r[A_RG_SEAT]),
                        array_param(&r[A_RG_CAPACITY]), array_param(&r[A_RG_COMMAND]),
-                       array_param(&r[A_RG_TOKEN])};
-    return run0(a, ST_INSERT_REGISTRATIONS, 7, p, err, errlen);
+                       array_param(&r[A_RG_TOKEN]),    array_param(&r[A_RG_HELD]),
+                       array_param(&r[A_RG_HOLD])};
+    return run0(a, ST_INSERT_REGISTRATIONS, 9, p, err, errlen);
 }
 
 /* rotations[from .. to): each must find its registration, as the decider
@@ -659,6 +912,102 @@ static int write_rotations(ts_applier *a, const ts_decisions *d, size_t from, si
     return 0;
 }
 
+/* Runs a statement that must touch exactly `want` rows, as the decider
+ * saw them: the database disagreeing fails the batch. */
+static int run_count(ts_applier *a, enum stmt s, int n, const param *params, unsigned long long want,
+                     char *err, size_t errlen) {
+    PGresult *res = run(a, s, n, params, err, errlen);
+    if (!res)
+        return -1;
+    const char *tuples = PQcmdTuples(res);
+    char *end;
+    unsigned long long got = strtoull(tuples, &end, 10);
+    bool counted = end != tuples && *end == '\0';
+    PQclear(res);
+    if (!counted || got != want) {
+        a->failure = TS_APPLY_REJECTED;
+        snprintf(err, errlen, "%s: %llu of %llu rows found", stmts[s].name, got, want);
+        return -1;
+    }
+    return 0;
+}
+
+/* A held seat the decider saw becomes a registration. */
+static int write_confirm(ts_applier *a, const ts_row_confirm *c, char *err, size_t errlen) {
+    const param p[] = {text_param(c->event_id), text_param(c->user_id), text_param(c->hold_id),
+                       text_param(c->command_id), digest_param(c->cancel_token)};
+    return run_count(a, ST_CONFIRM, 5, p, 1, err, errlen);
+}
+
+static int write_capacity(ts_applier *a, const ts_row_capacity *c, char *err, size_t errlen) {
+    char cap[16], reg[16], held[16];
+    snprintf(cap, sizeof cap, "%d", c->capacity);
+    snprintf(reg, sizeof reg, "%d", c->registered);
+    snprintf(held, sizeof held, "%d", c->held);
+    const param p[] = {text_param(c->event_id), text_param(cap), text_param(reg),
+                       text_param(held)};
+    return run_count(a, ST_CAPACITY, 4, p, 1, err, errlen);
+}
+
+static int write_unwaits(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
+    if (d->nunwaits == 0)
+        return 0;
+    ts_pgarray *ev = &a->arr[A_Q1], *us = &a->arr[A_Q2];
+    ts_pgarray_reset(ev, TS_OID_UUID);
+    ts_pgarray_reset(us, TS_OID_UUID);
+    for (size_t i = 0; i < d->nunwaits; i++) {
+        ts_pgarray_uuid(ev, d->unwaits[i].event_id);
+        ts_pgarray_uuid(us, d->unwaits[i].user_id);
+    }
+    const param p[] = {array_param(ev), array_param(us)};
+    return run_count(a, ST_UNWAIT, 2, p, d->nunwaits, err, errlen);
+}
+
+static int write_waits(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
+    if (d->nwaits == 0)
+        return 0;
+    ts_pgarray *r = &a->arr[A_Q1];
+    static const uint32_t types[] = {TS_OID_UUID, TS_OID_UUID, TS_OID_TEXT, TS_OID_TEXT,
+                                     TS_OID_INT8, TS_OID_UUID, TS_OID_BYTEA};
+    for (int i = 0; i < 7; i++)
+        ts_pgarray_reset(&r[i], types[i]);
+    for (size_t i = 0; i < d->nwaits; i++) {
+        const ts_row_wait *w = &d->waits[i];
+        ts_pgarray_uuid(&r[0], w->event_id);
+        ts_pgarray_uuid(&r[1], w->user_id);
+        ts_pgarray_text(&r[2], w->name);
+        ts_pgarray_text(&r[3], w->email);
+        ts_pgarray_int8(&r[4], w->seq);
+        ts_pgarray_uuid(&r[5], w->command_id);
+        add_digest(&r[6], w->cancel_token);
+    }
+    const param p[] = {array_param(&r[0]), array_param(&r[1]), array_param(&r[2]),
+                       array_param(&r[3]), array_param(&r[4]), array_param(&r[5]),
+                       array_param(&r[6])};
+    return run0(a, ST_WAIT, 7, p, err, errlen);
+}
+
+static int write_holds(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
+    if (d->nholds == 0)
+        return 0;
+    ts_pgarray *r = &a->arr[A_Q1];
+    static const uint32_t types[] = {TS_OID_UUID, TS_OID_UUID, TS_OID_UUID, TS_OID_TIMESTAMPTZ,
+                                     TS_OID_TEXT};
+    for (int i = 0; i < 5; i++)
+        ts_pgarray_reset(&r[i], types[i]);
+    for (size_t i = 0; i < d->nholds; i++) {
+        const ts_row_hold *h = &d->holds[i];
+        ts_pgarray_uuid(&r[0], h->hold_id);
+        ts_pgarray_uuid(&r[1], h->event_id);
+        ts_pgarray_uuid(&r[2], h->user_id);
+        ts_pgarray_timestamptz_ms(&r[3], h->expires_at_ms);
+        ts_pgarray_text(&r[4], hold_state_name(h->state));
+    }
+    const param p[] = {array_param(&r[0]), array_param(&r[1]), array_param(&r[2]),
+                       array_param(&r[3]), array_param(&r[4])};
+    return run0(a, ST_WRITE_HOLDS, 5, p, err, errlen);
+}
+
 /* A cancellation the decider allowed: the database says which seat it
  * frees, and the last seat moves there. */
 static int write_cancel(ts_applier *a, const ts_row_cancel *c, char *err, size_t errlen) {
@@ -688,10 +1037,11 @@ static int write_processed(ts_applier *a, const char *topic, const ts_decisions 
     if (d->nprocessed == 0)
         return 0;
     ts_pgarray *r = a->arr;
-    static const uint32_t types[] = {TS_OID_UUID, TS_OID_UUID, TS_OID_TEXT,
-                                     TS_OID_TEXT, TS_OID_UUID, TS_OID_TEXT,
-                                     TS_OID_INT4, TS_OID_INT8, TS_OID_BYTEA};
-    for (int i = 0; i <= A_PC_REQUEST - A_PC_COMMAND; i++)
+    static const uint32_t types[] = {TS_OID_UUID,  TS_OID_UUID, TS_OID_TEXT, TS_OID_TEXT,
+                                     TS_OID_UUID,  TS_OID_TEXT, TS_OID_INT4, TS_OID_INT8,
+                                     TS_OID_BYTEA, TS_OID_INT8, TS_OID_UUID, TS_OID_TIMESTAMPTZ,
+                                     TS_OID_BYTEA};
+    for (int i = 0; i <= A_PC_STREAM - A_PC_COMMAND; i++)
         ts_pgarray_reset(&r[A_PC_COMMAND + i], types[i]);
     for (size_t i = 0; i < d->nprocessed; i++) {
         const ts_batch_item *it = d->processed[i].item;
@@ -707,6 +1057,21 @@ static int write_processed(ts_applier *a, const char *topic, const ts_decisions 
         ts_pgarray_int4(&r[A_PC_PARTITION], it->partition);
         ts_pgarray_int8(&r[A_PC_OFFSET], it->offset);
         add_digest(&r[A_PC_REQUEST], &it->cmd.request_sha256);
+        const ts_reply *rp = &it->reply;
+        if (rp->position)
+            ts_pgarray_int8(&r[A_PC_POSITION], rp->position);
+        else
+            ts_pgarray_null(&r[A_PC_POSITION]);
+        if (rp->hold_id[0])
+            ts_pgarray_uuid(&r[A_PC_HOLD], rp->hold_id);
+        else
+            ts_pgarray_null(&r[A_PC_HOLD]);
+        if (rp->expires_at_ms)
+            ts_pgarray_timestamptz_ms(&r[A_PC_EXPIRES], rp->expires_at_ms);
+        else
+            ts_pgarray_null(&r[A_PC_EXPIRES]);
+        const frames *f = &a->frames[i];
+        ts_pgarray_bytea(&r[A_PC_STREAM], f->len ? a->stream_buf + f->start : NULL, f->len);
     }
     const param p[] = {array_param(&r[A_PC_COMMAND]),
                        array_param(&r[A_PC_EVENT]),
@@ -717,22 +1082,44 @@ static int write_processed(ts_applier *a, const char *topic, const ts_decisions 
                        text_param(topic),
                        array_param(&r[A_PC_PARTITION]),
                        array_param(&r[A_PC_OFFSET]),
-                       array_param(&r[A_PC_REQUEST])};
-    return run0(a, ST_INSERT_PROCESSED, 10, p, err, errlen);
+                       array_param(&r[A_PC_REQUEST]),
+                       array_param(&r[A_PC_POSITION]),
+                       array_param(&r[A_PC_HOLD]),
+                       array_param(&r[A_PC_EXPIRES]),
+                       array_param(&r[A_PC_STREAM])};
+    return run0(a, ST_INSERT_PROCESSED, 14, p, err, errlen);
 }
 
 static int write_counters(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
     if (d->ncounters == 0)
         return 0;
-    ts_pgarray *ids = &a->arr[A_Q1], *ns = &a->arr[A_Q2];
-    ts_pgarray_reset(ids, TS_OID_UUID);
-    ts_pgarray_reset(ns, TS_OID_INT4);
+    ts_pgarray *r = &a->arr[A_Q1];
+    static const uint32_t types[] = {TS_OID_UUID, TS_OID_INT4, TS_OID_INT4, TS_OID_INT4,
+                                     TS_OID_INT8, TS_OID_INT8, TS_OID_INT4, TS_OID_TEXT,
+                                     TS_OID_TEXT, TS_OID_TEXT, TS_OID_TIMESTAMPTZ};
+    for (int i = 0; i < 11; i++)
+        ts_pgarray_reset(&r[i], types[i]);
     for (size_t i = 0; i < d->ncounters; i++) {
-        ts_pgarray_uuid(ids, d->counters[i].event_id);
-        ts_pgarray_int4(ns, d->counters[i].registered);
+        const ts_row_counter *c = &d->counters[i];
+        ts_pgarray_uuid(&r[0], c->event_id);
+        ts_pgarray_int4(&r[1], c->registered);
+        ts_pgarray_int4(&r[2], c->held);
+        ts_pgarray_int4(&r[3], c->waitlisted);
+        ts_pgarray_int8(&r[4], c->stream_seq);
+        ts_pgarray_int8(&r[5], c->waitlist_seq);
+        ts_pgarray_int4(&r[6], c->cancelled);
+        ts_pgarray_text(&r[7], c->title);
+        ts_pgarray_text(&r[8], c->description);
+        ts_pgarray_text(&r[9], c->location);
+        if (c->has_starts_at)
+            ts_pgarray_timestamptz_ms(&r[10], c->starts_at_ms);
+        else
+            ts_pgarray_null(&r[10]);
     }
-    const param p[] = {array_param(ids), array_param(ns)};
-    return run0(a, ST_COUNTERS, 2, p, err, errlen);
+    param p[11];
+    for (int i = 0; i < 11; i++)
+        p[i] = array_param(&r[i]);
+    return run0(a, ST_COUNTERS, 11, p, err, errlen);
 }
 
 /* The decisions' rows, in the order decide.h gives. */
@@ -745,12 +1132,18 @@ static int write_decisions(ts_applier *a, const char *topic, const ts_decisions 
         const ts_decided_step *s = &d->steps[i];
         if (write_registrations(a, d, registrations, s->registrations_end, err, errlen) ||
             write_rotations(a, d, rotations, s->rotations_end, err, errlen) ||
-            (s->cancels && write_cancel(a, &s->cancel, err, errlen)))
+            (s->ends_with == TS_STEP_FREE && write_cancel(a, &s->u.cancel, err, errlen)) ||
+            (s->ends_with == TS_STEP_CONFIRM && write_confirm(a, &s->u.confirm, err, errlen)) ||
+            (s->ends_with == TS_STEP_CAPACITY && write_capacity(a, &s->u.capacity, err, errlen)))
             return -1;
         registrations = s->registrations_end;
         rotations = s->rotations_end;
     }
-    return write_processed(a, topic, d, err, errlen) || write_counters(a, d, err, errlen) ? -1 : 0;
+    return write_unwaits(a, d, err, errlen) || write_waits(a, d, err, errlen) ||
+                   write_holds(a, d, err, errlen) || write_processed(a, topic, d, err, errlen) ||
+                   write_counters(a, d, err, errlen)
+               ? -1
+               : 0;
 }
 
 /* ------------------------------------------------------------ the batch */
@@ -774,6 +1167,72 @@ static size_t order_items(ts_applier *a, const ts_batch_part *parts, size_t npar
     return n;
 }
 
+static int grow(void **p, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * size);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* The batch's changes as stream records: each processed command's one
+ * after another in stream_buf (what processed_commands.stream holds), and
+ * the list to publish once the batch is committed. */
+static int encode_stream(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
+    a->stream_len = a->nmsgs = 0;
+    if (grow((void **)&a->frames, &a->frames_cap, d->nprocessed, sizeof *a->frames) ||
+        grow((void **)&a->msgs, &a->msgs_cap, d->nchanges, sizeof *a->msgs)) {
+        a->failure = TS_APPLY_RETRY;
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < d->nprocessed; i++) {
+        const ts_batch_item *it = d->processed[i].item;
+        a->frames[i].start = a->stream_len;
+        for (size_t k = it->first_change; k < it->first_change + it->nchanges; k++) {
+            if (grow((void **)&a->stream_buf, &a->stream_cap,
+                     a->stream_len + 4 + TS_MESSAGE_BYTES_MAX, 1)) {
+                a->failure = TS_APPLY_RETRY;
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            uint8_t *at = a->stream_buf + a->stream_len;
+            size_t len = 0;
+            ts_codec_status st = ts_codec_encode_change(a->codec, &d->changes[k], at + 4,
+                                                        TS_MESSAGE_BYTES_MAX, &len);
+            if (st != TS_CODEC_OK) { /* the decider made a change the schema refuses */
+                a->failure = TS_APPLY_REJECTED;
+                snprintf(err, errlen, "encoding a %s change: %s",
+                         ts_change_type_name(d->changes[k].type), ts_codec_status_name(st));
+                return -1;
+            }
+            at[0] = (uint8_t)(len >> 24);
+            at[1] = (uint8_t)(len >> 16);
+            at[2] = (uint8_t)(len >> 8);
+            at[3] = (uint8_t)len;
+            a->msgs[a->nmsgs++] = (ts_stream_msg){d->changes[k].event_id,
+                                                  (const uint8_t *)(uintptr_t)(a->stream_len + 4),
+                                                  len, it->partition, it->offset};
+            a->stream_len += 4 + len;
+        }
+        a->frames[i].len = a->stream_len - a->frames[i].start;
+    }
+    for (size_t m = 0; m < a->nmsgs; m++) /* offsets until stream_buf stopped moving */
+        a->msgs[m].bytes = a->stream_buf + (uintptr_t)a->msgs[m].bytes;
+    return 0;
+}
+
+size_t ts_applier_stream(const ts_applier *a, const ts_stream_msg **msgs) {
+    *msgs = a->msgs;
+    return a->committed ? a->nmsgs : 0;
+}
+
 /* Loads the state the batch's commands touch, has them decided, and
  * writes the rows. With the lookups skipped, a refusal they could change
  * fails the attempt (key_conflict) before anything is written. */
@@ -785,16 +1244,27 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
         return -1;
     }
     if (load_commands(a, items, n, err, errlen) || load_events(a, items, n, err, errlen) ||
-        load_registrations(a, items, n, err, errlen))
+        load_registrations(a, items, n, err, errlen) ||
+        load_named_holds(a, items, n, err, errlen) || load_expiring_holds(a, err, errlen) ||
+        load_waitlists(a, err, errlen))
         return -1;
     ts_decisions decided;
-    if (ts_decide(a->decider, ts_now_ms(), &decided) == TS_DECIDE_NEEDS_LOOKUPS) {
-        a->key_conflict = true;
+    switch (ts_decide(a->decider, ts_now_ms(), &decided)) {
+    case TS_DECIDE_OK: break;
+    case TS_DECIDE_NEEDS_LOOKUPS:
+        a->key_conflict = a->optimistic;
         a->failure = TS_APPLY_REJECTED;
-        snprintf(err, errlen, "a refusal the lookups must confirm");
+        snprintf(err, errlen, "a decision the lookups must confirm");
+        return -1;
+    case TS_DECIDE_NO_MEMORY:
+        a->failure = TS_APPLY_RETRY;
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
-    return write_decisions(a, topic, &decided, err, errlen);
+    return encode_stream(a, &decided, err, errlen) ||
+                   write_decisions(a, topic, &decided, err, errlen)
+               ? -1
+               : 0;
 }
 
 /* Moves every part's stored offset; marks the parts whose offset another
@@ -877,11 +1347,16 @@ ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part
         snprintf(err, errlen, "out of memory");
         return TS_APPLY_RETRY;
     }
-    /* a cancellation needs to know what is registered: it looks first */
-    bool cancels = false;
-    for (size_t k = 0; k < n && !cancels; k++)
-        cancels = !items[a->order[k]].skip && items[a->order[k]].cmd.type == TS_CMD_CANCEL;
-    a->optimistic = !cancels && a->pause == 0;
+    /* only creates, registrations and holds may skip the lookups: every
+     * other command needs to know what is stored */
+    bool others = false;
+    for (size_t k = 0; k < n && !others; k++) {
+        const ts_batch_item *it = &items[a->order[k]];
+        others = !it->skip && it->cmd.type != TS_CMD_CREATE_EVENT &&
+                 it->cmd.type != TS_CMD_REGISTER && it->cmd.type != TS_CMD_PLACE_HOLD;
+    }
+    a->committed = false;
+    a->optimistic = !others && a->pause == 0;
     if (a->pause)
         a->pause--;
     ts_apply_status st = attempt(a, topic, parts, nparts, items, n, err, errlen);
@@ -892,6 +1367,7 @@ ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part
         st = attempt(a, topic, parts, nparts, items, n, err, errlen);
     }
     a->optimistic = false;
+    a->committed = st == TS_APPLY_OK;
     return st;
 }
 

@@ -63,6 +63,22 @@ int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, 
 ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part *parts,
                                  size_t nparts, ts_batch_item *items, char *err, size_t errlen);
 
+/* One record of the event stream (turnstile.events), encoded: the change
+ * a command of the last committed batch made, keyed by its event id. The
+ * same bytes are stored in processed_commands.stream of that command. */
+typedef struct ts_stream_msg {
+    const char *event_id;
+    const uint8_t *bytes;
+    size_t len;
+    int32_t partition; /* the command's, in the commands topic */
+    int64_t offset;
+} ts_stream_msg;
+
+/* The records of the batch the last ts_applier_apply() committed, in the
+ * order they must be published (per event: by sequence number). Valid
+ * until the next ts_applier_apply(); none after a failed one. */
+size_t ts_applier_stream(const ts_applier *a, const ts_stream_msg **msgs);
+
 /* Batches first tried without their lookups, then undone because a
  * command or a registration was already stored (see apply.c). */
 unsigned long ts_applier_conflicts(const ts_applier *a);
