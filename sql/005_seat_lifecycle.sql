@@ -78,3 +78,5 @@ ALTER TABLE processed_commands
 CREATE INDEX processed_commands_by_offset ON processed_commands (topic, kafka_partition, kafka_offset);
 
 ALTER TABLE consumer_offsets ADD COLUMN stream_offset bigint NOT NULL DEFAULT 0;
+-- Commands applied before this migration have no records to publish.
+UPDATE consumer_offsets SET stream_offset = next_offset;

@@ -2,7 +2,8 @@
 /* admin.c — turnstile-admin: one-shot operations on the stack.
  *
  *   turnstile-admin migrate        apply pending sql/ migrations
- *   turnstile-admin topics         create the commands, replies and dlq topics
+ *   turnstile-admin topics         create the commands, replies, dlq and events
+ *                                  topics (events: as many partitions as commands)
  *   turnstile-admin delete-topics  delete them (benchmarks, tests)
  *   turnstile-admin keys create --name NAME [--events all|EVENT_ID...]
  *   turnstile-admin keys list | keys revoke ID|NAME
@@ -46,20 +47,26 @@ static rd_kafka_t *admin_client(const ts_config *cfg) {
     return rk;
 }
 
+/* The event stream has the commands' partition count: an event's records
+ * then go to the partition of that number, as its commands do (the same
+ * key, the same partitioner), and the stream spreads as the load does. */
 static int topics(const ts_config *cfg) {
     char err[512];
     rd_kafka_t *rk = admin_client(cfg);
     if (!rk)
         return 1;
-    const char *names[] = {cfg->topic_commands, cfg->topic_replies, cfg->topic_dlq};
-    const int parts[] = {cfg->command_partitions, cfg->reply_partitions, 1};
-    int rc = ts_kafka_create_topics(rk, names, parts, 3, 10000, err, sizeof err);
+    const char *names[] = {cfg->topic_commands, cfg->topic_replies, cfg->topic_dlq,
+                           cfg->topic_events};
+    const int parts[] = {cfg->command_partitions, cfg->reply_partitions, 1,
+                         cfg->command_partitions};
+    int rc = ts_kafka_create_topics(rk, names, parts, 4, 10000, err, sizeof err);
     rd_kafka_destroy(rk);
     if (rc) {
         fprintf(stderr, "turnstile-admin: %s\n", err);
         return 1;
     }
-    printf("topics: %s (%d), %s (%d), %s (1)\n", names[0], parts[0], names[1], parts[1], names[2]);
+    printf("topics: %s (%d), %s (%d), %s (1), %s (%d)\n", names[0], parts[0], names[1], parts[1],
+           names[2], names[3], parts[3]);
     return 0;
 }
 
@@ -68,14 +75,15 @@ static int delete_topics(const ts_config *cfg) {
     rd_kafka_t *rk = admin_client(cfg);
     if (!rk)
         return 1;
-    const char *names[] = {cfg->topic_commands, cfg->topic_replies, cfg->topic_dlq};
-    int rc = ts_kafka_delete_topics(rk, names, 3, 10000, err, sizeof err);
+    const char *names[] = {cfg->topic_commands, cfg->topic_replies, cfg->topic_dlq,
+                           cfg->topic_events};
+    int rc = ts_kafka_delete_topics(rk, names, 4, 10000, err, sizeof err);
     rd_kafka_destroy(rk);
     if (rc) {
         fprintf(stderr, "turnstile-admin: %s\n", err);
         return 1;
     }
-    printf("deleted: %s, %s, %s\n", names[0], names[1], names[2]);
+    printf("deleted: %s, %s, %s, %s\n", names[0], names[1], names[2], names[3]);
     return 0;
 }
 
@@ -266,7 +274,8 @@ int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         printf("usage: turnstile-admin migrate|topics|delete-topics|keys\n\n"
                "  migrate        apply pending migrations to TS_PG_DSN\n"
-               "  topics         create the topics (partitions: TS_COMMAND_PARTITIONS and\n"
+               "  topics         create the commands, replies, dlq and events topics\n"
+               "                 (partitions: TS_COMMAND_PARTITIONS, for events too, and\n"
                "                 TS_REPLY_PARTITIONS below)\n"
                "  delete-topics  delete them, and every message in them\n"
                "  keys create --name NAME [--events all|EVENT_ID...]\n"

@@ -29,7 +29,12 @@
  *     command per transaction, so that one bad command goes to the
  *     dead-letter topic and the others are applied.
  *   - a fenced partition (another worker moved its offset) is dropped from
- *     the batch and re-read from the stored offset; the others go on. */
+ *     the batch and re-read from the stored offset; the others go on.
+ *   - the event stream (stream.c): after each commit the batch's records
+ *     go to PREFIX.events; whenever a partition's stored offset is read
+ *     (assignment, fencing), what its commands below it may not have
+ *     published yet is published again first. A relay that cannot go on
+ *     (a fatal producer error) stops the worker with a non-zero exit. */
 #include "consumer.h"
 
 #include <stdatomic.h>
@@ -39,6 +44,7 @@
 #include <time.h>
 
 #include "apply.h"
+#include "stream.h"
 #include "ts_codec.h"
 #include "ts_kafka.h"
 #include "ts_log.h"
@@ -66,9 +72,10 @@ typedef struct partition_state {
 } partition_state;
 
 /* Where the worker's time goes, in microseconds: waiting for Kafka,
- * decoding, in PostgreSQL (committed transactions), replying. */
-enum stage { STAGE_POLL, STAGE_DECODE, STAGE_APPLY, STAGE_REPLY, STAGE_COUNT_ };
-static const char *const stage_names[STAGE_COUNT_] = {"poll", "decode", "apply", "reply"};
+ * decoding, in PostgreSQL (committed transactions), replying, queuing the
+ * event stream's records. */
+enum stage { STAGE_POLL, STAGE_DECODE, STAGE_APPLY, STAGE_REPLY, STAGE_STREAM, STAGE_COUNT_ };
+static const char *const stage_names[STAGE_COUNT_] = {"poll", "decode", "apply", "reply", "stream"};
 
 /* Counters for /metrics; written by the worker's thread, read by the
  * status server's.
@@ -109,6 +116,7 @@ struct ts_worker {
     int64_t reply_metadata_ms; /* when the partition counts were last asked for */
     ts_codec *codec;
     ts_applier *applier;
+    ts_stream *stream; /* the event stream's relay */
     partition_state parts[MAX_PARTITIONS];
     bool unsettled; /* some owned partition's offset is unknown: settle_partitions() */
     volatile sig_atomic_t *stop;
@@ -206,6 +214,7 @@ static void on_revoke(ts_worker *w, rd_kafka_t *rk, const rd_kafka_topic_partiti
             w->parts[p] = (partition_state){.owned = false};
             gauge(&w->metrics.partitions, -1);
         }
+        ts_stream_release(w->stream, p);
         ts_info("worker", "event=revoked partition=%d", p);
     }
     rd_kafka_resp_err_t e = rd_kafka_assign(rk, NULL);
@@ -382,7 +391,8 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
         !(w->applier = ts_applier_new(cfg->pg_dsn, cfg->migrate, err, errlen)))
         goto fail;
     ts_applier_set_optimism_pause(w->applier, (unsigned)cfg->optimism_pause);
-    if (new_producers(w, err, errlen) || parse_reply_topics(w, err, errlen))
+    if (!(w->stream = ts_stream_new(cfg, err, errlen)) || new_producers(w, err, errlen) ||
+        parse_reply_topics(w, err, errlen))
         goto fail;
     learn_reply_partitions(w);
     if (new_consumer(w, err, errlen))
@@ -415,6 +425,7 @@ void ts_worker_free(ts_worker *w) {
         flush(w->dlq, "dead_letters", DLQ_TIMEOUT_MS);
         rd_kafka_destroy(w->dlq);
     }
+    ts_stream_free(w->stream); /* after the consumer: its revocation names the stream */
     ts_applier_free(w->applier);
     ts_codec_free(w->codec);
     free(w->msgs);
@@ -559,19 +570,24 @@ static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *item
             reply_invalid(w, &it->cmd, v.message);
         } else if (it->cmd.type == TS_CMD_REGISTER) {
             ts_uuid_for_email(it->cmd.u.reg.email, it->user_id);
+        } else if (it->cmd.type == TS_CMD_PLACE_HOLD) {
+            ts_uuid_for_email(it->cmd.u.hold.email, it->user_id);
         }
     }
 }
 
-/* Reads partition p's stored offset (retrying while PostgreSQL is down)
- * and seeks the consumer there. 0, or -1 when stopping or librdkafka
- * refuses the seek: then p's offset is unknown (nothing of it is applied)
- * until settle_partitions() tries again, so a caller that only wants p
- * re-read has nothing more to do on failure. */
+/* Reads partition p's stored offset (retrying while PostgreSQL is down),
+ * has the event stream catch up with it, and seeks the consumer there. 0,
+ * or -1 when stopping, the relay failed or librdkafka refuses the seek:
+ * then p's offset is unknown (nothing of it is applied) until
+ * settle_partitions() tries again, so a caller that only wants p re-read
+ * has nothing more to do on failure. */
 static int seek_to_stored(ts_worker *w, int32_t p) {
     int64_t next;
     int rc = -1;
-    if (load_offset(w, p, &next) == 0) {
+    /* the stream first: what p's commands below `next` published is out
+     * (again) before anything p applies from here */
+    if (load_offset(w, p, &next) == 0 && ts_stream_recover(w->stream, p, next, w->stop) == 0) {
         w->parts[p].next = next;
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, w->cfg->topic_commands, p)->offset = next;
@@ -648,6 +664,16 @@ static ts_apply_status apply_retrying(ts_worker *w, ts_batch_part *parts, size_t
     }
 }
 
+/* The event stream's records of the transaction just committed, queued in
+ * order behind what the relay published of those partitions before. */
+static void relay(ts_worker *w, const ts_batch_part *parts, size_t nparts) {
+    int64_t t = ts_monotonic_us();
+    const ts_stream_msg *msgs;
+    size_t n = ts_applier_stream(w->applier, &msgs);
+    ts_stream_publish(w->stream, parts, nparts, msgs, n, w->stop);
+    count(&w->metrics.stage_us[STAGE_STREAM], (unsigned long)(ts_monotonic_us() - t));
+}
+
 static void committed(ts_worker *w, const ts_batch_part *part) {
     w->parts[part->partition].next = part->next;
     for (size_t i = part->first; i < part->first + part->count; i++) {
@@ -706,6 +732,7 @@ static void apply_one_by_one(ts_worker *w, const ts_batch_part *part, rd_kafka_m
         }
         if (st == TS_APPLY_OK) {
             committed(w, &one);
+            relay(w, &one, 1);
         } else {
             if (st == TS_APPLY_FENCED)
                 seek_to_stored(w, part->partition);
@@ -749,6 +776,7 @@ static void batch_committed(ts_worker *w, size_t nparts, size_t kept, int64_t t0
     for (size_t i = 0; i < nparts; i++)
         committed(w, &w->batch_parts[i]);
     count(&w->metrics.stage_us[STAGE_REPLY], (unsigned long)(ts_monotonic_us() - t1));
+    relay(w, w->batch_parts, nparts);
 }
 
 /* A batch the database refused: each part again, one command at a time. */
@@ -824,12 +852,7 @@ static void group_by_partition(ts_worker *w, size_t n) {
 
 /* ------------------------------------------------------------ metrics */
 
-char *ts_worker_metrics(void *arg) {
-    ts_worker *w = arg;
-    ts_metrics_page page;
-    FILE *f = ts_metrics_page_open(&page);
-    if (!f)
-        return NULL;
+void ts_worker_metrics_print(ts_worker *w, FILE *f) {
     ts_metric_head(f, "turnstile_worker_commands_total", "Commands applied, by outcome.",
                    "counter");
     for (int o = 0; o < TS_OUT_COUNT_; o++)
@@ -861,12 +884,16 @@ char *ts_worker_metrics(void *arg) {
                        &w->metrics.transaction);
     ts_metric_head(f, "turnstile_worker_seconds_total",
                    "The worker's time: waiting for Kafka (poll), decoding, in committed"
-                   " transactions (apply), replying.",
+                   " transactions (apply), replying, queuing the event stream's records.",
                    "counter");
     for (int s = 0; s < STAGE_COUNT_; s++)
         fprintf(f, "turnstile_worker_seconds_total{stage=\"%s\"} %.6f\n", stage_names[s],
                 (double)counter(&w->metrics.stage_us[s]) / 1e6);
-    return ts_metrics_page_close(&page);
+    ts_stream_metrics_print(w->stream, f);
+}
+
+rd_kafka_t *ts_worker_producer(ts_worker *w) {
+    return w->producer;
 }
 
 /* ------------------------------------------------------------ the loop */
@@ -899,6 +926,9 @@ static size_t collect(ts_worker *w) {
             if (n > 0 || w->unsettled)
                 break;
             rd_kafka_poll(w->producer, 0);
+            ts_stream_poll(w->stream); /* the watermarks move on while idle too */
+            if (ts_stream_failed(w->stream))
+                break;
             continue;
         }
         if (m->err) {
@@ -917,7 +947,9 @@ static size_t collect(ts_worker *w) {
 
 int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
     w->stop = stop;
-    ts_info("worker", "event=started topic=%s group=%s", w->cfg->topic_commands, w->cfg->group_id);
+    int rc = 0;
+    ts_info("worker", "event=started topic=%s group=%s events_topic=%s", w->cfg->topic_commands,
+            w->cfg->group_id, w->cfg->topic_events);
     while (!*stop) {
         settle_partitions(w);
         int64_t t = ts_monotonic_us();
@@ -929,11 +961,22 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
             rd_kafka_message_destroy(w->grouped[i]);
         commit_offsets(w, false);
         rd_kafka_poll(w->producer, 0);
+        ts_stream_poll(w->stream);
+        /* The relay cannot go on (logged with the reason): the worker stops,
+         * what it committed is in the outbox, and the next owner of its
+         * partitions publishes it. Going on would leave a gap. */
+        if (ts_stream_failed(w->stream)) {
+            ts_error("worker", "event=stopping reason=stream_failed");
+            rc = -1;
+            break;
+        }
     }
     ts_info("worker", "event=draining");
     rd_kafka_resp_err_t e = rd_kafka_consumer_close(w->consumer);
     if (e) /* the group sees the worker leave at its session timeout */
         ts_warn("worker", "event=close_failed err=\"%s\"", rd_kafka_err2str(e));
     flush(w->producer, "replies", 10000);
-    return 0;
+    if (rc == 0)
+        ts_stream_drain(w->stream, 10000);
+    return rc;
 }

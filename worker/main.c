@@ -1,19 +1,43 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* main.c — turnstile-worker: applies the commands of turnstile.commands to
- * PostgreSQL, one transaction per poll, and replies. Configuration comes
- * from the environment (see --help). SIGTERM or SIGINT drains and exits 0. */
+ * PostgreSQL, one transaction per poll, replies, publishes the changes to
+ * turnstile.events, and sweeps for seat holds past their expiry.
+ * Configuration comes from the environment (see --help). SIGTERM or SIGINT
+ * drains and exits 0; a failed event stream exits 1. */
 #include "consumer.h"
+#include "sweeper.h"
 #include "ts_kafka.h"
 #include "ts_log.h"
+#include "ts_prometheus.h"
 #include "ts_service.h"
 #include "ts_statusd.h"
+
+/* What /metrics shows: the worker's counters, then the sweeper's. */
+typedef struct metric_sources {
+    ts_worker *worker;
+    ts_sweeper *sweeper; /* NULL: no sweeper */
+} metric_sources;
+
+static char *metrics(void *arg) {
+    const metric_sources *src = arg;
+    ts_metrics_page page;
+    FILE *f = ts_metrics_page_open(&page);
+    if (!f)
+        return NULL;
+    ts_worker_metrics_print(src->worker, f);
+    if (src->sweeper)
+        ts_sweeper_metrics_print(src->sweeper, f);
+    return ts_metrics_page_close(&page);
+}
 
 int main(int argc, char **argv) {
     ts_config cfg;
     int code;
     if (ts_service_init(argc, argv,
                         "Consumes commands from TS_TOPIC_PREFIX.commands, applies them to\n"
-                        "PostgreSQL and sends each outcome to the reply address in the command.",
+                        "PostgreSQL, sends each outcome to the reply address in the command,\n"
+                        "publishes every change to TS_TOPIC_PREFIX.events, and asks for seat\n"
+                        "holds past their expiry to expire (TS_SWEEP_INTERVAL_MS).",
                         &cfg, &code))
         return code;
     char err[512];
@@ -30,12 +54,20 @@ int main(int argc, char **argv) {
         ts_error("worker", "event=start_failed err=\"%s\"", err);
         return 1;
     }
+    metric_sources sources = {.worker = w};
+    if (cfg.sweep_interval_ms > 0 &&
+        !(sources.sweeper = ts_sweeper_start(&cfg, ts_worker_producer(w), err, sizeof err))) {
+        ts_error("worker", "event=start_failed err=\"%s\"", err);
+        ts_worker_free(w);
+        return 1;
+    }
     ts_statusd *status = NULL;
     if (cfg.worker_http_port > 0 &&
-        !(status = ts_statusd_start(cfg.worker_http_port, ts_worker_metrics, w, err, sizeof err)))
+        !(status = ts_statusd_start(cfg.worker_http_port, metrics, &sources, err, sizeof err)))
         ts_warn("worker", "event=status_server_failed err=\"%s\"", err);
     int rc = ts_worker_run(w, &ts_service_stop);
     ts_statusd_stop(status);
+    ts_sweeper_stop(sources.sweeper); /* before the producer it writes with goes */
     ts_worker_free(w);
     ts_info("worker", "event=stopped");
     return rc ? 1 : 0;

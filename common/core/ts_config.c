@@ -59,7 +59,8 @@ static const var vars[] = {
     I(hold_ttl_s, "600", TS_HOLD_TTL_MIN_MS / 1000, TS_HOLD_TTL_MAX_MS / 1000,
       "seconds a seat hold lasts before it expires (POST /api/events/:id/holds)"),
     S(kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers"),
-    S(topic_prefix, "turnstile", "topics are PREFIX.commands, PREFIX.replies, PREFIX.dlq"),
+    S(topic_prefix, "turnstile",
+      "topics are PREFIX.commands, PREFIX.replies, PREFIX.dlq, PREFIX.events"),
     S(group_id, "turnstile-worker", "consumer group of the workers"),
     I(linger_ms, "5", 0, 1000, "the API's linger before a batch of commands is sent"),
     I(reply_linger_ms, "1", 0, 1000, "the worker's linger before its replies are sent"),
@@ -81,6 +82,8 @@ static const var vars[] = {
     I(optimism_pause, "64", 0, 1000000,
       "batches a worker runs with its lookups after a batch tried without them was undone"),
     I(worker_http_port, "4001", 0, 65535, "worker's /healthz and /metrics port (0: off)"),
+    I(sweep_interval_ms, "250", 0, 60000,
+      "worker: how often its hold sweeper looks for expired holds (ms; 0: no sweeper)"),
     S(log_level, "info", "debug, info, warn or error"),
 };
 
@@ -226,6 +229,7 @@ int ts_config_load(ts_config *cfg, char *err, size_t errlen) {
     snprintf(cfg->topic_commands, sizeof cfg->topic_commands, "%s.commands", cfg->topic_prefix);
     snprintf(cfg->topic_replies, sizeof cfg->topic_replies, "%s.replies", cfg->topic_prefix);
     snprintf(cfg->topic_dlq, sizeof cfg->topic_dlq, "%s.dlq", cfg->topic_prefix);
+    snprintf(cfg->topic_events, sizeof cfg->topic_events, "%s.events", cfg->topic_prefix);
     if (!cfg->reply_topics[0])
         snprintf(cfg->reply_topics, sizeof cfg->reply_topics, "%s", cfg->topic_replies);
     if (strcmp(cfg->auth, "auto") != 0 && strcmp(cfg->auth, "on") != 0 &&

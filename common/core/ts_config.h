@@ -54,6 +54,7 @@ typedef struct ts_config {
     char topic_commands[TS_TOPIC_MAX + 1];
     char topic_replies[TS_TOPIC_MAX + 1];
     char topic_dlq[TS_TOPIC_MAX + 1];
+    char topic_events[TS_TOPIC_MAX + 1]; /* the event stream: PREFIX.events */
     char group_id[128];
     int linger_ms;
     int reply_linger_ms;
@@ -70,7 +71,8 @@ typedef struct ts_config {
     int batch_max;
     int batch_wait_ms;
     int optimism_pause;
-    int worker_http_port; /* /healthz and /metrics of the worker; 0: none */
+    int worker_http_port;  /* /healthz and /metrics of the worker; 0: none */
+    int sweep_interval_ms; /* the hold sweeper's period; 0: no sweeper */
     /* both */
     char log_level[16];
 } ts_config;
