@@ -137,13 +137,15 @@ static unsigned no_body(json_t *partial, json_t **body) {
     return 500;
 }
 
-/* A row of EVENT_COLUMNS. */
+/* A row of EVENT_COLUMNS. Held seats count against capacity: "held" says
+ * how many are held besides the "registered". */
 static json_t *event_json(PGresult *res, int row) {
-    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I, s:s}", "id", PQgetvalue(res, row, 0),
+    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I, s:I, s:s}", "id", PQgetvalue(res, row, 0),
                      "title", PQgetvalue(res, row, 1), "description", text_or_null(res, row, 2),
                      "starts_at", PQgetvalue(res, row, 3), "location", PQgetvalue(res, row, 4),
                      "capacity", (json_int_t)int_at(res, row, 5), "registered",
-                     (json_int_t)int_at(res, row, 6), "status", PQgetvalue(res, row, 7));
+                     (json_int_t)int_at(res, row, 6), "held", (json_int_t)int_at(res, row, 8),
+                     "status", PQgetvalue(res, row, 7));
 }
 
 static unsigned not_found(json_t **body) {

@@ -106,10 +106,11 @@ static const struct {
                  " coalesce(hold_id::text, ''),"
                  " coalesce((extract(epoch FROM expires_at) * 1000)::bigint, 0)"
                  " FROM processed_commands WHERE command_id = ANY($1::uuid[])"},
-    [ST_EVENTS] = {"events",
-                   "SELECT id, capacity, registered, (extract(epoch FROM starts_at) * 1000)::bigint,"
-                   " held, waitlisted, status = 'cancelled', stream_seq, waitlist_seq"
-                   " FROM events WHERE id = ANY($1::uuid[])"},
+    [ST_EVENTS] =
+        {"events",
+         "SELECT id, capacity, registered, (extract(epoch FROM starts_at) * 1000)::bigint,"
+         " held, waitlisted, status = 'cancelled', stream_seq, waitlist_seq"
+         " FROM events WHERE id = ANY($1::uuid[])"},
     /* a pair's seat: registered (1), held (2), or a place on the waitlist (3) */
     [ST_REGISTERED] = {"registered",
                        "SELECT r.event_id, r.user_id, r.command_id,"
@@ -177,10 +178,9 @@ static const struct {
                           " FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::uuid[])"
                           " AS v(e, u, t, k)"
                           " WHERE r.event_id = v.e AND r.user_id = v.u AND r.command_id = v.k"},
-    [ST_HOLDS_BY_ID] = {"holds_by_id",
-                        "SELECT hold_id, event_id, user_id, state,"
-                        " (extract(epoch FROM expires_at) * 1000)::bigint"
-                        " FROM holds WHERE hold_id = ANY($1::uuid[])"},
+    [ST_HOLDS_BY_ID] = {"holds_by_id", "SELECT hold_id, event_id, user_id, state,"
+                                       " (extract(epoch FROM expires_at) * 1000)::bigint"
+                                       " FROM holds WHERE hold_id = ANY($1::uuid[])"},
     /* the holds of these events still held that expire before the time given */
     [ST_HOLDS_EXPIRING] = {"holds_expiring",
                            "SELECT h.hold_id, h.event_id, h.user_id, h.state,"
@@ -195,10 +195,9 @@ static const struct {
                           " FROM unnest($1::uuid[], $2::int[]) AS v(e, k) CROSS JOIN LATERAL"
                           " (SELECT * FROM waitlist x WHERE x.event_id = v.e ORDER BY x.seq"
                           " LIMIT v.k) w ORDER BY w.event_id, w.seq"},
-    [ST_CONFIRM] = {"confirm",
-                    "UPDATE registrations SET held = false, command_id = $4,"
-                    " cancel_token_sha256 = $5, registered_at = clock_timestamp()"
-                    " WHERE event_id = $1 AND user_id = $2 AND hold_id = $3 AND held"},
+    [ST_CONFIRM] = {"confirm", "UPDATE registrations SET held = false, command_id = $4,"
+                               " cancel_token_sha256 = $5, registered_at = clock_timestamp()"
+                               " WHERE event_id = $1 AND user_id = $2 AND hold_id = $3 AND held"},
     [ST_CAPACITY] = {"capacity",
                      "UPDATE events SET capacity = $2, registered = $3, held = $4 WHERE id = $1"},
     [ST_UNWAIT] = {"unwait",
@@ -848,8 +847,8 @@ static int write_registrations(ts_applier *a, const ts_decisions *d, size_t from
     if (from == to)
         return 0;
     ts_pgarray *r = a->arr;
-    static const uint32_t types[] = {TS_OID_UUID, TS_OID_UUID,  TS_OID_TEXT,
-                                     TS_OID_INT4, TS_OID_INT4,  TS_OID_UUID,
+    static const uint32_t types[] = {TS_OID_UUID,  TS_OID_UUID, TS_OID_TEXT,
+                                     TS_OID_INT4,  TS_OID_INT4, TS_OID_UUID,
                                      TS_OID_BYTEA, TS_OID_INT4, TS_OID_UUID};
     for (int i = 0; i <= A_RG_HOLD - A_RG_EVENT; i++)
         ts_pgarray_reset(&r[A_RG_EVENT + i], types[i]);
@@ -868,11 +867,10 @@ static int write_registrations(ts_applier *a, const ts_decisions *d, size_t from
         else
             ts_pgarray_null(&r[A_RG_HOLD]);
     }
-    const param p[] = {array_param(&r[A_RG_EVENT]),    array_param(&r[A_RG_USER]),
-                       array_param(&r[A_RG_NAME]),     array_param(&r[A_RG_SEAT]),
-                       array_param(&r[A_RG_CAPACITY]), array_param(&r[A_RG_COMMAND]),
-                       array_param(&r[A_RG_TOKEN]),    array_param(&r[A_RG_HELD]),
-                       array_param(&r[A_RG_HOLD])};
+    const param p[] = {
+        array_param(&r[A_RG_EVENT]), array_param(&r[A_RG_USER]),     array_param(&r[A_RG_NAME]),
+        array_param(&r[A_RG_SEAT]),  array_param(&r[A_RG_CAPACITY]), array_param(&r[A_RG_COMMAND]),
+        array_param(&r[A_RG_TOKEN]), array_param(&r[A_RG_HELD]),     array_param(&r[A_RG_HOLD])};
     return run0(a, ST_INSERT_REGISTRATIONS, 9, p, err, errlen);
 }
 
@@ -914,8 +912,8 @@ static int write_rotations(ts_applier *a, const ts_decisions *d, size_t from, si
 
 /* Runs a statement that must touch exactly `want` rows, as the decider
  * saw them: the database disagreeing fails the batch. */
-static int run_count(ts_applier *a, enum stmt s, int n, const param *params, unsigned long long want,
-                     char *err, size_t errlen) {
+static int run_count(ts_applier *a, enum stmt s, int n, const param *params,
+                     unsigned long long want, char *err, size_t errlen) {
     PGresult *res = run(a, s, n, params, err, errlen);
     if (!res)
         return -1;
@@ -944,8 +942,7 @@ static int write_capacity(ts_applier *a, const ts_row_capacity *c, char *err, si
     snprintf(cap, sizeof cap, "%d", c->capacity);
     snprintf(reg, sizeof reg, "%d", c->registered);
     snprintf(held, sizeof held, "%d", c->held);
-    const param p[] = {text_param(c->event_id), text_param(cap), text_param(reg),
-                       text_param(held)};
+    const param p[] = {text_param(c->event_id), text_param(cap), text_param(reg), text_param(held)};
     return run_count(a, ST_CAPACITY, 4, p, 1, err, errlen);
 }
 
@@ -1094,8 +1091,8 @@ static int write_counters(ts_applier *a, const ts_decisions *d, char *err, size_
     if (d->ncounters == 0)
         return 0;
     ts_pgarray *r = &a->arr[A_Q1];
-    static const uint32_t types[] = {TS_OID_UUID, TS_OID_INT4, TS_OID_INT4, TS_OID_INT4,
-                                     TS_OID_INT8, TS_OID_INT8, TS_OID_INT4, TS_OID_TEXT,
+    static const uint32_t types[] = {TS_OID_UUID, TS_OID_INT4, TS_OID_INT4,       TS_OID_INT4,
+                                     TS_OID_INT8, TS_OID_INT8, TS_OID_INT4,       TS_OID_TEXT,
                                      TS_OID_TEXT, TS_OID_TEXT, TS_OID_TIMESTAMPTZ};
     for (int i = 0; i < 11; i++)
         ts_pgarray_reset(&r[i], types[i]);

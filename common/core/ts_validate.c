@@ -46,9 +46,8 @@ static int validate_person(const char *name, const char *email, ts_violation *wh
 }
 
 static int validate_update(const ts_command *cmd, ts_violation *why) {
-    if (!cmd->u.update.has_title && !cmd->u.update.has_description &&
-        !cmd->u.update.has_location && !cmd->u.update.has_starts_at &&
-        !cmd->u.update.has_capacity)
+    if (!cmd->u.update.has_title && !cmd->u.update.has_description && !cmd->u.update.has_location &&
+        !cmd->u.update.has_starts_at && !cmd->u.update.has_capacity)
         return fail(why, "body", "an update must change at least one field");
     if (cmd->u.update.has_title && ts_validate_text(cmd->u.update.title))
         return fail(why, "title", "title must be a non-empty string");

@@ -165,22 +165,22 @@ typedef struct event_rec {
     bool starts_at_changed;
     /* what the batch may do to it (for the loading) */
     bool has_items;
-    int64_t max_t;         /* the latest issue time of its commands */
-    int64_t frees;         /* its commands that may free a seat */
-    bool has_first_cap;    /* capacities its updates ask for: */
-    int64_t first_cap;     /* the first, */
-    int64_t last_cap;      /* the last, */
-    int64_t cap_rises;     /* and the rises from each to the next */
-    int64_t holds_loaded;  /* holds still held, loaded */
-    int64_t unloaded;      /* stored places on its waitlist not loaded */
-    size_t pending;        /* its holds that may expire: a hold's position + 1 */
+    int64_t max_t;        /* the latest issue time of its commands */
+    int64_t frees;        /* its commands that may free a seat */
+    bool has_first_cap;   /* capacities its updates ask for: */
+    int64_t first_cap;    /* the first, */
+    int64_t last_cap;     /* the last, */
+    int64_t cap_rises;    /* and the rises from each to the next */
+    int64_t holds_loaded; /* holds still held, loaded */
+    int64_t unloaded;     /* stored places on its waitlist not loaded */
+    size_t pending;       /* its holds that may expire: a hold's position + 1 */
     size_t sq_head, sq_tail, nq_head, nq_tail; /* waiters: position + 1 */
 } event_rec;
 
 typedef struct pair_rec {
-    char key[2 * TS_UUID_LEN]; /* event id, user id */
-    ts_seat_kind kind;         /* 0: none */
-    ts_digest token;           /* the seat's */
+    char key[2 * TS_UUID_LEN];        /* event id, user id */
+    ts_seat_kind kind;                /* 0: none */
+    ts_digest token;                  /* the seat's */
     char command_id[TS_UUID_LEN + 1]; /* the command that made it */
     char hold_id[TS_UUID_LEN + 1];
     size_t waiter;           /* waitlisted and loaded: its waiter's position + 1 */
@@ -436,8 +436,7 @@ bool ts_decider_wants_hold(ts_decider *d, const ts_batch_item *it) {
     return hold_of(d, it->cmd.u.hold_ref.hold_id, &added) && added;
 }
 
-bool ts_decider_expiring(ts_decider *d, size_t *cursor, const char **event_id,
-                         int64_t *before_ms) {
+bool ts_decider_expiring(ts_decider *d, size_t *cursor, const char **event_id, int64_t *before_ms) {
     for (; *cursor < d->events.n; (*cursor)++) {
         const event_rec *e = table_rec(&d->events, *cursor);
         if (e->found && e->held > 0 && e->has_items) {
@@ -806,8 +805,8 @@ static ts_outcome seat_outcome(const event_rec *e, const pair_rec *p, int64_t t)
 
 /* With the lookups skipped, a stored seat would change these. */
 static bool needs_lookups(const ts_decider *d, const event_rec *e, ts_outcome o) {
-    return d->lookups_skipped && (o == TS_OUT_EVENT_FULL || o == TS_OUT_WAITLISTED ||
-                                  (e->found && e->waitlisted > 0));
+    return d->lookups_skipped &&
+           (o == TS_OUT_EVENT_FULL || o == TS_OUT_WAITLISTED || (e->found && e->waitlisted > 0));
 }
 
 static void join_waitlist(ts_decider *d, ts_batch_item *it, event_rec *e, pair_rec *p) {
@@ -1284,8 +1283,8 @@ static void final_rows(ts_decider *d) {
     for (size_t i = 0; i < d->nwaiters; i++) {
         const waiter *w = &d->waiters[i];
         if (!w->stored && !w->removed)
-            d->waits[d->nwaits++] = (ts_row_wait){w->event_id, w->user_id, w->name, w->email,
-                                                  w->seq,     w->command_id, &w->token};
+            d->waits[d->nwaits++] = (ts_row_wait){w->event_id, w->user_id,    w->name,  w->email,
+                                                  w->seq,      w->command_id, &w->token};
     }
     for (size_t i = 0; i < d->holds.n; i++) {
         const hold_rec *h = table_rec(&d->holds, i);
