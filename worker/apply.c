@@ -82,6 +82,7 @@ enum stmt {
     ST_UNWAIT,
     ST_WAIT,
     ST_WRITE_HOLDS,
+    ST_ROTATE_WAITS,
     ST_COUNT_
 };
 
@@ -115,11 +116,13 @@ static const struct {
     [ST_REGISTERED] = {"registered",
                        "SELECT r.event_id, r.user_id, r.command_id,"
                        " coalesce(encode(r.cancel_token_sha256, 'hex'), ''),"
-                       " CASE WHEN r.held THEN 2 ELSE 1 END, coalesce(r.hold_id::text, ''), 0"
+                       " CASE WHEN r.held THEN 2 ELSE 1 END, coalesce(r.hold_id::text, ''), 0, 0"
                        " FROM unnest($1::uuid[], $2::uuid[]) k(e, u)"
                        " JOIN registrations r ON r.event_id = k.e AND r.user_id = k.u"
                        " UNION ALL SELECT w.event_id, w.user_id, w.command_id,"
-                       " coalesce(encode(w.cancel_token_sha256, 'hex'), ''), 3, '', w.seq"
+                       " coalesce(encode(w.cancel_token_sha256, 'hex'), ''), 3, '', w.seq,"
+                       " (SELECT count(*) FROM waitlist x WHERE x.event_id = w.event_id"
+                       " AND x.seq <= w.seq)"
                        " FROM unnest($1::uuid[], $2::uuid[]) k(e, u)"
                        " JOIN waitlist w ON w.event_id = k.e AND w.user_id = k.u"},
     [ST_INSERT_EVENTS] = {"insert_events",
@@ -213,6 +216,12 @@ static const struct {
                         " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[],"
                         " $4::timestamptz[], $5::text[])"
                         " ON CONFLICT (hold_id) DO UPDATE SET state = excluded.state"},
+    /* a retried registration's new token, for a place still on the waitlist */
+    [ST_ROTATE_WAITS] = {"rotate_waits",
+                         "UPDATE waitlist w SET cancel_token_sha256 = v.t"
+                         " FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::uuid[])"
+                         " AS v(e, u, t, k)"
+                         " WHERE w.event_id = v.e AND w.user_id = v.u AND w.command_id = v.k"},
 };
 
 /* The arrays of a statement's rows, reused from batch to batch. */
@@ -646,7 +655,7 @@ static int load_registrations(ts_applier *a, const ts_batch_item *items, size_t 
         const ts_batch_item *it = &items[a->order[k]];
         if (ts_decider_wants_registration(a->decider, it)) {
             ts_pgarray_uuid(ev, it->cmd.event_id);
-            ts_pgarray_uuid(us, ts_decide_user_id(it));
+            ts_pgarray_uuid(us, ts_decider_pair_user(a->decider, it));
         }
     }
     if (ev->n == 0)
@@ -664,6 +673,7 @@ static int load_registrations(ts_applier *a, const ts_batch_item *items, size_t 
             .kind = (ts_seat_kind)strtol(PQgetvalue(res, row, 4), NULL, 10),
             .hold_id = PQgetvalue(res, row, 5),
             .seq = strtoll(PQgetvalue(res, row, 6), NULL, 10),
+            .position = strtoll(PQgetvalue(res, row, 7), NULL, 10),
         };
         if (digest_from_hex(PQgetvalue(res, row, 3), &r.cancel_token)) {
             a->failure = TS_APPLY_REJECTED;
@@ -946,6 +956,25 @@ static int write_capacity(ts_applier *a, const ts_row_capacity *c, char *err, si
     return run_count(a, ST_CAPACITY, 4, p, 1, err, errlen);
 }
 
+static int write_wait_rotations(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
+    if (d->nwait_rotations == 0)
+        return 0;
+    ts_pgarray *r = &a->arr[A_Q1];
+    static const uint32_t types[] = {TS_OID_UUID, TS_OID_UUID, TS_OID_BYTEA, TS_OID_UUID};
+    for (int i = 0; i < 4; i++)
+        ts_pgarray_reset(&r[i], types[i]);
+    for (size_t i = 0; i < d->nwait_rotations; i++) {
+        const ts_row_rotation *t = &d->wait_rotations[i];
+        ts_pgarray_uuid(&r[0], t->event_id);
+        ts_pgarray_uuid(&r[1], t->user_id);
+        add_digest(&r[2], t->cancel_token);
+        ts_pgarray_uuid(&r[3], t->command_id);
+    }
+    const param p[] = {array_param(&r[0]), array_param(&r[1]), array_param(&r[2]),
+                       array_param(&r[3])};
+    return run_count(a, ST_ROTATE_WAITS, 4, p, d->nwait_rotations, err, errlen);
+}
+
 static int write_unwaits(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
     if (d->nunwaits == 0)
         return 0;
@@ -1136,9 +1165,9 @@ static int write_decisions(ts_applier *a, const char *topic, const ts_decisions 
         registrations = s->registrations_end;
         rotations = s->rotations_end;
     }
-    return write_unwaits(a, d, err, errlen) || write_waits(a, d, err, errlen) ||
-                   write_holds(a, d, err, errlen) || write_processed(a, topic, d, err, errlen) ||
-                   write_counters(a, d, err, errlen)
+    return write_wait_rotations(a, d, err, errlen) || write_unwaits(a, d, err, errlen) ||
+                   write_waits(a, d, err, errlen) || write_holds(a, d, err, errlen) ||
+                   write_processed(a, topic, d, err, errlen) || write_counters(a, d, err, errlen)
                ? -1
                : 0;
 }

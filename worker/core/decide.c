@@ -165,15 +165,17 @@ typedef struct event_rec {
     bool starts_at_changed;
     /* what the batch may do to it (for the loading) */
     bool has_items;
-    int64_t max_t;        /* the latest issue time of its commands */
-    int64_t frees;        /* its commands that may free a seat */
-    bool has_first_cap;   /* capacities its updates ask for: */
-    int64_t first_cap;    /* the first, */
-    int64_t last_cap;     /* the last, */
-    int64_t cap_rises;    /* and the rises from each to the next */
-    int64_t holds_loaded; /* holds still held, loaded */
-    int64_t unloaded;     /* stored places on its waitlist not loaded */
-    size_t pending;       /* its holds that may expire: a hold's position + 1 */
+    int64_t max_t;             /* the latest issue time of its commands */
+    int64_t frees;             /* its commands that may free a seat */
+    bool has_first_cap;        /* capacities its updates ask for: */
+    int64_t first_cap;         /* the first, */
+    int64_t last_cap;          /* the last, */
+    int64_t cap_rises;         /* and the rises from each to the next */
+    int64_t holds_loaded;      /* holds still held, loaded */
+    int64_t unloaded;          /* stored places on its waitlist not loaded */
+    int64_t stored_waitlisted; /* places on its waitlist when the batch began */
+    int64_t removed_stored;    /* of those, how many left it in this batch */
+    size_t pending;            /* its holds that may expire: a hold's position + 1 */
     size_t sq_head, sq_tail, nq_head, nq_tail; /* waiters: position + 1 */
 } event_rec;
 
@@ -184,6 +186,9 @@ typedef struct pair_rec {
     char command_id[TS_UUID_LEN + 1]; /* the command that made it */
     char hold_id[TS_UUID_LEN + 1];
     size_t waiter;           /* waitlisted and loaded: its waiter's position + 1 */
+    int64_t seq;             /* waitlisted: its place's seq */
+    int64_t stored_rank;     /* waitlisted when the batch began: its place in line; 0: unknown */
+    size_t wrot_row;         /* its place's rotation row, position + 1; 0: none */
     size_t step;             /* the step the two rows below belong to */
     size_t reg_row, rot_row; /* its rows in that step, position + 1; 0: none */
 } pair_rec;
@@ -222,6 +227,12 @@ typedef struct stored_command {
     int64_t expires_at_ms;
 } stored_command;
 
+/* A stored place that left a waitlist in this batch. */
+typedef struct removed_place {
+    const event_rec *event;
+    int64_t seq;
+} removed_place;
+
 typedef struct command_rec {
     char id[TS_UUID_LEN + 1];   /* the key */
     const ts_batch_item *first; /* the item that decided it in this batch */
@@ -234,6 +245,8 @@ struct ts_decider {
     size_t nstored, stored_cap;
     waiter *waiters;
     size_t nwaiters, waiters_cap;
+    removed_place *removed;
+    size_t nremoved, removed_cap;
 
     ts_batch_item *items;
     const size_t *order;
@@ -247,16 +260,17 @@ struct ts_decider {
     ts_row_registration *registrations;
     ts_row_rotation *rotations;
     ts_decided_step *steps;
+    ts_row_rotation *wait_rotations;
     ts_row_unwait *unwaits;
     ts_row_wait *waits;
     ts_row_hold *hold_rows;
     ts_row_processed *processed;
     ts_row_counter *counters;
     ts_change *changes;
-    size_t cap_events, cap_users, cap_registrations, cap_rotations, cap_steps, cap_unwaits,
-        cap_waits, cap_holds, cap_processed, cap_counters, cap_changes;
-    size_t nevent_rows, nusers, nregistrations, nrotations, step, nunwaits, nwaits, nhold_rows,
-        nprocessed, ncounters, nchanges;
+    size_t cap_events, cap_users, cap_registrations, cap_rotations, cap_steps, cap_wait_rotations,
+        cap_unwaits, cap_waits, cap_holds, cap_processed, cap_counters, cap_changes;
+    size_t nevent_rows, nusers, nregistrations, nrotations, step, nwait_rotations, nunwaits, nwaits,
+        nhold_rows, nprocessed, ncounters, nchanges;
 };
 
 ts_decider *ts_decider_new(void) {
@@ -283,6 +297,8 @@ void ts_decider_free(ts_decider *d) {
     table_free(&d->commands);
     free(d->stored);
     free(d->waiters);
+    free(d->removed);
+    free(d->wait_rotations);
     free(d->event_rows);
     free(d->users);
     free(d->registrations);
@@ -408,16 +424,21 @@ static bool may_rotate(const ts_command *c) {
     return false;
 }
 
+const char *ts_decider_pair_user(const ts_decider *d, const ts_batch_item *it) {
+    const stored_command *s = stored_of(d, it->cmd.command_id);
+    if (s) /* a retry that may rotate: a confirmation's user is its outcome's */
+        return s->user_id[0] ? s->user_id : NULL;
+    return ts_decide_user_id(it);
+}
+
 bool ts_decider_wants_registration(ts_decider *d, const ts_batch_item *it) {
     if (it->skip)
         return false;
-    const char *user_id = ts_decide_user_id(it);
     const stored_command *s = stored_of(d, it->cmd.command_id);
-    if (s) {
-        if (!(may_rotate(&it->cmd) && s->outcome == TS_OUT_REGISTERED))
-            return false;
-        user_id = s->user_id; /* a confirmation's user is its outcome's */
-    }
+    if (s && !(may_rotate(&it->cmd) &&
+               (s->outcome == TS_OUT_REGISTERED || s->outcome == TS_OUT_WAITLISTED)))
+        return false;
+    const char *user_id = ts_decider_pair_user(d, it);
     if (!user_id || !user_id[0])
         return false;
     bool added;
@@ -510,6 +531,7 @@ int ts_decider_add_event(ts_decider *d, const ts_stored_event *e) {
     rec->held = e->held;
     rec->waitlisted = e->waitlisted;
     rec->unloaded = e->waitlisted;
+    rec->stored_waitlisted = e->waitlisted;
     rec->cancelled = e->cancelled;
     rec->stream_seq = e->stream_seq;
     rec->waitlist_seq = e->waitlist_seq;
@@ -525,6 +547,10 @@ int ts_decider_add_registration(ts_decider *d, const ts_stored_registration *r) 
     rec->token = r->cancel_token;
     copy_id(rec->command_id, r->command_id);
     copy_id(rec->hold_id, r->kind == TS_SEAT_HELD ? r->hold_id : NULL);
+    if (r->kind == TS_SEAT_WAITLISTED) {
+        rec->seq = r->seq;
+        rec->stored_rank = r->position;
+    }
     return 0;
 }
 
@@ -588,6 +614,8 @@ int ts_decider_add_waiter(ts_decider *d, const ts_stored_waiter *w) {
     p->kind = TS_SEAT_WAITLISTED;
     p->waiter = d->nwaiters;
     p->token = w->cancel_token;
+    p->seq = w->seq;
+    p->stored_rank = e->stored_waitlisted - e->unloaded; /* the head: the k-th loaded is k-th */
     copy_id(p->command_id, w->command_id);
     return 0;
 }
@@ -703,8 +731,11 @@ static void promote(ts_decider *d, ts_batch_item *it, event_rec *e) {
             return;
         w->removed = true;
         e->waitlisted--;
-        if (w->stored)
+        if (w->stored) {
             d->unwaits[d->nunwaits++] = (ts_row_unwait){e->id, w->user_id};
+            d->removed[d->nremoved++] = (removed_place){e, w->seq};
+            e->removed_stored++;
+        }
         pair_rec *p = pair_for(d, e->id, w->user_id);
         p->kind = TS_SEAT_REGISTERED;
         p->token = w->token;
@@ -764,6 +795,7 @@ static void decide_create(ts_decider *d, ts_batch_item *it) {
     const ts_command *c = &it->cmd;
     event_rec *e = event_for(d, c->event_id);
     if (e->found) {
+        expire_due(d, it, e);
         refuse(&it->reply, TS_OUT_INVALID);
         snprintf(it->reply.message, sizeof it->reply.message, "Event already exists");
         return;
@@ -830,6 +862,9 @@ static void join_waitlist(ts_decider *d, ts_batch_item *it, event_rec *e, pair_r
     p->kind = TS_SEAT_WAITLISTED;
     p->waiter = d->nwaiters;
     p->token = w->token;
+    p->seq = w->seq;
+    p->stored_rank = 0;
+    p->wrot_row = 0;
     copy_id(p->command_id, c->command_id);
     add_user(d, it->user_id, c->u.reg.email);
     it->reply.outcome = TS_OUT_WAITLISTED;
@@ -902,6 +937,8 @@ static ts_decide_status decide_hold(ts_decider *d, ts_batch_item *it) {
     }
     bool added;
     hold_rec *h = hold_of(d, c->command_id, &added); /* room reserved: never NULL */
+    if (!added && h->state) /* a hold of this id is stored: the command was applied before */
+        return TS_DECIDE_NEEDS_LOOKUPS;
     copy_id(h->event_id, e->id);
     copy_id(h->user_id, it->user_id);
     h->state = TS_HOLD_HELD;
@@ -936,21 +973,44 @@ static ts_decide_status decide_hold(ts_decider *d, ts_batch_item *it) {
     return TS_DECIDE_OK;
 }
 
-static void leave_waitlist(ts_decider *d, event_rec *e, pair_rec *p, const char *user_id) {
+/* A waitlisted person's place in line now: 1 + the places still waiting
+ * with a lower seq. 0 when it cannot be known (not loaded by its pair). */
+static int64_t place_in_line(const ts_decider *d, const event_rec *e, const pair_rec *p) {
+    if (p->waiter && !d->waiters[p->waiter - 1].stored) { /* joined in this batch */
+        int64_t ahead = e->stored_waitlisted - e->removed_stored;
+        for (size_t i = e->nq_head; i && i != p->waiter; i = d->waiters[i - 1].next)
+            ahead += !d->waiters[i - 1].removed;
+        return ahead + 1;
+    }
+    if (p->stored_rank <= 0)
+        return 0;
+    int64_t rank = p->stored_rank;
+    for (size_t i = 0; i < d->nremoved; i++)
+        rank -= d->removed[i].event == e && d->removed[i].seq < p->seq;
+    return rank;
+}
+
+/* Takes the person off the line; their place in line when they left. */
+static int64_t leave_waitlist(ts_decider *d, event_rec *e, pair_rec *p, const char *user_id) {
+    int64_t place = place_in_line(d, e, p);
+    bool stored = true;
     if (p->waiter) {
         waiter *w = &d->waiters[p->waiter - 1];
         w->removed = true;
-        if (w->stored)
-            d->unwaits[d->nunwaits++] = (ts_row_unwait){e->id, w->user_id};
-    } else { /* stored, further down the line than the head loaded */
+        stored = w->stored;
+    } else if (e->unloaded > 0) { /* further down the line than the head loaded */
+        e->unloaded--;
+    }
+    if (stored) {
         d->unwaits[d->nunwaits++] = (ts_row_unwait){e->id, user_id};
-        if (e->unloaded > 0)
-            e->unloaded--;
+        d->removed[d->nremoved++] = (removed_place){e, p->seq};
+        e->removed_stored++;
     }
     p->kind = 0;
     p->waiter = 0;
     e->waitlisted--;
     e->dirty = true;
+    return place;
 }
 
 static ts_decide_status decide_cancel(ts_decider *d, ts_batch_item *it) {
@@ -975,8 +1035,11 @@ static ts_decide_status decide_cancel(ts_decider *d, ts_batch_item *it) {
     r->outcome = TS_OUT_CANCELLED;
     set_user(r, c->u.cancel.user_id);
     if (p->kind == TS_SEAT_WAITLISTED) {
-        leave_waitlist(d, e, p, c->u.cancel.user_id);
-        change(d, it, e, TS_CH_REGISTRATION_CANCELLED)->user_id = c->u.cancel.user_id;
+        int64_t place = leave_waitlist(d, e, p, c->u.cancel.user_id);
+        ts_change *ch = change(d, it, e, TS_CH_REGISTRATION_CANCELLED);
+        ch->user_id = c->u.cancel.user_id;
+        ch->has_position = place > 0;
+        ch->position = place;
         return TS_DECIDE_OK;
     }
     free_seat(d, e, c->u.cancel.user_id, token);
@@ -1153,18 +1216,40 @@ static void decide_cancel_event(ts_decider *d, ts_batch_item *it) {
 }
 
 /* A registration (or confirmation) retried with the same request and a
- * new token: the registration takes the token, if that command made it. */
+ * new token: the registration, or the place on the waitlist, takes the
+ * token, if that command made it. */
 static void rotate_token(ts_decider *d, const ts_batch_item *it) {
     const ts_command *c = &it->cmd;
-    if (!may_rotate(c) || it->reply.outcome != TS_OUT_REGISTERED || !it->reply.user_id[0])
+    ts_outcome o = it->reply.outcome;
+    if (!may_rotate(c) || (o != TS_OUT_REGISTERED && o != TS_OUT_WAITLISTED) ||
+        !it->reply.user_id[0])
         return;
     char key[2 * TS_UUID_LEN];
     pair_key(key, c->event_id, it->reply.user_id);
     pair_rec *p = table_find(&d->pairs, key);
-    if (!p || p->kind != TS_SEAT_REGISTERED || strcmp(p->command_id, c->command_id) != 0)
+    if (!p || strcmp(p->command_id, c->command_id) != 0)
         return;
     const ts_digest *token = c->type == TS_CMD_REGISTER ? &c->u.reg.cancel_token_sha256
                                                         : &c->u.hold_ref.cancel_token_sha256;
+    if (p->kind == TS_SEAT_WAITLISTED) {
+        p->token = *token;
+        if (p->waiter) {
+            waiter *w = &d->waiters[p->waiter - 1];
+            w->token = *token;
+            if (!w->stored) /* its row is written at the end, with this token */
+                return;
+        }
+        if (p->wrot_row) {
+            d->wait_rotations[p->wrot_row - 1].cancel_token = token;
+        } else {
+            d->wait_rotations[d->nwait_rotations++] =
+                (ts_row_rotation){c->event_id, it->reply.user_id, c->command_id, token};
+            p->wrot_row = d->nwait_rotations;
+        }
+        return;
+    }
+    if (p->kind != TS_SEAT_REGISTERED)
+        return;
     p->token = *token;
     if (p->step == d->step && p->reg_row) { /* not written yet: write it with this one */
         d->registrations[p->reg_row - 1].cancel_token = token;
@@ -1264,7 +1349,9 @@ static int make_room(ts_decider *d) {
         {(void **)&d->registrations, &d->cap_registrations, n + w, sizeof *d->registrations},
         {(void **)&d->rotations, &d->cap_rotations, n, sizeof *d->rotations},
         {(void **)&d->steps, &d->cap_steps, n + h + 1, sizeof *d->steps},
+        {(void **)&d->wait_rotations, &d->cap_wait_rotations, n, sizeof *d->wait_rotations},
         {(void **)&d->unwaits, &d->cap_unwaits, n + w, sizeof *d->unwaits},
+        {(void **)&d->removed, &d->removed_cap, n + w, sizeof *d->removed},
         {(void **)&d->waits, &d->cap_waits, n, sizeof *d->waits},
         {(void **)&d->hold_rows, &d->cap_holds, h, sizeof *d->hold_rows},
         {(void **)&d->processed, &d->cap_processed, n, sizeof *d->processed},
@@ -1317,7 +1404,7 @@ ts_decide_status ts_decide(ts_decider *d, int64_t now_ms, ts_decisions *out) {
         return TS_DECIDE_NO_MEMORY;
     d->nevent_rows = d->nusers = d->nregistrations = d->nrotations = 0;
     d->step = d->nunwaits = d->nwaits = d->nhold_rows = d->nprocessed = d->ncounters = 0;
-    d->nchanges = 0;
+    d->nchanges = d->nwait_rotations = d->nremoved = 0;
     for (size_t k = 0; k < d->n; k++) {
         ts_batch_item *it = item_at(d, k);
         if (it->skip)
@@ -1342,6 +1429,8 @@ ts_decide_status ts_decide(ts_decider *d, int64_t now_ms, ts_decisions *out) {
         .nrotations = d->nrotations,
         .steps = d->steps,
         .nsteps = d->step,
+        .wait_rotations = d->wait_rotations,
+        .nwait_rotations = d->nwait_rotations,
         .unwaits = d->unwaits,
         .nunwaits = d->nunwaits,
         .waits = d->waits,

@@ -59,8 +59,8 @@
  *            IDEMPOTENCY_KEY_REUSED, telling nothing of the first
  *            outcome. A registration (or confirmation) retried with its
  *            request digest and a new cancel token gives its registration
- *            that token, if the registration is still the one that command
- *            made.
+ *            (or place on the waitlist) that token, if it is still the one
+ *            that command made.
  *
  * Lookups skipped. apply.c first tries a batch of creates, registrations
  * and holds without the stored seats and command ids (its optimistic
@@ -122,6 +122,7 @@ typedef struct ts_stored_registration {
     ts_seat_kind kind;      /* 0 reads as TS_SEAT_REGISTERED */
     const char *hold_id;    /* held: its hold */
     int64_t seq;            /* waitlisted: its place's seq */
+    int64_t position;       /* waitlisted: its place in line (1 = first) */
 } ts_stored_registration;
 
 typedef enum ts_hold_state {
@@ -156,7 +157,7 @@ typedef struct ts_stored_command {
     const char *user_id; /* "" for none */
     const char *message; /* "" for none */
     int64_t applied_at_ms;
-    ts_digest request; /* the request behind an idempotency key's command id */
+    ts_digest request;     /* the request behind an idempotency key's command id */
     int64_t position;      /* 0 for none */
     const char *hold_id;   /* "" or NULL for none */
     int64_t expires_at_ms; /* 0 for none */
@@ -189,7 +190,8 @@ typedef struct ts_row_registration {
     const char *hold_id; /* held: its hold */
 } ts_row_registration;
 
-/* A stored registration's new cancel token (the WHERE names the command). */
+/* A stored registration's (or place on the waitlist's) new cancel token
+ * (the WHERE names the command). */
 typedef struct ts_row_rotation {
     const char *event_id;
     const char *user_id;
@@ -293,8 +295,9 @@ typedef struct ts_row_counter {
 } ts_row_counter;
 
 /* Write them in this order: events, users, each step (its registrations,
- * its rotations, its own row), places that leave waitlists, places that
- * join them, holds, processed commands, counters. Events and users refer
+ * its rotations, its own row), new tokens of stored places on waitlists,
+ * places that leave waitlists, places that join them, holds, processed
+ * commands, counters. Events and users refer
  * to nothing written in the batch; a step's rows may refer to the ones
  * before them; the rest come last. */
 typedef struct ts_decisions {
@@ -308,6 +311,8 @@ typedef struct ts_decisions {
     size_t nrotations;
     const ts_decided_step *steps;
     size_t nsteps;
+    const ts_row_rotation *wait_rotations; /* stored places on waitlists */
+    size_t nwait_rotations;
     const ts_row_unwait *unwaits;
     size_t nunwaits;
     const ts_row_wait *waits;
@@ -366,10 +371,12 @@ const char *ts_decide_user_id(const ts_batch_item *it);
  * Each add_* returns 0, or -1 when out of memory. */
 bool ts_decider_wants_event(ts_decider *d, const ts_batch_item *it);
 bool ts_decider_wants_registration(ts_decider *d, const ts_batch_item *it);
+/* The user of the pair wants_registration() asked for: a confirmation's is
+ * its first outcome's. */
+const char *ts_decider_pair_user(const ts_decider *d, const ts_batch_item *it);
 bool ts_decider_wants_hold(ts_decider *d, const ts_batch_item *it);
 /* *cursor starts at 0; false when there are no more. */
-bool ts_decider_expiring(ts_decider *d, size_t *cursor, const char **event_id,
-                         int64_t *before_ms);
+bool ts_decider_expiring(ts_decider *d, size_t *cursor, const char **event_id, int64_t *before_ms);
 bool ts_decider_waitlist_wanted(ts_decider *d, size_t *cursor, const char **event_id,
                                 int64_t *limit);
 
