@@ -16,8 +16,9 @@
  *                that have one)
  *   ...decide.c decides every command in offset order, in memory...
  *   insert       events, users, registrations, waitlist places, holds,
- *                processed commands (with their event-stream records): one
- *                multi-row INSERT each (unnest of array parameters)
+ *                processed commands, and the event-stream records (one
+ *                stream_outbox row per partition): one multi-row INSERT
+ *                each (unnest of array parameters)
  *   rotate       the tokens retried registrations bring: one UPDATE
  *   counters     one UPDATE for all the events touched
  *   COMMIT
@@ -83,6 +84,7 @@ enum stmt {
     ST_WAIT,
     ST_WRITE_HOLDS,
     ST_ROTATE_WAITS,
+    ST_WRITE_OUTBOX,
     ST_COUNT_
 };
 
@@ -145,11 +147,11 @@ static const struct {
         {"insert_processed",
          "INSERT INTO processed_commands (command_id, event_id, kind,"
          " outcome, user_id, message, topic, kafka_partition, kafka_offset,"
-         " request_sha256, position, hold_id, expires_at, stream)"
-         " SELECT c, e, k, o, u, m, $7, p, f, h, q, x, a, s FROM unnest($1::uuid[],"
+         " request_sha256, position, hold_id, expires_at)"
+         " SELECT c, e, k, o, u, m, $7, p, f, h, q, x, a FROM unnest($1::uuid[],"
          " $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],"
          " $8::int[], $9::bigint[], $10::bytea[], $11::bigint[], $12::uuid[],"
-         " $13::timestamptz[], $14::bytea[]) AS v(c, e, k, o, u, m, p, f, h, q, x, a, s)"},
+         " $13::timestamptz[]) AS v(c, e, k, o, u, m, p, f, h, q, x, a)"},
     /* an event as the batch left it: description '' clears it */
     [ST_COUNTERS] = {"counters",
                      "UPDATE events e SET registered = v.r, held = v.h, waitlisted = v.w,"
@@ -222,6 +224,10 @@ static const struct {
                          " FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::uuid[])"
                          " AS v(e, u, t, k)"
                          " WHERE w.event_id = v.e AND w.user_id = v.u AND w.command_id = v.k"},
+    [ST_WRITE_OUTBOX] = {"write_outbox",
+                         "INSERT INTO stream_outbox (topic, kafka_partition, first_offset,"
+                         " last_offset, records) SELECT $1, p, f, l, r FROM unnest($2::int[],"
+                         " $3::bigint[], $4::bigint[], $5::bytea[]) AS v(p, f, l, r)"},
 };
 
 /* The arrays of a statement's rows, reused from batch to batch. */
@@ -259,7 +265,6 @@ enum {
     A_PC_POSITION,
     A_PC_HOLD,
     A_PC_EXPIRES,
-    A_PC_STREAM,
     A_Q1,
     A_Q2,
     A_Q3,
@@ -274,20 +279,23 @@ enum {
     A_COUNT_
 };
 
-/* A processed command's stream records in stream_buf. */
-typedef struct frames {
+/* One partition's share of the batch's records in stream_buf: a row of
+ * stream_outbox. */
+typedef struct outbox_row {
+    int32_t partition;
+    int64_t first_offset, last_offset;
     size_t start, len;
-} frames;
+} outbox_row;
 
 struct ts_applier {
     PGconn *conn;
     char *dsn;
     ts_decider *decider;
     ts_codec *codec;
-    uint8_t *stream_buf; /* the batch's records, each after its 4-byte length */
+    uint8_t *stream_buf; /* the batch's records, in stream_outbox's frames */
     size_t stream_len, stream_cap;
-    frames *frames; /* per processed command */
-    size_t frames_cap;
+    outbox_row *outbox; /* per partition of the batch */
+    size_t noutbox, outbox_cap;
     ts_stream_msg *msgs;
     size_t nmsgs, msgs_cap;
     bool committed; /* the last batch was: msgs are its records */
@@ -381,7 +389,7 @@ void ts_applier_free(ts_applier *a) {
     ts_decider_free(a->decider);
     ts_codec_free(a->codec);
     free(a->stream_buf);
-    free(a->frames);
+    free(a->outbox);
     free(a->msgs);
     free(a->order);
     free(a->dsn);
@@ -1065,9 +1073,8 @@ static int write_processed(ts_applier *a, const char *topic, const ts_decisions 
     ts_pgarray *r = a->arr;
     static const uint32_t types[] = {TS_OID_UUID,  TS_OID_UUID, TS_OID_TEXT, TS_OID_TEXT,
                                      TS_OID_UUID,  TS_OID_TEXT, TS_OID_INT4, TS_OID_INT8,
-                                     TS_OID_BYTEA, TS_OID_INT8, TS_OID_UUID, TS_OID_TIMESTAMPTZ,
-                                     TS_OID_BYTEA};
-    for (int i = 0; i <= A_PC_STREAM - A_PC_COMMAND; i++)
+                                     TS_OID_BYTEA, TS_OID_INT8, TS_OID_UUID, TS_OID_TIMESTAMPTZ};
+    for (int i = 0; i <= A_PC_EXPIRES - A_PC_COMMAND; i++)
         ts_pgarray_reset(&r[A_PC_COMMAND + i], types[i]);
     for (size_t i = 0; i < d->nprocessed; i++) {
         const ts_batch_item *it = d->processed[i].item;
@@ -1096,8 +1103,6 @@ static int write_processed(ts_applier *a, const char *topic, const ts_decisions 
             ts_pgarray_timestamptz_ms(&r[A_PC_EXPIRES], rp->expires_at_ms);
         else
             ts_pgarray_null(&r[A_PC_EXPIRES]);
-        const frames *f = &a->frames[i];
-        ts_pgarray_bytea(&r[A_PC_STREAM], f->len ? a->stream_buf + f->start : NULL, f->len);
     }
     const param p[] = {array_param(&r[A_PC_COMMAND]),
                        array_param(&r[A_PC_EVENT]),
@@ -1111,9 +1116,8 @@ static int write_processed(ts_applier *a, const char *topic, const ts_decisions 
                        array_param(&r[A_PC_REQUEST]),
                        array_param(&r[A_PC_POSITION]),
                        array_param(&r[A_PC_HOLD]),
-                       array_param(&r[A_PC_EXPIRES]),
-                       array_param(&r[A_PC_STREAM])};
-    return run0(a, ST_INSERT_PROCESSED, 14, p, err, errlen);
+                       array_param(&r[A_PC_EXPIRES])};
+    return run0(a, ST_INSERT_PROCESSED, 13, p, err, errlen);
 }
 
 static int write_counters(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
@@ -1207,30 +1211,35 @@ static int grow(void **p, size_t *cap, size_t need, size_t size) {
     return 0;
 }
 
-/* The batch's changes as stream records: each processed command's one
- * after another in stream_buf (what processed_commands.stream holds), and
- * the list to publish once the batch is committed. */
+static void put_be(uint8_t *at, uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8)
+        at[i] = (uint8_t)v;
+}
+
+/* The batch's changes as stream records: the frames of stream_outbox, one
+ * row per partition of the batch (its items are part by part), and the
+ * list to publish once the batch is committed. */
 static int encode_stream(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
-    a->stream_len = a->nmsgs = 0;
-    if (grow((void **)&a->frames, &a->frames_cap, d->nprocessed, sizeof *a->frames) ||
-        grow((void **)&a->msgs, &a->msgs_cap, d->nchanges, sizeof *a->msgs)) {
+    enum { FRAME_HEAD = 8 + TS_UUID_LEN + 4 };
+    a->stream_len = a->nmsgs = a->noutbox = 0;
+    if (grow((void **)&a->msgs, &a->msgs_cap, d->nchanges, sizeof *a->msgs) ||
+        grow((void **)&a->outbox, &a->outbox_cap, d->nprocessed, sizeof *a->outbox)) {
         a->failure = TS_APPLY_RETRY;
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < d->nprocessed; i++) {
         const ts_batch_item *it = d->processed[i].item;
-        a->frames[i].start = a->stream_len;
         for (size_t k = it->first_change; k < it->first_change + it->nchanges; k++) {
             if (grow((void **)&a->stream_buf, &a->stream_cap,
-                     a->stream_len + 4 + TS_MESSAGE_BYTES_MAX, 1)) {
+                     a->stream_len + FRAME_HEAD + TS_MESSAGE_BYTES_MAX, 1)) {
                 a->failure = TS_APPLY_RETRY;
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
             uint8_t *at = a->stream_buf + a->stream_len;
             size_t len = 0;
-            ts_codec_status st = ts_codec_encode_change(a->codec, &d->changes[k], at + 4,
+            ts_codec_status st = ts_codec_encode_change(a->codec, &d->changes[k], at + FRAME_HEAD,
                                                         TS_MESSAGE_BYTES_MAX, &len);
             if (st != TS_CODEC_OK) { /* the decider made a change the schema refuses */
                 a->failure = TS_APPLY_REJECTED;
@@ -1238,20 +1247,46 @@ static int encode_stream(ts_applier *a, const ts_decisions *d, char *err, size_t
                          ts_change_type_name(d->changes[k].type), ts_codec_status_name(st));
                 return -1;
             }
-            at[0] = (uint8_t)(len >> 24);
-            at[1] = (uint8_t)(len >> 16);
-            at[2] = (uint8_t)(len >> 8);
-            at[3] = (uint8_t)len;
-            a->msgs[a->nmsgs++] = (ts_stream_msg){d->changes[k].event_id,
-                                                  (const uint8_t *)(uintptr_t)(a->stream_len + 4),
-                                                  len, it->partition, it->offset};
-            a->stream_len += 4 + len;
+            put_be(at, (uint64_t)it->offset, 8);
+            memset(at + 8, 0, TS_UUID_LEN);
+            memcpy(at + 8, d->changes[k].event_id, strnlen(d->changes[k].event_id, TS_UUID_LEN));
+            put_be(at + 8 + TS_UUID_LEN, len, 4);
+            outbox_row *row = a->noutbox ? &a->outbox[a->noutbox - 1] : NULL;
+            if (!row || row->partition != it->partition) {
+                row = &a->outbox[a->noutbox++];
+                *row = (outbox_row){it->partition, it->offset, it->offset, a->stream_len, 0};
+            }
+            row->last_offset = it->offset;
+            row->len += FRAME_HEAD + len;
+            a->msgs[a->nmsgs++] = (ts_stream_msg){
+                d->changes[k].event_id, (const uint8_t *)(uintptr_t)(a->stream_len + FRAME_HEAD),
+                len, it->partition, it->offset};
+            a->stream_len += FRAME_HEAD + len;
         }
-        a->frames[i].len = a->stream_len - a->frames[i].start;
     }
     for (size_t m = 0; m < a->nmsgs; m++) /* offsets until stream_buf stopped moving */
         a->msgs[m].bytes = a->stream_buf + (uintptr_t)a->msgs[m].bytes;
     return 0;
+}
+
+/* The batch's records, in the same transaction as the changes. */
+static int write_outbox(ts_applier *a, const char *topic, char *err, size_t errlen) {
+    if (a->noutbox == 0)
+        return 0;
+    ts_pgarray *r = &a->arr[A_Q1];
+    static const uint32_t types[] = {TS_OID_INT4, TS_OID_INT8, TS_OID_INT8, TS_OID_BYTEA};
+    for (int i = 0; i < 4; i++)
+        ts_pgarray_reset(&r[i], types[i]);
+    for (size_t i = 0; i < a->noutbox; i++) {
+        const outbox_row *o = &a->outbox[i];
+        ts_pgarray_int4(&r[0], o->partition);
+        ts_pgarray_int8(&r[1], o->first_offset);
+        ts_pgarray_int8(&r[2], o->last_offset);
+        ts_pgarray_bytea(&r[3], a->stream_buf + o->start, o->len);
+    }
+    const param p[] = {text_param(topic), array_param(&r[0]), array_param(&r[1]),
+                       array_param(&r[2]), array_param(&r[3])};
+    return run0(a, ST_WRITE_OUTBOX, 5, p, err, errlen);
 }
 
 size_t ts_applier_stream(const ts_applier *a, const ts_stream_msg **msgs) {
@@ -1288,7 +1323,8 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
         return -1;
     }
     return encode_stream(a, &decided, err, errlen) ||
-                   write_decisions(a, topic, &decided, err, errlen)
+                   write_decisions(a, topic, &decided, err, errlen) ||
+                   write_outbox(a, topic, err, errlen)
                ? -1
                : 0;
 }

@@ -65,7 +65,7 @@ ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part
 
 /* One record of the event stream (turnstile.events), encoded: the change
  * a command of the last committed batch made, keyed by its event id. The
- * same bytes are stored in processed_commands.stream of that command. */
+ * same bytes are stored in stream_outbox, in the batch's transaction. */
 typedef struct ts_stream_msg {
     const char *event_id;
     const uint8_t *bytes;

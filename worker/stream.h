@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* stream.h — the event stream's relay: publishes to PREFIX.events the
  * records (schemas/change.avsc) that each committed batch wrote to its
- * outbox (processed_commands.stream), keyed by event id, in order.
+ * outbox (stream_outbox), keyed by event id, in order.
  *
  * At least once, in order, without gaps: a dedicated idempotent producer
  * (acks=all, no message timeout) keeps every record until the broker has

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <arpa/inet.h>
@@ -70,9 +71,13 @@ int it_setup(it_env *env, int command_partitions, int reply_partitions) {
         fprintf(stderr, "it_setup: is the stack up (scripts/stack up)? %s\n", err);
         return -1;
     }
-    const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies, env->cfg.topic_dlq};
-    const int parts[] = {command_partitions, reply_partitions, 1};
-    if (ts_kafka_create_topics(env->producer, names, parts, 3, 15000, err, sizeof err)) {
+    snprintf(env->topic_events, sizeof env->topic_events, "%s", env->cfg.topic_events);
+    env->command_partitions = command_partitions;
+    env->events_partitions = command_partitions;
+    const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies, env->cfg.topic_dlq,
+                           env->topic_events};
+    const int parts[] = {command_partitions, reply_partitions, 1, command_partitions};
+    if (ts_kafka_create_topics(env->producer, names, parts, 4, 15000, err, sizeof err)) {
         fprintf(stderr, "it_setup: is Kafka up (scripts/stack up)? %s\n", err);
         return -1;
     }
@@ -99,10 +104,15 @@ void it_teardown(it_env *env) {
         rd_kafka_consumer_close(env->dlq);
         rd_kafka_destroy(env->dlq);
     }
+    if (env->stream) {
+        rd_kafka_consumer_close(env->stream);
+        rd_kafka_destroy(env->stream);
+    }
     if (env->producer) {
         char err[256];
-        const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies, env->cfg.topic_dlq};
-        if (ts_kafka_delete_topics(env->producer, names, 3, 15000, err, sizeof err))
+        const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies, env->cfg.topic_dlq,
+                               env->topic_events};
+        if (ts_kafka_delete_topics(env->producer, names, 4, 15000, err, sizeof err))
             fprintf(stderr, "it_teardown: %s\n", err);
         rd_kafka_destroy(env->producer);
     }
@@ -110,6 +120,7 @@ void it_teardown(it_env *env) {
         PQfinish(env->pg);
     ts_codec_free(env->codec);
     free(env->seen);
+    free(env->changes);
 }
 
 const char *it_worker_log(it_env *env, int i) {
@@ -458,4 +469,300 @@ int it_admin(const char *const *args, char *out, size_t cap) {
     int status = 0;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* ------------------------------------------------------------ own database */
+
+#define IT_DEFAULT_DSN "host=127.0.0.1 port=5432 dbname=turnstile user=turnstile password=turnstile"
+
+/* `dsn` with dbname replaced by `db`, in out[cap]. */
+static int dsn_for(const char *dsn, const char *db, char *out, size_t cap) {
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &err);
+    if (!opts) {
+        fprintf(stderr, "TS_PG_DSN: %s\n", err ? err : "unparsable");
+        PQfreemem(err);
+        return -1;
+    }
+    size_t n = 0;
+    out[0] = '\0';
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        const char *v = strcmp(o->keyword, "dbname") == 0 ? db : o->val;
+        if (!v)
+            continue;
+        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s='", n ? " " : "", o->keyword);
+        for (; *v; v++) /* quote ' and \ as libpq wants */
+            n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%c",
+                                  (*v == '\'' || *v == '\\') ? "\\" : "", *v);
+        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "'");
+    }
+    PQconninfoFree(opts);
+    return n < cap ? 0 : -1;
+}
+
+int it_own_database(const char *db) {
+    const char *dsn = getenv("TS_PG_DSN") ? getenv("TS_PG_DSN") : IT_DEFAULT_DSN;
+    PGconn *c = PQconnectdb(dsn);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "is the stack up (scripts/stack up)? %s", PQerrorMessage(c));
+        PQfinish(c);
+        return -1;
+    }
+    char drop[256], create[256];
+    snprintf(drop, sizeof drop, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+    snprintf(create, sizeof create, "CREATE DATABASE %s", db);
+    const char *sql[] = {drop, create};
+    for (int i = 0; i < 2; i++) {
+        PGresult *r = PQexec(c, sql[i]);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "%s: %s", sql[i], PQerrorMessage(c));
+            PQclear(r);
+            PQfinish(c);
+            return -1;
+        }
+        PQclear(r);
+    }
+    PQfinish(c);
+    char own[1024];
+    if (dsn_for(dsn, db, own, sizeof own))
+        return -1;
+    setenv("TS_PG_DSN", own, 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------ event stream */
+
+/* A consumer assigned to partitions 0..partitions-1 of `topic`, from the
+ * start. */
+static rd_kafka_t *reader_all(it_env *env, const char *topic, int partitions) {
+    char err[512];
+    const char *pairs[] = {"group.id", "turnstile-test-reader", "enable.auto.commit",
+                           "false",    "fetch.wait.max.ms",     "20",
+                           NULL};
+    rd_kafka_t *rk = ts_kafka_new(&env->cfg, RD_KAFKA_CONSUMER, "turnstile-test", pairs, NULL, NULL,
+                                  err, sizeof err);
+    if (!rk)
+        fail_msg("a reader of %s: %s", topic, err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(rk, l), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(l);
+    return rk;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src) {
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static void keep_change(it_env *env, const rd_kafka_message_t *m) {
+    ts_change_buf buf;
+    char err[256];
+    ts_codec_status st =
+        ts_codec_decode_change(env->codec, m->payload, m->len, &buf, err, sizeof err);
+    if (st != TS_CODEC_OK)
+        fail_msg("event stream: a record at partition %d offset %lld does not decode: %s (%s)",
+                 (int)m->partition, (long long)m->offset, ts_codec_status_name(st), err);
+    const ts_change *c = &buf.change;
+    if (m->key_len != strlen(c->event_id) || strncasecmp(m->key, c->event_id, m->key_len) != 0)
+        fail_msg("event stream: the record of event %s seq %lld is keyed '%.*s'", c->event_id,
+                 (long long)c->seq, (int)m->key_len, (const char *)m->key);
+    if (env->nchanges == env->changes_cap) {
+        env->changes_cap = env->changes_cap ? env->changes_cap * 2 : 1024;
+        env->changes = realloc(env->changes, env->changes_cap * sizeof *env->changes);
+        assert_non_null(env->changes);
+    }
+    it_change *k = &env->changes[env->nchanges++];
+    memset(k, 0, sizeof *k);
+    k->type = c->type;
+    copy_str(k->event_id, sizeof k->event_id, c->event_id);
+    copy_str(k->command_id, sizeof k->command_id, c->command_id);
+    copy_str(k->user_id, sizeof k->user_id, c->user_id);
+    copy_str(k->hold_id, sizeof k->hold_id, c->hold_id);
+    copy_str(k->email, sizeof k->email, c->email);
+    copy_str(k->title, sizeof k->title, c->title);
+    k->seq = c->seq;
+    k->occurred_at_ms = c->occurred_at_ms;
+    k->has_position = c->has_position;
+    k->position = c->has_position ? c->position : 0;
+    k->has_expires_at = c->has_expires_at;
+    k->expires_at_ms = c->has_expires_at ? c->expires_at_ms : 0;
+    k->has_capacity = c->has_capacity;
+    k->capacity = c->has_capacity ? c->capacity : 0;
+    k->partition = m->partition;
+    k->offset = m->offset;
+}
+
+void it_stream_poll(it_env *env, int wait_ms) {
+    if (!env->stream)
+        env->stream = reader_all(env, env->topic_events, env->events_partitions);
+    int wait = wait_ms;
+    for (;;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(env->stream, wait);
+        if (!m)
+            return;
+        wait = 0; /* then whatever else is there already */
+        if (!m->err)
+            keep_change(env, m);
+        rd_kafka_message_destroy(m);
+    }
+}
+
+static bool same_change(const it_change *a, const it_change *b) {
+    return a->type == b->type && a->seq == b->seq && a->occurred_at_ms == b->occurred_at_ms &&
+           !strcmp(a->event_id, b->event_id) && !strcmp(a->command_id, b->command_id) &&
+           !strcmp(a->user_id, b->user_id) && !strcmp(a->hold_id, b->hold_id) &&
+           !strcmp(a->email, b->email) && !strcmp(a->title, b->title) &&
+           a->has_position == b->has_position && a->position == b->position &&
+           a->has_expires_at == b->has_expires_at && a->expires_at_ms == b->expires_at_ms &&
+           a->has_capacity == b->has_capacity && a->capacity == b->capacity;
+}
+
+static void describe(const it_change *c, char *out, size_t cap) {
+    snprintf(out, cap, "seq %lld %s cmd %s user %s hold %s pos %lld cap %lld (p%d@%lld)",
+             (long long)c->seq, ts_change_type_name(c->type), c->command_id, c->user_id, c->hold_id,
+             (long long)c->position, (long long)c->capacity, (int)c->partition,
+             (long long)c->offset);
+}
+
+size_t it_stream_await(it_env *env, const char *event_id, int64_t count, bool exact, int timeout_ms,
+                       it_change **out) {
+    assert_true(count >= 1);
+    int64_t deadline = ts_monotonic_ms() + timeout_ms;
+    size_t *first = malloc((size_t)(count + 1) * sizeof *first); /* by seq: index in changes */
+    assert_non_null(first);
+    for (;;) {
+        it_stream_poll(env, 100);
+        for (int64_t s = 0; s <= count; s++)
+            first[s] = SIZE_MAX;
+        int64_t distinct = 0, max_seen = 0, duplicates = 0;
+        int32_t partition = -1;
+        for (size_t i = 0; i < env->nchanges; i++) {
+            const it_change *c = &env->changes[i];
+            if (strcmp(c->event_id, event_id) != 0)
+                continue;
+            char d[512];
+            describe(c, d, sizeof d);
+            if (partition >= 0 && c->partition != partition)
+                fail_msg("event %s: records in partitions %d and %d (%s)", event_id, (int)partition,
+                         (int)c->partition, d);
+            partition = c->partition;
+            if (c->seq < 1 || (exact && c->seq > count))
+                fail_msg("event %s: %lld records expected, and one has %s", event_id,
+                         (long long)count, d);
+            if (c->seq > max_seen + 1)
+                fail_msg("event %s: a gap: after seq %lld came %s", event_id, (long long)max_seen,
+                         d);
+            if (c->seq > count) { /* beyond what is asked for: its order checked only */
+                if (c->seq > max_seen)
+                    max_seen = c->seq;
+                continue;
+            }
+            if (first[c->seq] != SIZE_MAX) {
+                const it_change *f = &env->changes[first[c->seq]];
+                if (!same_change(f, c)) {
+                    char df[512];
+                    describe(f, df, sizeof df);
+                    fail_msg("event %s: seq %lld twice with different content: %s, then %s",
+                             event_id, (long long)c->seq, df, d);
+                }
+                duplicates++;
+                continue;
+            }
+            first[c->seq] = i;
+            distinct++;
+            if (c->seq > max_seen)
+                max_seen = c->seq;
+        }
+        if (distinct == count) {
+            it_change *list = malloc((size_t)count * sizeof *list);
+            assert_non_null(list);
+            for (int64_t s = 1; s <= count; s++)
+                list[s - 1] = env->changes[first[s]];
+            free(first);
+            if (duplicates)
+                printf("event %s: %lld records, %lld duplicates\n", event_id, (long long)count,
+                       (long long)duplicates);
+            *out = list;
+            return (size_t)count;
+        }
+        if (ts_monotonic_ms() > deadline) {
+            free(first);
+            fail_msg("event %s: %lld distinct records of %lld expected within %d ms (the last "
+                     "seq seen: %lld)",
+                     event_id, (long long)distinct, (long long)count, timeout_ms,
+                     (long long)max_seen);
+        }
+    }
+}
+
+int64_t it_stream_await_match(it_env *env, const char *event_id,
+                              bool (*match)(const it_change *c, void *arg), void *arg,
+                              int timeout_ms) {
+    int64_t deadline = ts_monotonic_ms() + timeout_ms;
+    size_t from = 0;
+    for (;;) {
+        for (; from < env->nchanges; from++) {
+            const it_change *c = &env->changes[from];
+            if (strcmp(c->event_id, event_id) == 0 && match(c, arg))
+                return c->seq;
+        }
+        if (ts_monotonic_ms() > deadline)
+            fail_msg("event %s: no such record in the stream within %d ms", event_id, timeout_ms);
+        it_stream_poll(env, 100);
+    }
+}
+
+/* ------------------------------------------------------------ commands topic */
+
+size_t it_read_commands(it_env *env, const char *event_id, ts_command **out) {
+    int parts = env->command_partitions;
+    const char *topic = env->cfg.topic_commands;
+    rd_kafka_t *rk = reader_all(env, topic, parts);
+    int64_t *high = calloc((size_t)parts, sizeof *high);
+    int64_t *next = calloc((size_t)parts, sizeof *next);
+    assert_true(high && next);
+    for (int p = 0; p < parts; p++) {
+        int64_t low;
+        assert_int_equal(rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high[p], 15000),
+                         RD_KAFKA_RESP_ERR_NO_ERROR);
+        next[p] = low;
+    }
+    size_t n = 0, cap = 256;
+    ts_command *cmds = malloc(cap * sizeof *cmds);
+    assert_non_null(cmds);
+    int64_t deadline = ts_monotonic_ms() + 60000;
+    for (;;) {
+        bool done = true;
+        for (int p = 0; p < parts; p++)
+            if (next[p] < high[p])
+                done = false;
+        if (done)
+            break;
+        if (ts_monotonic_ms() > deadline)
+            fail_msg("the commands topic was not read to its end within 60 s");
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err && m->partition >= 0 && m->partition < parts) {
+            next[m->partition] = m->offset + 1;
+            if (n == cap) {
+                cap *= 2;
+                cmds = realloc(cmds, cap * sizeof *cmds);
+                assert_non_null(cmds);
+            }
+            char err[256];
+            if (ts_codec_decode_command(env->codec, m->payload, m->len, &cmds[n], err,
+                                        sizeof err) == TS_CODEC_OK &&
+                strcasecmp(cmds[n].event_id, event_id) == 0)
+                n++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    free(high);
+    free(next);
+    *out = cmds;
+    return n;
 }

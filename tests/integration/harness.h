@@ -19,7 +19,22 @@
 #include "ts_config.h"
 
 #define IT_MAX_WORKERS 4
-#define IT_MAX_APIS 2
+#define IT_MAX_APIS 3
+
+/* A record of the event stream (PREFIX.events), decoded and copied: what
+ * ts_change says, with where it was read. */
+typedef struct it_change {
+    ts_change_type type;
+    char event_id[TS_UUID_LEN + 1], command_id[TS_UUID_LEN + 1];
+    char user_id[TS_UUID_LEN + 1], hold_id[TS_UUID_LEN + 1]; /* "" when absent */
+    char email[TS_EMAIL_MAX + 1];                            /* "" when absent */
+    char title[TS_TITLE_MAX + 1];                            /* "" when absent */
+    int64_t seq, occurred_at_ms;
+    bool has_position, has_expires_at, has_capacity;
+    int64_t position, expires_at_ms, capacity;
+    int32_t partition;
+    int64_t offset;
+} it_change;
 
 typedef struct it_env {
     ts_config cfg;
@@ -35,10 +50,17 @@ typedef struct it_env {
     int worker_ports[IT_MAX_WORKERS]; /* the workers' /healthz and /metrics */
     ts_reply *seen;                   /* replies read so far, in arrival order */
     size_t nseen, seen_cap;
+    int command_partitions;
+    char topic_events[TS_TOPIC_MAX + 1]; /* cfg.topic_events, made by it_setup */
+    int events_partitions;
+    rd_kafka_t *stream; /* reads every partition of topic_events, from the start */
+    it_change *changes; /* records read so far, in arrival order */
+    size_t nchanges, changes_cap;
 } it_env;
 
-/* Creates the topics (the reply topic with `reply_partitions`) and the
- * connections. Returns 0, or -1 after printing why. */
+/* Creates the topics (the reply topic with `reply_partitions`, the event
+ * stream's with `command_partitions`) and the connections. Returns 0, or -1
+ * after printing why. */
 int it_setup(it_env *env, int command_partitions, int reply_partitions);
 void it_teardown(it_env *env);
 
@@ -95,5 +117,43 @@ void it_await_dead_letter(it_env *env, const void *value, size_t len, char *reas
 /* First column of the first row of a query with text parameters, as a
  * long long. Fails the test on error or no row. */
 long long it_query_ll(it_env *env, const char *sql, int nparams, const char *const *params);
+
+/* Makes database `db` afresh (dropped if it exists), from the database
+ * TS_PG_DSN names (or the default DSN), and points TS_PG_DSN — this
+ * process's and so its children's — at it. Call before it_setup(). Returns
+ * 0, or -1 after printing why. */
+int it_own_database(const char *db);
+
+/* ------------------------------------------------------------ event stream */
+
+/* Reads what the event stream holds now into env->changes (waiting up to
+ * wait_ms for the first record). Fails the test on a record that does not
+ * decode. */
+void it_stream_poll(it_env *env, int wait_ms);
+
+/* Waits up to timeout_ms until the stream holds the sequence numbers
+ * 1..count of `event_id`, checking on the way the contract of the stream:
+ * every record of the event is in one partition; a sequence number seen
+ * again is the same record (same content); in arrival order no record
+ * skips ahead of one not yet seen (no gap); when `exact`, no number is
+ * above count (else those records are left out). Returns the records, one
+ * per sequence number, in that order, in *out (caller frees). Fails the
+ * test, saying what it saw, otherwise. */
+size_t it_stream_await(it_env *env, const char *event_id, int64_t count, bool exact, int timeout_ms,
+                       it_change **out);
+
+/* Waits up to timeout_ms until the stream holds a record of `event_id` for
+ * which match(record, arg) is true; returns that record's seq. Fails the
+ * test if none comes. */
+int64_t it_stream_await_match(it_env *env, const char *event_id,
+                              bool (*match)(const it_change *c, void *arg), void *arg,
+                              int timeout_ms);
+
+/* ------------------------------------------------------------ commands topic */
+
+/* Every command of `event_id` in the commands topic (all its partitions,
+ * from the start to the end they have now), decoded, in partition order,
+ * in *out (caller frees). Messages that do not decode are left out. */
+size_t it_read_commands(it_env *env, const char *event_id, ts_command **out);
 
 #endif

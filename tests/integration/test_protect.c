@@ -249,7 +249,8 @@ static void expect_status(it_http_result r, long status) {
 }
 
 /* Registers `email` on an open-mode API: the answer must be exactly the
- * original service's, {"user_id": ...} and nothing more (no cancel token).
+ * original service's {"user_id": ...} with only the lifecycle's "status"
+ * added (no cancel token).
  * The user id in uid[37]. */
 static void register_as_before(const char *base, const char *event_id, const char *name,
                                const char *email, char uid[TS_UUID_LEN + 1]) {
@@ -257,7 +258,7 @@ static void register_as_before(const char *base, const char *event_id, const cha
     it_http_result r = do_register(base, event_id, name, email, (call){0});
     assert_int_equal(r.status, 201);
     ts_uuid_for_email(email, uid);
-    snprintf(expect, sizeof expect, "{\"user_id\":\"%s\"}", uid);
+    snprintf(expect, sizeof expect, "{\"user_id\":\"%s\",\"status\":\"registered\"}", uid);
     assert_string_equal(r.body, expect);
     it_http_free(&r);
 }
