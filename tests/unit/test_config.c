@@ -31,9 +31,12 @@ static void defaults_fit_the_local_stack(void **state) {
     assert_string_equal(c.topic_commands, "turnstile.commands");
     assert_string_equal(c.topic_replies, "turnstile.replies");
     assert_string_equal(c.topic_dlq, "turnstile.dlq");
+    assert_string_equal(c.topic_events, "turnstile.events");
     assert_true(c.reply_timeout_ms > 0);
     assert_int_equal(c.command_partitions, 12);
     assert_int_equal(c.reply_partitions, 8);
+    assert_int_equal(c.hold_ttl_s, 600);
+    assert_int_equal(c.sweep_interval_ms, 250);
 }
 
 static void the_environment_overrides_defaults(void **state) {
