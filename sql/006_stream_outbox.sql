@@ -22,6 +22,9 @@ CREATE TABLE stream_outbox (
     records         bytea NOT NULL,
     PRIMARY KEY (topic, kafka_partition, first_offset)
 );
+-- A batch's records are a few hundred kB of Avro that hardly compresses:
+-- kept out of line uncompressed (compressing them cost more than it saved).
+ALTER TABLE stream_outbox ALTER COLUMN records SET STORAGE EXTERNAL;
 
 -- Records of 005's column not yet published move over, one row per
 -- command (frames as above).
