@@ -67,11 +67,13 @@ enum stmt {
     ST_SEEN,
     ST_EVENTS,
     ST_REGISTERED,
+    ST_REGISTERED_ONLY,
     ST_INSERT_EVENTS,
     ST_INSERT_USERS,
     ST_INSERT_REGISTRATIONS,
     ST_INSERT_PROCESSED,
     ST_COUNTERS,
+    ST_COUNTERS_PLAIN,
     ST_CANCEL,
     ST_MOVE_SEAT,
     ST_ROTATE_TOKENS,
@@ -127,10 +129,23 @@ static const struct {
                        " AND x.seq <= w.seq)"
                        " FROM unnest($1::uuid[], $2::uuid[]) k(e, u)"
                        " JOIN waitlist w ON w.event_id = k.e AND w.user_id = k.u"},
+    /* the same when no event of the batch has a waitlist */
+    [ST_REGISTERED_ONLY] = {"registered_only",
+                            "SELECT r.event_id, r.user_id, r.command_id,"
+                            " coalesce(encode(r.cancel_token_sha256, 'hex'), ''),"
+                            " CASE WHEN r.held THEN 2 ELSE 1 END, coalesce(r.hold_id::text, ''),"
+                            " 0, 0 FROM unnest($1::uuid[], $2::uuid[]) k(e, u)"
+                            " JOIN registrations r ON r.event_id = k.e AND r.user_id = k.u"},
     [ST_INSERT_EVENTS] = {"insert_events",
                           "INSERT INTO events (id, title, description, starts_at, location,"
                           " capacity) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[],"
                           " $4::timestamptz[], $5::text[], $6::int[])"},
+    /* the same when no event of the batch changed more than its counters */
+    [ST_COUNTERS_PLAIN] = {"counters_plain",
+                           "UPDATE events e SET registered = v.r, held = v.h, waitlisted = v.w,"
+                           " stream_seq = v.s, waitlist_seq = v.q FROM unnest($1::uuid[],"
+                           " $2::int[], $3::int[], $4::int[], $5::bigint[], $6::bigint[])"
+                           " AS v(id, r, h, w, s, q) WHERE e.id = v.id"},
     [ST_INSERT_USERS] = {"insert_users",
                          "INSERT INTO users (id, email) SELECT * FROM unnest($1::uuid[],"
                          " $2::text[]) ON CONFLICT (id) DO NOTHING"},
@@ -669,7 +684,9 @@ static int load_registrations(ts_applier *a, const ts_batch_item *items, size_t 
     if (ev->n == 0)
         return 0;
     const param p[] = {array_param(ev), array_param(us)};
-    PGresult *res = run(a, ST_REGISTERED, 2, p, err, errlen);
+    PGresult *res =
+        run(a, ts_decider_has_waitlists(a->decider) ? ST_REGISTERED : ST_REGISTERED_ONLY, 2, p, err,
+            errlen);
     if (!res)
         return -1;
     int rc = 0;
@@ -1123,11 +1140,17 @@ static int write_processed(ts_applier *a, const char *topic, const ts_decisions 
 static int write_counters(ts_applier *a, const ts_decisions *d, char *err, size_t errlen) {
     if (d->ncounters == 0)
         return 0;
+    bool plain = true; /* a burst changes counters only */
+    for (size_t i = 0; i < d->ncounters && plain; i++) {
+        const ts_row_counter *c = &d->counters[i];
+        plain = !c->cancelled && !c->title && !c->description && !c->location && !c->has_starts_at;
+    }
+    const int n = plain ? 6 : 11;
     ts_pgarray *r = &a->arr[A_Q1];
     static const uint32_t types[] = {TS_OID_UUID, TS_OID_INT4, TS_OID_INT4,       TS_OID_INT4,
                                      TS_OID_INT8, TS_OID_INT8, TS_OID_INT4,       TS_OID_TEXT,
                                      TS_OID_TEXT, TS_OID_TEXT, TS_OID_TIMESTAMPTZ};
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < n; i++)
         ts_pgarray_reset(&r[i], types[i]);
     for (size_t i = 0; i < d->ncounters; i++) {
         const ts_row_counter *c = &d->counters[i];
@@ -1137,6 +1160,8 @@ static int write_counters(ts_applier *a, const ts_decisions *d, char *err, size_
         ts_pgarray_int4(&r[3], c->waitlisted);
         ts_pgarray_int8(&r[4], c->stream_seq);
         ts_pgarray_int8(&r[5], c->waitlist_seq);
+        if (plain)
+            continue;
         ts_pgarray_int4(&r[6], c->cancelled);
         ts_pgarray_text(&r[7], c->title);
         ts_pgarray_text(&r[8], c->description);
@@ -1147,9 +1172,9 @@ static int write_counters(ts_applier *a, const ts_decisions *d, char *err, size_
             ts_pgarray_null(&r[10]);
     }
     param p[11];
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < n; i++)
         p[i] = array_param(&r[i]);
-    return run0(a, ST_COUNTERS, 11, p, err, errlen);
+    return run0(a, plain ? ST_COUNTERS_PLAIN : ST_COUNTERS, n, p, err, errlen);
 }
 
 /* The decisions' rows, in the order decide.h gives. */

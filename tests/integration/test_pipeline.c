@@ -262,6 +262,39 @@ static void the_database_refuses_overselling_whatever_the_code(void **state) {
         5);
 }
 
+/* Held seats share the seats of registrations (sql/005): the same
+ * constraints bound them together, whatever a worker writes. */
+static void the_database_bounds_held_seats_with_registrations(void **state) {
+    (void)state;
+    char id[TS_UUID_LEN + 1], st[6];
+    create_event(id, 2, in_days(30));
+    assert_string_equal(ts_outcome_name(do_register(id, "seated@db.example").outcome),
+                        "REGISTERED");
+    const char *held = "INSERT INTO registrations (event_id, user_id, name, seat, capacity,"
+                       " command_id, held, hold_id) VALUES ($1, gen_random_uuid(), 'H', $2, 2,"
+                       " gen_random_uuid(), true, $3)";
+    const char *taken[] = {id, "1", "2b5c3a7e-0000-4000-8000-000000000001"};
+    refused(held, taken, 3, st); /* the registration's seat */
+    assert_string_equal(st, "23505");
+    const char *beyond[] = {id, "3", "2b5c3a7e-0000-4000-8000-000000000002"};
+    refused(held, beyond, 3, st); /* past the capacity */
+    assert_string_equal(st, "23514");
+    const char *no_id[] = {id, "2", NULL};
+    refused(held, no_id, 3, st); /* a held seat names its hold */
+    assert_string_equal(st, "23514");
+    const char *ev[] = {id};
+    /* the counters: registered + held never above the capacity */
+    refused("UPDATE events SET held = 2 WHERE id = $1", ev, 1, st);
+    assert_string_equal(st, "23514");
+    /* the last seat, held, is fine */
+    const char *last[] = {id, "2", "2b5c3a7e-0000-4000-8000-000000000003"};
+    PGresult *res = PQexecParams(env.pg, held, 3, NULL, last, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    assert_int_equal(
+        it_query_ll(&env, "SELECT count(*) FROM registrations WHERE event_id = $1", 1, ev), 2);
+}
+
 static void a_command_delivered_twice_is_applied_once(void **state) {
     (void)state;
     char id[TS_UUID_LEN + 1];
@@ -673,6 +706,7 @@ int main(void) {
         cmocka_unit_test(cancel_frees_the_seat_for_someone_else),
         cmocka_unit_test(a_mixed_burst_gives_the_outcomes_of_serial_application),
         cmocka_unit_test(the_database_refuses_overselling_whatever_the_code),
+        cmocka_unit_test(the_database_bounds_held_seats_with_registrations),
         cmocka_unit_test(a_command_delivered_twice_is_applied_once),
         cmocka_unit_test(a_batch_meeting_stored_rows_is_decided_again_with_them),
         cmocka_unit_test(a_worker_with_a_stale_offset_is_fenced_and_writes_nothing),

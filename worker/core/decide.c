@@ -424,6 +424,15 @@ static bool may_rotate(const ts_command *c) {
     return false;
 }
 
+bool ts_decider_has_waitlists(const ts_decider *d) {
+    for (size_t i = 0; i < d->events.n; i++) {
+        const event_rec *e = table_rec(&d->events, i);
+        if (e->found && e->waitlisted > 0)
+            return true;
+    }
+    return false;
+}
+
 const char *ts_decider_pair_user(const ts_decider *d, const ts_batch_item *it) {
     const stored_command *s = stored_of(d, it->cmd.command_id);
     if (s) /* a retry that may rotate: a confirmation's user is its outcome's */

@@ -371,6 +371,10 @@ const char *ts_decide_user_id(const ts_batch_item *it);
  * Each add_* returns 0, or -1 when out of memory. */
 bool ts_decider_wants_event(ts_decider *d, const ts_batch_item *it);
 bool ts_decider_wants_registration(ts_decider *d, const ts_batch_item *it);
+/* Whether an event the state holds has anyone on its waitlist: if none
+ * has, no pair's seat can be a place on a waitlist (apply.c looks only at
+ * registrations then). After the events are added. */
+bool ts_decider_has_waitlists(const ts_decider *d);
 /* The user of the pair wants_registration() asked for: a confirmation's is
  * its first outcome's. */
 const char *ts_decider_pair_user(const ts_decider *d, const ts_batch_item *it);
