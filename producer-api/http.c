@@ -77,6 +77,10 @@ struct ts_http {
     ts_metrics metrics;
 };
 
+bool ts_http_failed(ts_http *h) {
+    return ts_replies_failed(h->replies);
+}
+
 typedef struct request {
     ts_route_match match;
     int64_t started_ms; /* monotonic, at the request's headers */
@@ -227,6 +231,10 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
     bool bad = false;
     switch (req->match.route) {
     case TS_ROUTE_HEALTHZ:
+        if (ts_replies_failed(h->replies))
+            return respond(h, conn, 503,
+                           json_pack("{s:s, s:s}", "status", "failing", "reason", "kafka_fatal"),
+                           NULL, NULL);
         return respond(h, conn, 200,
                        json_pack("{s:s, s:s}", "status", "ok", "mode",
                                  ts_keys_protected(h->keys) ? "protected" : "open"),

@@ -4,6 +4,7 @@
 #ifndef TS_HTTP_H
 #define TS_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "ts_config.h"
@@ -17,5 +18,9 @@ ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen);
 
 /* Stops accepting, waits for the requests in flight, frees. */
 void ts_http_stop(ts_http *h);
+
+/* True once the ingress cannot go on (a fatal Kafka error): /healthz
+ * answers 503, and main() stops and exits non-zero. */
+bool ts_http_failed(ts_http *h);
 
 #endif

@@ -42,12 +42,15 @@ int main(int argc, char **argv) {
     }
     /* A short poll of the flag: pause() would miss a signal landing
      * between the check and the call. */
-    while (!ts_service_stop) {
+    while (!ts_service_stop && !ts_http_failed(http)) {
         struct timespec tick = {0, 100 * 1000000L};
         nanosleep(&tick, NULL);
     }
-    ts_info("api", "event=draining");
+    /* a fatal error: the process ends with a failure for its supervisor
+     * (scripts/run, the compose file's restart policy) to start anew */
+    bool failed = ts_http_failed(http);
+    ts_info("api", "event=draining%s", failed ? " reason=kafka_fatal" : "");
     ts_http_stop(http);
     ts_info("api", "event=stopped");
-    return 0;
+    return failed ? 1 : 0;
 }

@@ -70,6 +70,8 @@ struct ts_replies {
     bool draining;
     atomic_bool stop;                /* set by ts_replies_stop, read by the thread */
     atomic_llong brokers_down_since; /* 0 when Kafka is reachable */
+    atomic_bool fatal;               /* the producer hit a fatal error */
+    int64_t failpoint_ms;            /* TS_FAILPOINT_KAFKA_FATAL_MS: when to raise one; 0: never */
     ts_codec *codec;                 /* the thread's own, for replies */
 };
 
@@ -190,8 +192,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
-    (void)rk;
     ts_replies *r = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) { /* the idempotent producer cannot go on */
+        char why[512];
+        rd_kafka_resp_err_t e = rd_kafka_fatal_error(rk, why, sizeof why);
+        ts_error("api", "event=kafka_fatal err=%s reason=\"%s\"", rd_kafka_err2name(e), why);
+        atomic_store(&r->fatal, true);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         long long zero = 0;
         atomic_compare_exchange_strong(&r->brokers_down_since, &zero, ts_monotonic_ms());
@@ -284,8 +292,17 @@ static void *run(void *arg) {
         rd_kafka_poll(r->producer, 0);
         expire(r);
         probe_brokers(r);
+        if (r->failpoint_ms && ts_monotonic_ms() >= r->failpoint_ms) {
+            r->failpoint_ms = 0;
+            rd_kafka_test_fatal_error(r->producer, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                      "raised by TS_FAILPOINT_KAFKA_FATAL_MS");
+        }
     }
     return NULL;
+}
+
+bool ts_replies_failed(ts_replies *r) {
+    return atomic_load(&r->fatal);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -389,6 +406,11 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
         return NULL;
     }
     learn_commands_topic(r);
+    /* A failure on purpose, for the tests: a fatal producer error this
+     * many ms after the start (librdkafka's own test hook). */
+    const char *failpoint = getenv("TS_FAILPOINT_KAFKA_FATAL_MS");
+    if (failpoint && atol(failpoint) > 0)
+        r->failpoint_ms = ts_monotonic_ms() + atol(failpoint);
     if (pthread_create(&r->thread, NULL, run, r)) {
         snprintf(err, errlen, "cannot start the reply thread");
         ts_replies_stop(r);

@@ -58,6 +58,11 @@ bool ts_replies_is_pending(ts_replies *r, const char *command_id);
  * answers the rest 503. The thread goes on until ts_replies_stop(). */
 void ts_replies_drain(ts_replies *r);
 
+/* True once the command producer hit a fatal error (logged with its
+ * reason): it cannot send another command, and the process should exit
+ * non-zero for its supervisor to start a new one. */
+bool ts_replies_failed(ts_replies *r);
+
 /* Stops the thread, sends what the producer still holds (up to 5 s),
  * closes both clients and frees. NULL is a no-op. */
 void ts_replies_stop(ts_replies *r);

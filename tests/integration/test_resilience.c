@@ -285,6 +285,22 @@ static void freeze_broker(bool freeze) {
  * has not taken, never a request left hanging. Retried with the same
  * Idempotency-Key once Kafka is back, every one is answered and each person
  * is registered once, whether or not Kafka had kept the first attempt. */
+/* A fatal error of the API's idempotent producer (raised on purpose with
+ * librdkafka's test hook, TS_FAILPOINT_KAFKA_FATAL_MS): the reason is
+ * logged and the API exits non-zero, for its supervisor to start anew. */
+static void a_fatal_kafka_error_stops_the_api_with_a_failure(void **state) {
+    (void)state;
+    char err[16384];
+    const char *extra[] = {"TS_FAILPOINT_KAFKA_FATAL_MS=1000", "TS_REPLY_PARTITION=2", NULL};
+    int rc = it_run_api_to_exit(&env, extra, 30000, err, sizeof err);
+    if (rc == -1)
+        fail_msg("turnstile-api was still running 30 s after a fatal Kafka error");
+    if (rc != 1)
+        fail_msg("turnstile-api after a fatal Kafka error: exit status %d (stderr: %s)", rc, err);
+    if (!strstr(err, "event=kafka_fatal") || !strstr(err, "OUT_OF_ORDER_SEQUENCE_NUMBER"))
+        fail_msg("the fatal error and its reason are not in the log: %s", err);
+}
+
 static void when_kafka_stops_answering_writes_get_503_and_retries_apply_once(void **state) {
     (void)state;
     enum { N = 40 };
@@ -436,6 +452,7 @@ int main(void) {
         cmocka_unit_test(a_database_outage_is_waited_out_and_nothing_is_skipped),
         cmocka_unit_test(two_apis_and_two_workers_answer_every_request_its_own),
         cmocka_unit_test(when_kafka_stops_answering_writes_get_503_and_retries_apply_once),
+        cmocka_unit_test(a_fatal_kafka_error_stops_the_api_with_a_failure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
