@@ -409,8 +409,10 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
     /* A failure on purpose, for the tests: a fatal producer error this
      * many ms after the start (librdkafka's own test hook). */
     const char *failpoint = getenv("TS_FAILPOINT_KAFKA_FATAL_MS");
-    if (failpoint && atol(failpoint) > 0)
-        r->failpoint_ms = ts_monotonic_ms() + atol(failpoint);
+    char *end;
+    long after_ms = failpoint ? strtol(failpoint, &end, 10) : 0;
+    if (failpoint && *end == '\0' && after_ms > 0)
+        r->failpoint_ms = ts_monotonic_ms() + after_ms;
     if (pthread_create(&r->thread, NULL, run, r)) {
         snprintf(err, errlen, "cannot start the reply thread");
         ts_replies_stop(r);
