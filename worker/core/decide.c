@@ -1059,6 +1059,18 @@ static ts_decide_status decide_cancel(ts_decider *d, ts_batch_item *it) {
     return TS_DECIDE_OK;
 }
 
+/* The event of a command that needs one: its due holds expired first; or
+ * NULL, the command refused with EVENT_NOT_FOUND. */
+static event_rec *existing_event(ts_decider *d, ts_batch_item *it) {
+    event_rec *e = event_for(d, it->cmd.event_id);
+    if (!e->found) {
+        refuse(&it->reply, TS_OUT_EVENT_NOT_FOUND);
+        return NULL;
+    }
+    expire_due(d, it, e);
+    return e;
+}
+
 /* The hold a confirm, release or expire names, if it is one of its event's
  * (after the event's due holds expired). */
 static hold_rec *named_hold(ts_decider *d, const ts_batch_item *it, const event_rec *e) {
@@ -1071,12 +1083,9 @@ static hold_rec *named_hold(ts_decider *d, const ts_batch_item *it, const event_
 static void decide_confirm(ts_decider *d, ts_batch_item *it) {
     const ts_command *c = &it->cmd;
     ts_reply *r = &it->reply;
-    event_rec *e = event_for(d, c->event_id);
-    if (!e->found) {
-        refuse(r, TS_OUT_EVENT_NOT_FOUND);
+    event_rec *e = existing_event(d, it);
+    if (!e)
         return;
-    }
-    expire_due(d, it, e);
     if (e->cancelled) {
         refuse(r, TS_OUT_EVENT_CANCELLED);
         return;
@@ -1119,12 +1128,9 @@ static void decide_confirm(ts_decider *d, ts_batch_item *it) {
 
 static void decide_release(ts_decider *d, ts_batch_item *it) {
     ts_reply *r = &it->reply;
-    event_rec *e = event_for(d, it->cmd.event_id);
-    if (!e->found) {
-        refuse(r, TS_OUT_EVENT_NOT_FOUND);
+    event_rec *e = existing_event(d, it);
+    if (!e)
         return;
-    }
-    expire_due(d, it, e);
     hold_rec *h = named_hold(d, it, e);
     if (h && h->state == TS_HOLD_EXPIRED) {
         refuse(r, TS_OUT_HOLD_EXPIRED);
@@ -1149,12 +1155,9 @@ static void decide_release(ts_decider *d, ts_batch_item *it) {
 
 static void decide_expire(ts_decider *d, ts_batch_item *it) {
     ts_reply *r = &it->reply;
-    event_rec *e = event_for(d, it->cmd.event_id);
-    if (!e->found) {
-        refuse(r, TS_OUT_EVENT_NOT_FOUND);
+    event_rec *e = existing_event(d, it);
+    if (!e)
         return;
-    }
-    expire_due(d, it, e);
     const hold_rec *h = named_hold(d, it, e);
     if (h && h->state == TS_HOLD_EXPIRED) {
         r->outcome = TS_OUT_HOLD_EXPIRED;
@@ -1168,12 +1171,9 @@ static void decide_expire(ts_decider *d, ts_batch_item *it) {
 static void decide_update(ts_decider *d, ts_batch_item *it) {
     const ts_command *c = &it->cmd;
     ts_reply *r = &it->reply;
-    event_rec *e = event_for(d, c->event_id);
-    if (!e->found) {
-        refuse(r, TS_OUT_EVENT_NOT_FOUND);
+    event_rec *e = existing_event(d, it);
+    if (!e)
         return;
-    }
-    expire_due(d, it, e);
     if (e->cancelled) {
         refuse(r, TS_OUT_EVENT_CANCELLED);
         return;
@@ -1209,12 +1209,9 @@ static void decide_update(ts_decider *d, ts_batch_item *it) {
 
 static void decide_cancel_event(ts_decider *d, ts_batch_item *it) {
     ts_reply *r = &it->reply;
-    event_rec *e = event_for(d, it->cmd.event_id);
-    if (!e->found) {
-        refuse(r, TS_OUT_EVENT_NOT_FOUND);
+    event_rec *e = existing_event(d, it);
+    if (!e)
         return;
-    }
-    expire_due(d, it, e);
     if (e->cancelled) {
         refuse(r, TS_OUT_EVENT_CANCELLED);
         return;
