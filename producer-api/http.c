@@ -218,6 +218,20 @@ static long query_long(struct MHD_Connection *conn, const char *name, long def, 
     return n;
 }
 
+/* A listing's ?limit and ?offset: false when either is not a number in
+ * range (the caller answers respond_bad_page()). */
+static bool read_page(struct MHD_Connection *conn, long *limit, long *offset) {
+    bool bad = false;
+    *limit = query_long(conn, "limit", PAGE_DEFAULT, PAGE_MAX, &bad);
+    *offset = query_long(conn, "offset", 0, 1L << 40, &bad);
+    return !bad;
+}
+
+static enum MHD_Result respond_bad_page(ts_http *h, struct MHD_Connection *conn) {
+    return respond_error(h, conn, 400, "invalid_query", "limit must be 0..10000 and offset >= 0",
+                         NULL);
+}
+
 /* The :id of the path as a canonical UUID in `out`: 0, or -1 when it is
  * not a UUID (the caller answers 400, naming the id). */
 static int path_uuid(const request *req, char out[TS_UUID_LEN + 1]) {
@@ -228,7 +242,7 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
     char id[TS_UUID_LEN + 1];
     json_t *body = NULL;
     unsigned status;
-    bool bad = false;
+    long limit, offset;
     switch (req->match.route) {
     case TS_ROUTE_HEALTHZ:
         if (ts_replies_failed(h->replies))
@@ -244,34 +258,27 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
                               memory_order_relaxed);
         return ts_statusd_respond_metrics(conn, ts_metrics_render(&h->metrics));
     case TS_ROUTE_LIST_EVENTS: {
-        long limit = query_long(conn, "limit", PAGE_DEFAULT, PAGE_MAX, &bad);
-        long offset = query_long(conn, "offset", 0, 1L << 40, &bad);
-        if (bad)
-            return respond_error(h, conn, 400, "invalid_query",
-                                 "limit must be 0..10000 and offset >= 0", NULL);
+        if (!read_page(conn, &limit, &offset))
+            return respond_bad_page(h, conn);
         status = ts_read_upcoming(h->cfg, limit, offset, &body);
         break;
     }
     case TS_ROUTE_GET_EVENT: {
-        long limit = query_long(conn, "limit", PAGE_DEFAULT, PAGE_MAX, &bad);
-        long offset = query_long(conn, "offset", 0, 1L << 40, &bad);
+        bool paged = read_page(conn, &limit, &offset);
         if (path_uuid(req, id))
             return respond_error(h, conn, 400, "invalid_field", "Invalid event id", "id");
-        if (bad)
-            return respond_error(h, conn, 400, "invalid_query",
-                                 "limit must be 0..10000 and offset >= 0", NULL);
+        if (!paged)
+            return respond_bad_page(h, conn);
         /* attendees' names and emails: open mode, or a key for the event */
         status = ts_read_event(h->cfg, id, sees_attendees(req), limit, offset, &body);
         break;
     }
     case TS_ROUTE_WAITLIST: {
-        long limit = query_long(conn, "limit", PAGE_DEFAULT, PAGE_MAX, &bad);
-        long offset = query_long(conn, "offset", 0, 1L << 40, &bad);
+        bool paged = read_page(conn, &limit, &offset);
         if (path_uuid(req, id))
             return respond_error(h, conn, 400, "invalid_field", "Invalid event id", "id");
-        if (bad)
-            return respond_error(h, conn, 400, "invalid_query",
-                                 "limit must be 0..10000 and offset >= 0", NULL);
+        if (!paged)
+            return respond_bad_page(h, conn);
         enum MHD_Result refused; /* names and emails: an organizer's */
         if (!organizer_allowed(h, conn, req, "The waitlist needs an organizer key", &refused))
             return refused;
