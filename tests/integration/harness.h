@@ -156,4 +156,15 @@ int64_t it_stream_await_match(it_env *env, const char *event_id,
  * in *out (caller frees). Messages that do not decode are left out. */
 size_t it_read_commands(it_env *env, const char *event_id, ts_command **out);
 
+/* ------------------------------------------------------------ replicated topics */
+
+/* it_setup, with this run's topics at `replication` replicas and
+ * min.insync.replicas `min_isr`: for a cluster of several brokers
+ * (it_setup's topics have one replica). */
+int it_setup_replicated(it_env *env, int command_partitions, int reply_partitions, int replication,
+                        int min_isr);
+
+/* The node id of the broker that leads `partition` of `topic` now, or -1. */
+int it_partition_leader(it_env *env, const char *topic, int partition);
+
 #endif
