@@ -41,6 +41,7 @@
 #include "request.h"
 #include "routes.h"
 #include "ts_log.h"
+#include "ts_pg.h"
 #include "ts_secret.h"
 #include "ts_statusd.h"
 #include "ts_time.h"
@@ -70,6 +71,7 @@ struct ts_http {
     const ts_config *cfg;
     struct MHD_Daemon *daemon;
     ts_replies *replies;
+    ts_readers *readers;
     ts_keys *keys;
     ts_guard *guard;
     ts_proxies *proxies;
@@ -95,6 +97,8 @@ typedef struct request {
     char client[TS_CLIENT_ADDR_MAX]; /* client_of(): "" until first asked */
     char token[TS_TOKEN_LEN + 1];    /* a registration's cancel token, "" if none */
     ts_answer answer;
+    bool reading; /* suspended until the read pool has `read` answered */
+    ts_read read;
 } request;
 
 /* Namespaces of name-based ids derived from an Idempotency-Key. Fixed
@@ -156,18 +160,22 @@ static bool sees_attendees(const request *req) {
  * in a 202: it will be valid once the registration is applied), as does a
  * place on the waitlist's (the waiting person may leave the line). A
  * changed event is answered with the event, read once the change is in. */
-static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, const request *req) {
+static enum MHD_Result start_read(ts_http *h, struct MHD_Connection *conn, request *req);
+
+static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, request *req) {
     const ts_answer *a = &req->answer;
     const char *token = req->token;
     switch (a->result) {
     case TS_WAIT_REPLIED: {
         json_t *body;
         unsigned status;
-        if (a->reply.outcome == TS_OUT_UPDATED)
-            status = ts_read_event(h->cfg, a->reply.event_id, sees_attendees(req), PAGE_DEFAULT, 0,
-                                   &body);
-        else
-            status = ts_outcome_http(&a->reply, &body);
+        if (a->reply.outcome == TS_OUT_UPDATED) { /* answered with the event, read now */
+            req->read = (ts_read){
+                .kind = TS_READ_EVENT, .attendees = sees_attendees(req), .limit = PAGE_DEFAULT};
+            strcpy(req->read.id, a->reply.event_id);
+            return start_read(h, conn, req);
+        }
+        status = ts_outcome_http(&a->reply, &body);
         if (token[0] &&
             (a->reply.outcome == TS_OUT_REGISTERED || a->reply.outcome == TS_OUT_WAITLISTED))
             body = with_token(body, token);
@@ -239,9 +247,8 @@ static int path_uuid(const request *req, char out[TS_UUID_LEN + 1]) {
 }
 
 static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, request *req) {
-    char id[TS_UUID_LEN + 1];
-    json_t *body = NULL;
-    unsigned status;
+    char id[TS_UUID_LEN + 1] = "";
+    ts_read *rd = &req->read;
     long limit, offset;
     switch (req->match.route) {
     case TS_ROUTE_HEALTHZ:
@@ -256,13 +263,13 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
     case TS_ROUTE_METRICS:
         atomic_store_explicit(&h->metrics.requests_cut, ts_guard_cut_total(h->guard),
                               memory_order_relaxed);
+        atomic_store_explicit(&h->metrics.db_deadlines, ts_pg_watch_cuts(), memory_order_relaxed);
         return ts_statusd_respond_metrics(conn, ts_metrics_render(&h->metrics));
-    case TS_ROUTE_LIST_EVENTS: {
+    case TS_ROUTE_LIST_EVENTS:
         if (!read_page(conn, &limit, &offset))
             return respond_bad_page(h, conn);
-        status = ts_read_upcoming(h->cfg, limit, offset, &body);
+        *rd = (ts_read){.kind = TS_READ_UPCOMING, .limit = limit, .offset = offset};
         break;
-    }
     case TS_ROUTE_GET_EVENT: {
         bool paged = read_page(conn, &limit, &offset);
         if (path_uuid(req, id))
@@ -270,7 +277,10 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
         if (!paged)
             return respond_bad_page(h, conn);
         /* attendees' names and emails: open mode, or a key for the event */
-        status = ts_read_event(h->cfg, id, sees_attendees(req), limit, offset, &body);
+        *rd = (ts_read){.kind = TS_READ_EVENT,
+                        .attendees = sees_attendees(req),
+                        .limit = limit,
+                        .offset = offset};
         break;
     }
     case TS_ROUTE_WAITLIST: {
@@ -282,26 +292,54 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
         enum MHD_Result refused; /* names and emails: an organizer's */
         if (!organizer_allowed(h, conn, req, "The waitlist needs an organizer key", &refused))
             return refused;
-        status = ts_read_waitlist(h->cfg, id, limit, offset, &body);
+        *rd = (ts_read){.kind = TS_READ_WAITLIST, .limit = limit, .offset = offset};
         break;
     }
     case TS_ROUTE_STATS:
         if (path_uuid(req, id))
             return respond_error(h, conn, 400, "invalid_field", "Invalid event id", "id");
-        status = ts_read_stats(h->cfg, id, &body);
+        *rd = (ts_read){.kind = TS_READ_STATS};
         break;
     case TS_ROUTE_GET_COMMAND:
         if (path_uuid(req, id))
             return respond_error(h, conn, 400, "invalid_field", "Invalid command id", "id");
-        status = ts_read_command(h->cfg, id, &body);
-        if (status == 404 && ts_replies_is_pending(h->replies, id)) {
-            json_decref(body);
-            body = json_pack("{s:s, s:s}", "command_id", id, "status", "pending");
-            status = 200;
-        }
+        *rd = (ts_read){.kind = TS_READ_COMMAND};
         break;
     default: return respond_error(h, conn, 500, "internal", "Unhandled route", NULL);
     }
+    strcpy(rd->id, id);
+    return start_read(h, conn, req);
+}
+
+/* Hands req->read to the read pool; the request is answered when it is
+ * resumed (respond_read). 503 at once when the pool's queue is full. */
+static enum MHD_Result start_read(ts_http *h, struct MHD_Connection *conn, request *req) {
+    req->reading = ts_readers_submit(h->readers, &req->read, conn);
+    if (req->reading)
+        return MHD_YES;
+    return respond(h, conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                   ts_error_body("unavailable", "Too many reads waiting, retry later", NULL),
+                   MHD_HTTP_HEADER_RETRY_AFTER, "1");
+}
+
+/* The answer of a read, once the pool has it. A command not applied yet
+ * but waited for here is pending, not unknown. */
+static enum MHD_Result respond_read(ts_http *h, struct MHD_Connection *conn, request *req) {
+    ts_read *rd = &req->read;
+    req->reading = false;
+    json_t *body = rd->body;
+    unsigned status = rd->status;
+    rd->body = NULL;
+    if (rd->kind == TS_READ_COMMAND && status == 404 && ts_replies_is_pending(h->replies, rd->id)) {
+        json_decref(body);
+        body = json_pack("{s:s, s:s}", "command_id", rd->id, "status", "pending");
+        status = 200;
+    }
+    if (req->submitted) /* a write answered with what it changed */
+        ts_histogram_observe(&h->metrics.write_latency,
+                             (long)(ts_monotonic_ms() - req->started_ms));
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        return respond(h, conn, status, body, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     return respond(h, conn, status, body, NULL, NULL);
 }
 
@@ -662,6 +700,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->body[req->len] = '\0';
         return MHD_YES;
     }
+    if (req->reading) /* resumed by the read pool */
+        return respond_read(h, conn, req);
     if (req->submitted) { /* resumed: the answer is in */
         int64_t now = ts_monotonic_ms();
         ts_histogram_observe(&h->metrics.write_latency, (long)(now - req->started_ms));
@@ -688,6 +728,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ts_guard_request_done(h->guard, conn);
     request *req = *con_cls;
     if (req) {
+        json_decref(req->read.body);
         free(req->body);
         free(req);
         *con_cls = NULL;
@@ -745,6 +786,7 @@ static void raise_fd_limit(int connections) {
 }
 
 static void free_parts(ts_http *h) {
+    ts_readers_stop(h->readers);
     ts_guard_stop(h->guard);
     ts_keys_stop(h->keys);
     ts_proxies_free(h->proxies);
@@ -773,6 +815,10 @@ ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen) {
     }
     if (!(h->guard = ts_guard_start(cfg->request_timeout_s))) {
         snprintf(err, errlen, "cannot start the request guard");
+        free_parts(h);
+        return NULL;
+    }
+    if (!(h->readers = ts_readers_start(cfg, &h->metrics, err, errlen))) {
         free_parts(h);
         return NULL;
     }
@@ -821,6 +867,7 @@ void ts_http_stop(ts_http *h) {
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
     ts_replies_drain(h->replies);
+    ts_readers_drain(h->readers); /* after the writes: an event change's answer is a read */
     MHD_stop_daemon(h->daemon);
     ts_replies_stop(h->replies);
     free_parts(h);

@@ -45,8 +45,6 @@ struct ts_keys {
     PGconn *conn; /* the thread's own */
 };
 
-/* A read of the keys must not wait long on a hung database. */
-#define DB_TIMEOUT_S 2
 /* A snapshot older than this is not trusted to say a key is still valid: a
  * key revoked while the keys could not be read must not live on. Every key
  * is refused then (fail closed); the mode stays as it was. */
@@ -109,8 +107,8 @@ static int parse_digest(const char *hex, uint8_t out[TS_SHA256_LEN]) {
 
 static void connect_db(ts_keys *ks) {
     char err[512];
-    ks->conn =
-        ts_pg_connect_bounded(ks->cfg->pg_dsn, "turnstile-api-keys", DB_TIMEOUT_S, err, sizeof err);
+    ks->conn = ts_pg_connect_bounded(ks->cfg->pg_dsn, "turnstile-api-keys", ks->cfg->pg_timeout_ms,
+                                     err, sizeof err);
     if (!ks->conn)
         ts_warn("api", "event=keys_db_unavailable err=\"%s\"", err);
 }
@@ -127,9 +125,13 @@ static int refresh(ts_keys *ks) {
         if (!ks->conn)
             return -1;
     }
+    /* a read of the keys must not wait long on a hung database */
+    ts_pg_watch watch;
+    ts_pg_watch_begin(&watch, ks->conn, ks->cfg->pg_timeout_ms);
     PGresult *res = PQexec(ks->conn, "SELECT encode(key_sha256, 'hex'), id,"
                                      " coalesce(events::text, '') FROM api_keys"
                                      " WHERE revoked_at IS NULL");
+    ts_pg_watch_end(&watch);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         /* before the first migration the table is missing: no key exists */
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);

@@ -5,6 +5,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "ts_codec.h"
 #include "ts_log.h"
 #include "ts_pg.h"
+#include "ts_time.h"
 
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
@@ -69,6 +71,24 @@ static void make_key(void) {
     conn_key_made = pthread_key_create(&conn_key, close_conn) == 0;
 }
 
+/* The read a thread runs now: its deadline (monotonic ms), for query(). */
+static _Thread_local int64_t read_due_ms;
+
+/* The statements prepared on a new connection, within the read's deadline
+ * (a server that stops answering after the connection is made). */
+static int prepare_all(PGconn *c, char *err, size_t errlen) {
+    for (int i = 0; i < Q_COUNT_; i++) {
+        PGresult *res = PQprepare(c, queries[i].name, queries[i].sql, 0, NULL);
+        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        if (!ok)
+            snprintf(err, errlen, "prepare %s: %s", queries[i].name, PQerrorMessage(c));
+        PQclear(res);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
 /* The calling thread's connection, made or remade as needed; NULL when the
  * database cannot be reached. */
 static PGconn *conn_for_thread(const ts_config *cfg) {
@@ -80,15 +100,15 @@ static PGconn *conn_for_thread(const ts_config *cfg) {
     if (c)
         PQfinish(c);
     char err[512];
-    c = ts_pg_connect(cfg->pg_dsn, "turnstile-api", err, sizeof err);
-    for (int i = 0; c && i < Q_COUNT_; i++) {
-        PGresult *res = PQprepare(c, queries[i].name, queries[i].sql, 0, NULL);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            snprintf(err, sizeof err, "prepare %s: %s", queries[i].name, PQerrorMessage(c));
+    c = ts_pg_connect_bounded(cfg->pg_dsn, "turnstile-api", cfg->pg_timeout_ms, err, sizeof err);
+    if (c) {
+        ts_pg_watch w;
+        ts_pg_watch_begin(&w, c, (int)(read_due_ms - ts_monotonic_ms()));
+        int rc = prepare_all(c, err, sizeof err);
+        if (ts_pg_watch_end(&w) || rc) {
             PQfinish(c);
             c = NULL;
         }
-        PQclear(res);
     }
     if (!c)
         ts_warn("api", "event=pg_unavailable err=\"%s\"", err);
@@ -100,14 +120,17 @@ static PGconn *conn_for_thread(const ts_config *cfg) {
     return c;
 }
 
+/* A prepared query within the read's deadline; NULL on any failure (the
+ * caller answers 503). */
 static PGresult *query(const ts_config *cfg, int q, int n, const char *const *params) {
     PGconn *c = conn_for_thread(cfg);
-    if (!c)
+    int left = (int)(read_due_ms - ts_monotonic_ms());
+    if (!c || left <= 0)
         return NULL;
-    PGresult *res = PQexecPrepared(c, queries[q].name, n, params, NULL, NULL, 0);
+    PGresult *res = ts_pg_exec_prepared_within(c, left, queries[q].name, n, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ts_warn("api", "event=query_failed query=%s err=\"%s\"", queries[q].name,
-                PQerrorMessage(c));
+        ts_warn("api", "event=query_failed query=%s err=\"%.*s\"", queries[q].name,
+                (int)strcspn(PQerrorMessage(c), "\n"), PQerrorMessage(c));
         PQclear(res);
         return NULL;
     }
@@ -153,8 +176,8 @@ static unsigned not_found(json_t **body) {
     return 404;
 }
 
-unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendees, long limit,
-                       long offset, json_t **body) {
+static unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendees,
+                              long limit, long offset, json_t **body) {
     const char *p1[] = {event_id};
     PGresult *ev = query(cfg, Q_EVENT, 1, p1);
     if (!ev)
@@ -209,7 +232,7 @@ unsigned ts_read_event(const ts_config *cfg, const char *event_id, bool attendee
     return 200;
 }
 
-unsigned ts_read_upcoming(const ts_config *cfg, long limit, long offset, json_t **body) {
+static unsigned ts_read_upcoming(const ts_config *cfg, long limit, long offset, json_t **body) {
     char lim[24], off[24];
     snprintf(lim, sizeof lim, "%ld", limit);
     snprintf(off, sizeof off, "%ld", offset);
@@ -228,7 +251,7 @@ unsigned ts_read_upcoming(const ts_config *cfg, long limit, long offset, json_t 
     return 200;
 }
 
-unsigned ts_read_stats(const ts_config *cfg, const char *event_id, json_t **body) {
+static unsigned ts_read_stats(const ts_config *cfg, const char *event_id, json_t **body) {
     const char *p[] = {event_id};
     PGresult *res = query(cfg, Q_STATS, 1, p);
     if (!res)
@@ -253,8 +276,8 @@ unsigned ts_read_stats(const ts_config *cfg, const char *event_id, json_t **body
     return 200;
 }
 
-unsigned ts_read_waitlist(const ts_config *cfg, const char *event_id, long limit, long offset,
-                          json_t **body) {
+static unsigned ts_read_waitlist(const ts_config *cfg, const char *event_id, long limit,
+                                 long offset, json_t **body) {
     char lim[24], off[24];
     snprintf(lim, sizeof lim, "%ld", limit);
     snprintf(off, sizeof off, "%ld", offset);
@@ -284,7 +307,7 @@ unsigned ts_read_waitlist(const ts_config *cfg, const char *event_id, long limit
     return 200;
 }
 
-unsigned ts_read_command(const ts_config *cfg, const char *command_id, json_t **body) {
+static unsigned ts_read_command(const ts_config *cfg, const char *command_id, json_t **body) {
     const char *p[] = {command_id};
     PGresult *res = query(cfg, Q_COMMAND, 1, p);
     if (!res)
@@ -313,4 +336,141 @@ unsigned ts_read_command(const ts_config *cfg, const char *command_id, json_t **
                       result, "processed_at", PQgetvalue(res, 0, 5));
     PQclear(res);
     return 200;
+}
+
+/* ------------------------------------------------------------ the pool */
+
+struct ts_readers {
+    const ts_config *cfg;
+    ts_metrics *metrics;
+    pthread_mutex_t lock;
+    pthread_cond_t work; /* a read was queued, or the pool stops */
+    pthread_cond_t idle; /* a read was answered: the drain looks again */
+    ts_read *head, *tail;
+    int queued;  /* in the queue */
+    int running; /* taken by a thread, not answered yet */
+    bool draining, stopping;
+    pthread_t *threads;
+    int nthreads;
+};
+
+static unsigned run_read(const ts_config *cfg, ts_read *rd) {
+    switch (rd->kind) {
+    case TS_READ_EVENT:
+        return ts_read_event(cfg, rd->id, rd->attendees, rd->limit, rd->offset, &rd->body);
+    case TS_READ_UPCOMING: return ts_read_upcoming(cfg, rd->limit, rd->offset, &rd->body);
+    case TS_READ_STATS: return ts_read_stats(cfg, rd->id, &rd->body);
+    case TS_READ_WAITLIST: return ts_read_waitlist(cfg, rd->id, rd->limit, rd->offset, &rd->body);
+    case TS_READ_COMMAND: return ts_read_command(cfg, rd->id, &rd->body);
+    }
+    return no_body(NULL, &rd->body);
+}
+
+static void *reader(void *arg) {
+    ts_readers *rs = arg;
+    pthread_mutex_lock(&rs->lock);
+    for (;;) {
+        while (!rs->head && !rs->stopping)
+            pthread_cond_wait(&rs->work, &rs->lock);
+        if (!rs->head)
+            break; /* stopping, and nothing left */
+        ts_read *rd = rs->head;
+        rs->head = rd->next;
+        if (!rs->head)
+            rs->tail = NULL;
+        rs->queued--;
+        rs->running++;
+        pthread_mutex_unlock(&rs->lock);
+
+        rd->body = NULL;
+        read_due_ms = rd->due_ms;
+        /* past its deadline already (the threads were all waiting on the
+         * database): 503 without asking it */
+        rd->status = ts_monotonic_ms() < rd->due_ms ? run_read(rs->cfg, rd) : 503;
+        if (rd->status == 503) {
+            if (!rd->body)
+                db_unavailable(&rd->body);
+            atomic_fetch_add_explicit(&rs->metrics->reads_failed, 1, memory_order_relaxed);
+        }
+        atomic_fetch_sub_explicit(&rs->metrics->reads_waiting, 1, memory_order_relaxed);
+
+        MHD_resume_connection(rd->conn); /* rd is the request's: not touched after */
+        pthread_mutex_lock(&rs->lock);
+        rs->running--;
+        pthread_cond_broadcast(&rs->idle);
+    }
+    pthread_mutex_unlock(&rs->lock);
+    return NULL;
+}
+
+bool ts_readers_submit(ts_readers *rs, ts_read *rd, struct MHD_Connection *conn) {
+    pthread_mutex_lock(&rs->lock);
+    if (rs->draining || rs->queued >= rs->cfg->read_queue) {
+        pthread_mutex_unlock(&rs->lock);
+        atomic_fetch_add_explicit(&rs->metrics->reads_refused, 1, memory_order_relaxed);
+        return false;
+    }
+    rd->conn = conn;
+    rd->due_ms = ts_monotonic_ms() + rs->cfg->pg_timeout_ms;
+    rd->next = NULL;
+    rd->body = NULL;
+    /* suspended before any thread can see it, so its resume comes after */
+    MHD_suspend_connection(conn);
+    if (rs->tail)
+        rs->tail->next = rd;
+    else
+        rs->head = rd;
+    rs->tail = rd;
+    rs->queued++;
+    atomic_fetch_add_explicit(&rs->metrics->reads_waiting, 1, memory_order_relaxed);
+    pthread_cond_signal(&rs->work);
+    pthread_mutex_unlock(&rs->lock);
+    return true;
+}
+
+void ts_readers_drain(ts_readers *rs) {
+    if (!rs)
+        return;
+    pthread_mutex_lock(&rs->lock);
+    rs->draining = true;
+    while (rs->queued || rs->running)
+        pthread_cond_wait(&rs->idle, &rs->lock);
+    pthread_mutex_unlock(&rs->lock);
+}
+
+void ts_readers_stop(ts_readers *rs) {
+    if (!rs)
+        return;
+    pthread_mutex_lock(&rs->lock);
+    rs->draining = rs->stopping = true;
+    pthread_cond_broadcast(&rs->work);
+    pthread_mutex_unlock(&rs->lock);
+    for (int i = 0; i < rs->nthreads; i++)
+        pthread_join(rs->threads[i], NULL);
+    pthread_cond_destroy(&rs->work);
+    pthread_cond_destroy(&rs->idle);
+    pthread_mutex_destroy(&rs->lock);
+    free(rs->threads);
+    free(rs);
+}
+
+ts_readers *ts_readers_start(const ts_config *cfg, ts_metrics *metrics, char *err, size_t errlen) {
+    ts_readers *rs = calloc(1, sizeof *rs);
+    if (!rs || !(rs->threads = calloc((size_t)cfg->read_threads, sizeof *rs->threads))) {
+        free(rs);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rs->cfg = cfg;
+    rs->metrics = metrics;
+    pthread_mutex_init(&rs->lock, NULL);
+    pthread_cond_init(&rs->work, NULL);
+    pthread_cond_init(&rs->idle, NULL);
+    for (; rs->nthreads < cfg->read_threads; rs->nthreads++)
+        if (pthread_create(&rs->threads[rs->nthreads], NULL, reader, rs)) {
+            snprintf(err, errlen, "cannot start the read threads");
+            ts_readers_stop(rs);
+            return NULL;
+        }
+    return rs;
 }

@@ -305,6 +305,8 @@ typedef struct outbox_row {
 struct ts_applier {
     PGconn *conn;
     char *dsn;
+    int timeout_ms; /* TS_PG_TIMEOUT_MS: a transaction, or a connection's setup, at most */
+    bool broken;    /* the session cannot be trusted (a failed ROLLBACK): reconnect */
     ts_decider *decider;
     ts_codec *codec;
     uint8_t *stream_buf; /* the batch's records, in stream_outbox's frames */
@@ -365,29 +367,56 @@ static int prepare_all(ts_applier *a, char *err, size_t errlen) {
     return 0;
 }
 
+/* prepare_all() within the deadline: a server that stops answering after
+ * the connection is made must not hang the worker either. */
+static int prepare_watched(ts_applier *a, char *err, size_t errlen) {
+    ts_pg_watch w;
+    ts_pg_watch_begin(&w, a->conn, a->timeout_ms);
+    int rc = prepare_all(a, err, errlen);
+    if (ts_pg_watch_end(&w))
+        snprintf(err, errlen, "no answer within TS_PG_TIMEOUT_MS (%d ms)", a->timeout_ms);
+    return rc;
+}
+
+/* Connects with the deadlines (connect_timeout, statement_timeout). */
+static int connect_db(ts_applier *a, char *err, size_t errlen) {
+    a->conn = ts_pg_connect_bounded(a->dsn, "turnstile-worker", a->timeout_ms, err, errlen);
+    return a->conn ? 0 : -1;
+}
+
+/* Migrations may take long on big tables (an index built): no statement
+ * deadline for them, only for the work after. */
+static int migrate(ts_applier *a, char *err, size_t errlen) {
+    return ts_pg_exec(a->conn, "SET statement_timeout = 0", err, errlen) ||
+                   ts_pg_migrate(a->conn, NULL, err, errlen) ||
+                   ts_pg_exec(a->conn, "RESET statement_timeout", err, errlen)
+               ? -1
+               : 0;
+}
+
 int ts_applier_reconnect(ts_applier *a, char *err, size_t errlen) {
     if (a->conn)
         PQfinish(a->conn);
-    a->conn = ts_pg_connect(a->dsn, "turnstile-worker", err, errlen);
-    if (!a->conn)
-        return -1;
-    return prepare_all(a, err, errlen);
+    a->conn = NULL;
+    a->broken = false;
+    return connect_db(a, err, errlen) || prepare_watched(a, err, errlen) ? -1 : 0;
 }
 
-ts_applier *ts_applier_new(const char *dsn, int migrate, char *err, size_t errlen) {
+ts_applier *ts_applier_new(const char *dsn, int migrate_first, int timeout_ms, char *err,
+                           size_t errlen) {
     ts_applier *a = calloc(1, sizeof *a);
     if (!a || !(a->dsn = strdup(dsn)) || !(a->decider = ts_decider_new())) {
         ts_applier_free(a);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    a->timeout_ms = timeout_ms;
     if (!(a->codec = ts_codec_new(err, errlen))) {
         ts_applier_free(a);
         return NULL;
     }
-    a->conn = ts_pg_connect(dsn, "turnstile-worker", err, errlen);
-    if (!a->conn || (migrate && ts_pg_migrate(a->conn, NULL, err, errlen)) ||
-        prepare_all(a, err, errlen)) {
+    if (connect_db(a, err, errlen) || (migrate_first && migrate(a, err, errlen)) ||
+        prepare_watched(a, err, errlen)) {
         ts_applier_free(a);
         return NULL;
     }
@@ -412,7 +441,7 @@ void ts_applier_free(ts_applier *a) {
 }
 
 bool ts_applier_connection_lost(const ts_applier *a) {
-    return PQstatus(a->conn) != CONNECTION_OK;
+    return !a->conn || a->broken || PQstatus(a->conn) != CONNECTION_OK;
 }
 
 /* ------------------------------------------------------------ statements */
@@ -537,7 +566,11 @@ int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, 
     char pbuf[16];
     snprintf(pbuf, sizeof pbuf, "%d", partition);
     const param params[] = {text_param(topic), text_param(pbuf)};
+    ts_pg_watch w;
+    ts_pg_watch_begin(&w, a->conn, a->timeout_ms);
     PGresult *res = run(a, ST_LOAD_OFFSET, 2, params, err, errlen);
+    if (ts_pg_watch_end(&w))
+        snprintf(err, errlen, "no answer within TS_PG_TIMEOUT_MS (%d ms)", a->timeout_ms);
     if (!res)
         return -1;
     int rc = -1;
@@ -1420,8 +1453,10 @@ rollback:;
         if (!rolled_back) { /* a session left in the transaction would fail every batch after */
             ts_warn("worker", "event=rollback_failed action=reconnect err=\"%.*s\"",
                     (int)strcspn(PQerrorMessage(a->conn), "\n"), PQerrorMessage(a->conn));
-            PQfinish(a->conn);
-            a->conn = NULL; /* lost: the caller reconnects */
+            /* lost: the caller reconnects. (Not closed here: a watched
+             * section may still name its socket.) */
+            a->broken = true;
+            st = TS_APPLY_RETRY;
         }
     }
     return st;
@@ -1446,12 +1481,21 @@ ts_apply_status ts_applier_apply(ts_applier *a, const char *topic, ts_batch_part
     a->optimistic = !others && a->pause == 0;
     if (a->pause)
         a->pause--;
+    /* A database that stops answering must not hold the batch for good: past
+     * the deadline the connection is cut, and the batch is retried (the
+     * transaction never committed: nothing of it is applied). */
+    ts_pg_watch w;
+    ts_pg_watch_begin(&w, a->conn, a->timeout_ms);
     ts_apply_status st = attempt(a, topic, parts, nparts, items, n, err, errlen);
     if (a->optimistic && st == TS_APPLY_REJECTED && a->key_conflict) {
         atomic_fetch_add_explicit(&a->conflicts, 1, memory_order_relaxed);
         a->pause = a->pause_after;
         a->optimistic = false;
         st = attempt(a, topic, parts, nparts, items, n, err, errlen);
+    }
+    if (ts_pg_watch_end(&w)) {
+        snprintf(err, errlen, "no answer within TS_PG_TIMEOUT_MS (%d ms)", a->timeout_ms);
+        st = TS_APPLY_RETRY;
     }
     a->optimistic = false;
     a->committed = st == TS_APPLY_OK;

@@ -39,8 +39,11 @@ typedef enum ts_apply_status {
     TS_APPLY_REJECTED, /* a statement was refused (a constraint, bad data) */
 } ts_apply_status;
 
-/* Connects (and migrates when `migrate`); NULL with `err` set on failure. */
-ts_applier *ts_applier_new(const char *dsn, int migrate, char *err, size_t errlen);
+/* Connects (and migrates when `migrate`); NULL with `err` set on failure.
+ * Every transaction, and the setup of every connection, has `timeout_ms`
+ * (ts_pg_watch): past it the connection is cut and the call fails with
+ * TS_APPLY_RETRY (or -1). */
+ts_applier *ts_applier_new(const char *dsn, int migrate, int timeout_ms, char *err, size_t errlen);
 void ts_applier_free(ts_applier *a);
 
 /* Drops the connection and opens a new one. 0, or -1 with `err` set. */

@@ -48,6 +48,7 @@
 #include "ts_codec.h"
 #include "ts_kafka.h"
 #include "ts_log.h"
+#include "ts_pg.h"
 #include "ts_statusd.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
@@ -97,8 +98,9 @@ typedef struct worker_metrics {
     atomic_ulong fenced;
     atomic_ulong retries;
     atomic_long partitions;
-    ts_histogram command_age; /* produced -> polled here (Kafka's CreateTime) */
-    ts_histogram transaction; /* a committed transaction, BEGIN to COMMIT */
+    atomic_long db_unavailable; /* 1 while a database failure is being retried */
+    ts_histogram command_age;   /* produced -> polled here (Kafka's CreateTime) */
+    ts_histogram transaction;   /* a committed transaction, BEGIN to COMMIT */
 } worker_metrics;
 
 struct ts_worker {
@@ -107,10 +109,12 @@ struct ts_worker {
     int64_t offsets_committed_ms;
     const ts_config *cfg;
     rd_kafka_t *consumer;
-    rd_kafka_t *producer;   /* replies */
-    rd_kafka_t *dlq;        /* dead letters */
-    atomic_long dlq_failed; /* dead letters the broker did not take (handed over: seq_cst) */
-    bool dlq_sent;          /* dead letters sent since the last acknowledgement */
+    rd_kafka_t *producer;    /* replies */
+    rd_kafka_t *dlq;         /* dead letters */
+    atomic_long dlq_failed;  /* dead letters the broker did not take (handed over: seq_cst) */
+    atomic_bool kafka_fatal; /* a client of the worker cannot go on (set by its error callback) */
+    int64_t failpoint_ms;    /* TS_FAILPOINT_KAFKA_FATAL_MS: when to raise one (0: never) */
+    bool dlq_sent;           /* dead letters sent since the last acknowledgement */
     reply_topic reply_topics[MAX_REPLY_TOPICS];
     int nreply_topics;
     int64_t reply_metadata_ms; /* when the partition counts were last asked for */
@@ -168,8 +172,10 @@ static void commit_offsets(ts_worker *w, bool now);
 static int load_offset(ts_worker *w, int32_t p, int64_t *next) {
     char err[512];
     while (!*w->stop) {
-        if (ts_applier_load_offset(w->applier, w->cfg->topic_commands, p, next, err, sizeof err) ==
-            0)
+        bool ok = ts_applier_load_offset(w->applier, w->cfg->topic_commands, p, next, err,
+                                         sizeof err) == 0;
+        atomic_store_explicit(&w->metrics.db_unavailable, !ok, memory_order_relaxed);
+        if (ok)
             return 0;
         ts_warn("worker", "event=load_offset_failed partition=%d err=\"%s\"", p, err);
         if (reconnect(w))
@@ -241,9 +247,32 @@ static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
     }
 }
 
-static void dlq_setup(rd_kafka_conf_t *conf, void *arg) {
-    rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
+/* Every client of the worker reports here. A fatal error (the idempotent
+ * producer's sequence broken, say) means the client cannot go on: the
+ * reason is logged and the loop stops the worker with a non-zero exit, for
+ * its supervisor to start it anew. Whatever was committed is in
+ * PostgreSQL; its replies can be read there (GET /api/commands/:id). */
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    ts_worker *w = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_resp_err_t e = rd_kafka_fatal_error(rk, why, sizeof why);
+        ts_error("worker", "event=kafka_fatal client=%s err=%s reason=\"%s\"", rd_kafka_name(rk),
+                 rd_kafka_err2name(e), why);
+        atomic_store(&w->kafka_fatal, true);
+        return;
+    }
+    ts_warn("worker", "event=kafka_error client=%s err=\"%s\"", rd_kafka_name(rk), reason);
+}
+
+static void producer_setup(rd_kafka_conf_t *conf, void *arg) {
+    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
     rd_kafka_conf_set_opaque(conf, arg);
+}
+
+static void dlq_setup(rd_kafka_conf_t *conf, void *arg) {
+    producer_setup(conf, arg);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
 }
 
 static int parse_reply_topics(ts_worker *w, char *err, size_t errlen) {
@@ -310,6 +339,7 @@ static bool key_matches(const rd_kafka_message_t *m, const ts_command *cmd) {
 
 static void consumer_setup(rd_kafka_conf_t *conf, void *arg) {
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
     rd_kafka_conf_set_opaque(conf, arg);
 }
 
@@ -320,8 +350,8 @@ static int new_producers(ts_worker *w, char *err, size_t errlen) {
     char reply_linger[16];
     snprintf(reply_linger, sizeof reply_linger, "%d", w->cfg->reply_linger_ms);
     const char *producer_pairs[] = {"linger.ms", reply_linger, NULL};
-    w->producer = ts_kafka_new(w->cfg, RD_KAFKA_PRODUCER, "turnstile-worker", producer_pairs, NULL,
-                               NULL, err, errlen);
+    w->producer = ts_kafka_new(w->cfg, RD_KAFKA_PRODUCER, "turnstile-worker", producer_pairs,
+                               producer_setup, w, err, errlen);
     if (!w->producer)
         return -1;
     char dlq_timeout[16];
@@ -388,7 +418,7 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
         goto fail;
     }
     if (!(w->codec = ts_codec_new(err, errlen)) ||
-        !(w->applier = ts_applier_new(cfg->pg_dsn, cfg->migrate, err, errlen)))
+        !(w->applier = ts_applier_new(cfg->pg_dsn, cfg->migrate, cfg->pg_timeout_ms, err, errlen)))
         goto fail;
     ts_applier_set_optimism_pause(w->applier, (unsigned)cfg->optimism_pause);
     if (!(w->stream = ts_stream_new(cfg, err, errlen)) || new_producers(w, err, errlen) ||
@@ -397,6 +427,13 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
     learn_reply_partitions(w);
     if (new_consumer(w, err, errlen))
         goto fail;
+    /* A failure on purpose, for the tests: a fatal error of the replies'
+     * producer this many ms after the start (librdkafka's own test hook). */
+    const char *failpoint = getenv("TS_FAILPOINT_KAFKA_FATAL_MS");
+    char *end;
+    long after_ms = failpoint ? strtol(failpoint, &end, 10) : 0;
+    if (failpoint && *end == '\0' && after_ms > 0)
+        w->failpoint_ms = ts_monotonic_ms() + after_ms;
     return w;
 fail:
     ts_worker_free(w);
@@ -652,6 +689,8 @@ static ts_apply_status apply_retrying(ts_worker *w, ts_batch_part *parts, size_t
             parts[i].expected = w->parts[parts[i].partition].next;
         ts_apply_status st = ts_applier_apply(w->applier, w->cfg->topic_commands, parts, nparts,
                                               w->items, err, errlen);
+        atomic_store_explicit(&w->metrics.db_unavailable, st == TS_APPLY_RETRY,
+                              memory_order_relaxed);
         if (st != TS_APPLY_RETRY || *w->stop)
             return st;
         count(&w->metrics.retries, 1);
@@ -875,6 +914,12 @@ void ts_worker_metrics_print(ts_worker *w, FILE *f) {
          "counter", ts_applier_conflicts(w->applier)},
         {"turnstile_worker_partitions", "Partitions assigned to this worker.", "gauge",
          (unsigned long)atomic_load_explicit(&w->metrics.partitions, memory_order_relaxed)},
+        {"turnstile_worker_database_unavailable",
+         "1 while a database failure is being retried (nothing is skipped meanwhile).", "gauge",
+         (unsigned long)atomic_load_explicit(&w->metrics.db_unavailable, memory_order_relaxed)},
+        {"turnstile_worker_database_deadlines_total",
+         "Calls to PostgreSQL cut at TS_PG_TIMEOUT_MS: no answer (then retried).", "counter",
+         ts_pg_watch_cuts()},
     };
     ts_metric_rows_print(f, rows, sizeof rows / sizeof rows[0]);
     ts_histogram_print(f, "turnstile_worker_command_age_ms",
@@ -894,6 +939,14 @@ void ts_worker_metrics_print(ts_worker *w, FILE *f) {
 
 rd_kafka_t *ts_worker_producer(ts_worker *w) {
     return w->producer;
+}
+
+const char *ts_worker_failure(ts_worker *w) {
+    if (atomic_load(&w->kafka_fatal))
+        return "kafka_fatal";
+    if (ts_stream_failed(w->stream))
+        return "stream_failed";
+    return NULL;
 }
 
 /* ------------------------------------------------------------ the loop */
@@ -927,7 +980,8 @@ static size_t collect(ts_worker *w) {
                 break;
             rd_kafka_poll(w->producer, 0);
             ts_stream_poll(w->stream); /* the watermarks move on while idle too */
-            if (ts_stream_failed(w->stream))
+            if (ts_stream_failed(w->stream) || atomic_load(&w->kafka_fatal) ||
+                (w->failpoint_ms && ts_monotonic_ms() >= w->failpoint_ms))
                 break;
             continue;
         }
@@ -961,6 +1015,7 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
             rd_kafka_message_destroy(w->grouped[i]);
         commit_offsets(w, false);
         rd_kafka_poll(w->producer, 0);
+        rd_kafka_poll(w->dlq, 0); /* its error callback */
         ts_stream_poll(w->stream);
         /* The relay cannot go on (logged with the reason): the worker stops,
          * what it committed is in the outbox, and the next owner of its
@@ -969,6 +1024,16 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
             ts_error("worker", "event=stopping reason=stream_failed");
             rc = -1;
             break;
+        }
+        if (atomic_load(&w->kafka_fatal)) {
+            ts_error("worker", "event=stopping reason=kafka_fatal");
+            rc = -1;
+            break;
+        }
+        if (w->failpoint_ms && ts_monotonic_ms() >= w->failpoint_ms) {
+            w->failpoint_ms = 0;
+            rd_kafka_test_fatal_error(w->producer, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                      "raised by TS_FAILPOINT_KAFKA_FATAL_MS");
         }
     }
     ts_info("worker", "event=draining");

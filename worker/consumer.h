@@ -36,4 +36,8 @@ void ts_worker_metrics_print(ts_worker *w, FILE *out);
  * it lives until ts_worker_free. */
 rd_kafka_t *ts_worker_producer(ts_worker *w);
 
+/* Why the worker cannot go on ("kafka_fatal", "stream_failed"), or NULL
+ * while it can: /healthz answers 503 with it. Thread-safe. */
+const char *ts_worker_failure(ts_worker *w);
+
 #endif

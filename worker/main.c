@@ -3,7 +3,8 @@
  * PostgreSQL, one transaction per poll, replies, publishes the changes to
  * turnstile.events, and sweeps for seat holds past their expiry.
  * Configuration comes from the environment (see --help). SIGTERM or SIGINT
- * drains and exits 0; a failed event stream exits 1. */
+ * drains and exits 0; a failed event stream or a fatal Kafka client error
+ * exits 1 (/healthz answers 503 meanwhile). */
 #include "consumer.h"
 #include "sweeper.h"
 #include "ts_kafka.h"
@@ -17,6 +18,11 @@ typedef struct metric_sources {
     ts_worker *worker;
     ts_sweeper *sweeper; /* NULL: no sweeper */
 } metric_sources;
+
+static const char *health(void *arg) {
+    const metric_sources *src = arg;
+    return ts_worker_failure(src->worker);
+}
 
 static char *metrics(void *arg) {
     const metric_sources *src = arg;
@@ -62,8 +68,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     ts_statusd *status = NULL;
-    if (cfg.worker_http_port > 0 &&
-        !(status = ts_statusd_start(cfg.worker_http_port, metrics, &sources, err, sizeof err)))
+    if (cfg.worker_http_port > 0 && !(status = ts_statusd_start(cfg.worker_http_port, metrics,
+                                                                health, &sources, err, sizeof err)))
         ts_warn("worker", "event=status_server_failed err=\"%s\"", err);
     int rc = ts_worker_run(w, &ts_service_stop);
     ts_statusd_stop(status);

@@ -34,7 +34,6 @@
 #define MAX_PARTITIONS 1024     /* as the consumer's: a partition beyond it is never applied */
 #define STORE_EVERY_MS 1000     /* a partition's watermark is stored this often at most */
 #define RECONNECT_EVERY_MS 5000 /* no connection: the store tries again this often */
-#define PG_TIMEOUT_S 5          /* connecting, and any statement */
 #define RECOVER_PAGE 100        /* outbox rows per recovery query (its LIMIT) */
 #define QUEUE_WAIT_MS 100       /* the producer's queue full: serve reports this long, retry */
 
@@ -285,8 +284,8 @@ static void disconnect(ts_stream *s) {
 
 static int connect_db(ts_stream *s, char *err, size_t errlen) {
     disconnect(s);
-    s->conn =
-        ts_pg_connect_bounded(s->cfg->pg_dsn, "turnstile-worker-stream", PG_TIMEOUT_S, err, errlen);
+    s->conn = ts_pg_connect_bounded(s->cfg->pg_dsn, "turnstile-worker-stream",
+                                    s->cfg->pg_timeout_ms, err, errlen);
     if (!s->conn) {
         err[strcspn(err, "\n")] = '\0'; /* libpq's messages go on for lines */
         return -1;
@@ -327,7 +326,8 @@ static int stored_offset(ts_stream *s, int32_t p, int64_t *out, char *err, size_
     char part[16];
     snprintf(part, sizeof part, "%d", p);
     const char *values[] = {s->cfg->topic_commands, part};
-    PGresult *res = PQexecPrepared(s->conn, stmts[ST_STREAM_OFFSET].name, 2, values, NULL, NULL, 0);
+    PGresult *res = ts_pg_exec_prepared_within(
+        s->conn, s->cfg->pg_timeout_ms, stmts[ST_STREAM_OFFSET].name, 2, values, NULL, NULL, 0);
     int rc = -1;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         statement_failed(s, "stream offset", err, errlen);
@@ -382,7 +382,8 @@ static int replay(ts_stream *s, int32_t p, int64_t from, int64_t to, unsigned lo
     for (int64_t at = from; at < to;) {
         snprintf(lo, sizeof lo, "%lld", (long long)at);
         const char *values[] = {s->cfg->topic_commands, part, lo, hi};
-        PGresult *res = PQexecPrepared(s->conn, stmts[ST_RECOVER].name, 4, values, NULL, NULL, 1);
+        PGresult *res = ts_pg_exec_prepared_within(
+            s->conn, s->cfg->pg_timeout_ms, stmts[ST_RECOVER].name, 4, values, NULL, NULL, 1);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             statement_failed(s, "stream records", err, errlen);
             PQclear(res);
@@ -479,7 +480,8 @@ static void store_watermarks(ts_stream *s) {
         snprintf(part, sizeof part, "%d", p);
         snprintf(offset, sizeof offset, "%lld", (long long)w);
         const char *values[] = {s->cfg->topic_commands, part, offset};
-        PGresult *res = PQexecPrepared(s->conn, stmts[ST_STORE].name, 3, values, NULL, NULL, 0);
+        PGresult *res = ts_pg_exec_prepared_within(s->conn, s->cfg->pg_timeout_ms,
+                                                   stmts[ST_STORE].name, 3, values, NULL, NULL, 0);
         bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
         if (!ok) { /* the next round tries again: the watermark only lags */
@@ -488,7 +490,8 @@ static void store_watermarks(ts_stream *s) {
             return;
         }
         ps->stored = w;
-        res = PQexecPrepared(s->conn, stmts[ST_PRUNE].name, 3, values, NULL, NULL, 0);
+        res = ts_pg_exec_prepared_within(s->conn, s->cfg->pg_timeout_ms, stmts[ST_PRUNE].name, 3,
+                                         values, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) { /* pruned next time */
             statement_failed(s, "prune", err, sizeof err);
             ts_warn("worker", "event=stream_prune_failed partition=%d err=\"%s\"", p, err);

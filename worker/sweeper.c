@@ -29,7 +29,6 @@
 
 #define SWEEP_LIMIT 1000 /* holds per sweep, the longest past their expiry first */
 #define SENT_SLOTS 32768 /* per generation: a power of two */
-#define PG_TIMEOUT_S 5   /* connecting, and the sweep's statement */
 #define BACKOFF_MAX_MS 5000
 
 static const char sweep_sql[] =
@@ -128,8 +127,8 @@ static void sent_rotate(ts_sweeper *s, int64_t now) {
 /* ------------------------------------------------------------ a sweep */
 
 static int connect_db(ts_sweeper *s, char *err, size_t errlen) {
-    s->conn = ts_pg_connect_bounded(s->cfg->pg_dsn, "turnstile-worker-sweeper", PG_TIMEOUT_S, err,
-                                    errlen);
+    s->conn = ts_pg_connect_bounded(s->cfg->pg_dsn, "turnstile-worker-sweeper",
+                                    s->cfg->pg_timeout_ms, err, errlen);
     if (!s->conn)
         return -1;
     PGresult *res = PQprepare(s->conn, "sweep", sweep_sql, 0, NULL);
@@ -185,7 +184,8 @@ static int sweep(ts_sweeper *s, char *err, size_t errlen) {
     char now_text[TS_ISO8601_LEN + 1];
     ts_time_format_iso8601(now, now_text);
     const char *values[] = {now_text};
-    PGresult *res = PQexecPrepared(s->conn, "sweep", 1, values, NULL, NULL, 0);
+    PGresult *res = ts_pg_exec_prepared_within(s->conn, s->cfg->pg_timeout_ms, "sweep", 1, values,
+                                               NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "sweep: %s", PQerrorMessage(s->conn));
         PQclear(res);

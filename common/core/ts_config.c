@@ -77,6 +77,12 @@ static const var vars[] = {
     S(pg_dsn, "host=127.0.0.1 port=5432 dbname=turnstile user=turnstile password=turnstile",
       "libpq connection string"),
     I(migrate, "1", 0, 1, "apply pending sql/ migrations at start"),
+    I(pg_timeout_ms, "5000", 100, 600000,
+      "any PostgreSQL call at most, connecting included: then the API answers 503 and the"
+      " worker retries"),
+    I(read_threads, "4", 1, 64,
+      "API: threads that run the reads (their own PostgreSQL connections)"),
+    I(read_queue, "256", 1, 100000, "API: reads waiting for a thread at most; then 503 at once"),
     I(batch_max, "2000", 1, 100000, "commands per worker transaction at most"),
     I(batch_wait_ms, "2", 0, 1000, "time a worker waits to fill a batch"),
     I(optimism_pause, "64", 0, 1000000,

@@ -66,7 +66,10 @@ typedef struct ts_config {
     int kafka_nproperties; /* the file's lines, then TS_KAFKA_PROPERTY_* */
     /* PostgreSQL */
     char pg_dsn[512];
-    int migrate; /* apply sql/ migrations at start */
+    int migrate;       /* apply sql/ migrations at start */
+    int pg_timeout_ms; /* any call, connecting included (ts_pg_watch, statement_timeout) */
+    int read_threads;  /* API: the reads' threads, each with its connection */
+    int read_queue;    /* API: reads waiting for a thread; more get 503 */
     /* worker */
     int batch_max;
     int batch_wait_ms;

@@ -2,12 +2,17 @@
 /* ts_pg.c — see ts_pg.h. */
 #include "ts_pg.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "ts_embedded.h"
 #include "ts_log.h"
+#include "ts_time.h"
 
 /* Any constant works; it only has to be the same in every process. */
 #define MIGRATION_LOCK_KEY 0x7475726e /* "turn" */
@@ -51,14 +56,25 @@ PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, 
     return connect_with(keys, values, err, errlen);
 }
 
-PGconn *ts_pg_connect_bounded(const char *dsn, const char *application_name, int timeout_s,
+PGconn *ts_pg_connect_bounded(const char *dsn, const char *application_name, int timeout_ms,
                               char *err, size_t errlen) {
+    /* libpq's connect_timeout is in whole seconds, and 1 counts as 2 */
     char timeout[16], options[64];
-    snprintf(timeout, sizeof timeout, "%d", timeout_s);
-    snprintf(options, sizeof options, "-c statement_timeout=%d", timeout_s * 1000);
+    snprintf(timeout, sizeof timeout, "%d", timeout_ms < 2000 ? 2 : (timeout_ms + 999) / 1000);
+    snprintf(options, sizeof options, "-c statement_timeout=%d", timeout_ms);
     const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
     const char *values[] = {dsn, application_name, timeout, options, NULL};
     return connect_with(keys, values, err, errlen);
+}
+
+PGresult *ts_pg_exec_prepared_within(PGconn *conn, int timeout_ms, const char *name, int n,
+                                     const char *const *values, const int *lengths,
+                                     const int *formats, int result_format) {
+    ts_pg_watch w;
+    ts_pg_watch_begin(&w, conn, timeout_ms);
+    PGresult *res = PQexecPrepared(conn, name, n, values, lengths, formats, result_format);
+    ts_pg_watch_end(&w);
+    return res;
 }
 
 int ts_pg_exec(PGconn *conn, const char *sql, char *err, size_t errlen) {
@@ -159,4 +175,87 @@ unlock:
     if (applied_count)
         *applied_count = count;
     return rc;
+}
+
+/* ------------------------------------------------------------ deadlines */
+
+#define WATCH_TICK_MS 50 /* how late past its deadline a section may be cut */
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t armed; /* a section began: the watchdog has work */
+    ts_pg_watch *head;
+    bool started;
+    atomic_ulong cuts;
+} watch = {.lock = PTHREAD_MUTEX_INITIALIZER, .armed = PTHREAD_COND_INITIALIZER};
+
+/* The watchdog: sleeps while nothing is watched, else looks every tick.
+ * Detached: it lives as long as the process. */
+static void *watchdog(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&watch.lock);
+    for (;;) {
+        while (!watch.head)
+            pthread_cond_wait(&watch.armed, &watch.lock);
+        int64_t now = ts_monotonic_ms();
+        for (ts_pg_watch *w = watch.head; w; w = w->next)
+            if (!w->cut && now >= w->due_ms) {
+                w->cut = true;
+                (void)shutdown(w->fd, SHUT_RDWR);
+                atomic_fetch_add_explicit(&watch.cuts, 1, memory_order_relaxed);
+            }
+        pthread_mutex_unlock(&watch.lock);
+        struct timespec tick = {0, WATCH_TICK_MS * 1000000L};
+        (void)nanosleep(&tick, NULL);
+        pthread_mutex_lock(&watch.lock);
+    }
+    return NULL;
+}
+
+void ts_pg_watch_begin(ts_pg_watch *w, PGconn *conn, int timeout_ms) {
+    w->fd = PQsocket(conn);
+    w->due_ms = ts_monotonic_ms() + timeout_ms;
+    w->cut = false;
+    w->prev = NULL;
+    pthread_mutex_lock(&watch.lock);
+    if (!watch.started) {
+        pthread_t t;
+        pthread_attr_t attr;
+        if (pthread_attr_init(&attr) == 0) {
+            watch.started = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+                            pthread_create(&t, &attr, watchdog, NULL) == 0;
+            pthread_attr_destroy(&attr);
+        }
+        if (!watch.started) /* no deadline then, as without the watchdog */
+            ts_warn("pg", "event=watchdog_failed");
+    }
+    if (w->fd >= 0) {
+        w->next = watch.head;
+        if (watch.head)
+            watch.head->prev = w;
+        watch.head = w;
+        pthread_cond_signal(&watch.armed);
+    }
+    pthread_mutex_unlock(&watch.lock);
+}
+
+bool ts_pg_watch_end(ts_pg_watch *w) {
+    if (w->fd < 0)
+        return false;
+    pthread_mutex_lock(&watch.lock);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        watch.head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    bool cut = w->cut;
+    pthread_mutex_unlock(&watch.lock);
+    if (cut)
+        ts_warn("pg", "event=deadline_cut fd=%d", w->fd);
+    return cut;
+}
+
+unsigned long ts_pg_watch_cuts(void) {
+    return atomic_load_explicit(&watch.cuts, memory_order_relaxed);
 }

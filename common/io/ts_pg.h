@@ -6,7 +6,9 @@
 #define TS_PG_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Connects with `dsn`, naming the connection `application_name` (shown in
  * pg_stat_activity; NULL leaves the dsn's). Returns the connection, or NULL
@@ -14,11 +16,44 @@
 PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen);
 
 /* ts_pg_connect with deadlines: the connection attempt gives up after
- * `timeout_s` seconds and every statement after as many (statement_timeout,
- * which replaces any `options` of the dsn). For connections that must never
- * wait long on a hung database. */
-PGconn *ts_pg_connect_bounded(const char *dsn, const char *application_name, int timeout_s,
+ * `timeout_ms` (rounded up to seconds, 2 at least: libpq's unit) and every
+ * statement after as long (statement_timeout, which replaces any `options`
+ * of the dsn). For connections that must never wait long on a slow
+ * database; a stopped one needs ts_pg_watch too. */
+PGconn *ts_pg_connect_bounded(const char *dsn, const char *application_name, int timeout_ms,
                               char *err, size_t errlen);
+
+/* PQexecPrepared in a watched section of `timeout_ms` (ts_pg_watch). */
+PGresult *ts_pg_exec_prepared_within(PGconn *conn, int timeout_ms, const char *name, int n,
+                                     const char *const *values, const int *lengths,
+                                     const int *formats, int result_format);
+
+/* Deadlines on libpq's synchronous calls.
+ *
+ * statement_timeout is the server's own clock: a server that is stopped
+ * (SIGSTOP, a frozen host) or a path that drops packets without a reset
+ * never answers, the kernel acknowledges what libpq sends, and a
+ * synchronous call waits for good. A watched section gives the calls made
+ * on `conn` between ts_pg_watch_begin() and ts_pg_watch_end() a deadline:
+ * past it, a watchdog thread (one per process, started on first use) shuts
+ * the connection's socket down, so the call blocked in it returns an error
+ * and the connection is CONNECTION_BAD: the caller's "database
+ * unavailable" path runs, never a silent success. (The same method as the
+ * ingress's request guard.) The socket is only shut down, never closed, and
+ * only between begin and end: end before PQfinish(). One section per
+ * thread at a time; `w` lives on the caller's stack. */
+typedef struct ts_pg_watch {
+    int fd;
+    int64_t due_ms; /* monotonic */
+    bool cut;
+    struct ts_pg_watch *prev, *next;
+} ts_pg_watch;
+
+void ts_pg_watch_begin(ts_pg_watch *w, PGconn *conn, int timeout_ms);
+/* Ends the section; true when its deadline cut the connection. */
+bool ts_pg_watch_end(ts_pg_watch *w);
+/* Connections cut at their deadline in this process so far. */
+unsigned long ts_pg_watch_cuts(void);
 
 /* Applies the compiled-in migrations (sql/NNN_name.sql) not yet recorded in
  * schema_migrations, each in its own transaction, under an advisory lock so

@@ -10,6 +10,7 @@
 struct ts_statusd {
     struct MHD_Daemon *daemon;
     ts_metrics_fn metrics;
+    ts_health_fn health;
     void *arg;
 };
 
@@ -53,21 +54,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (strcmp(method, "GET") != 0)
         return respond_json(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
                             "{\"error\":\"Method not allowed\",\"code\":\"method_not_allowed\"}");
-    if (strcmp(url, "/healthz") == 0)
-        return respond_json(conn, MHD_HTTP_OK, "{\"status\":\"ok\"}");
+    if (strcmp(url, "/healthz") == 0) {
+        const char *failing = s->health(s->arg);
+        if (!failing)
+            return respond_json(conn, MHD_HTTP_OK, "{\"status\":\"ok\"}");
+        char body[128];
+        snprintf(body, sizeof body, "{\"status\":\"failing\",\"reason\":\"%s\"}", failing);
+        return respond_json(conn, MHD_HTTP_SERVICE_UNAVAILABLE, body);
+    }
     if (strcmp(url, "/metrics") == 0)
         return ts_statusd_respond_metrics(conn, s->metrics(s->arg));
     return respond_json(conn, MHD_HTTP_NOT_FOUND,
                         "{\"error\":\"Not found\",\"code\":\"not_found\"}");
 }
 
-ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err, size_t errlen) {
+ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, ts_health_fn health, void *arg,
+                             char *err, size_t errlen) {
     ts_statusd *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     s->metrics = metrics;
+    s->health = health;
     s->arg = arg;
     s->daemon =
         MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL,

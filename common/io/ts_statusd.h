@@ -19,6 +19,11 @@
  * server's thread: it must be thread-safe. */
 typedef char *(*ts_metrics_fn)(void *arg);
 
+/* Why the service cannot go on (a short word, static), or NULL while it
+ * can: /healthz answers 503 {"status":"failing","reason":...} then. Called
+ * from the server's thread: it must be thread-safe. */
+typedef const char *(*ts_health_fn)(void *arg);
+
 typedef struct ts_statusd ts_statusd;
 
 /* Queues `text` as the answer on `conn`: `status`, Content-Type `type`,
@@ -33,10 +38,12 @@ enum MHD_Result ts_statusd_respond(struct MHD_Connection *conn, unsigned status,
  * The /metrics of both services. */
 enum MHD_Result ts_statusd_respond_metrics(struct MHD_Connection *conn, char *text);
 
-/* Listens on `port` (every interface) and serves /healthz and /metrics,
- * calling `metrics(arg)` for each scrape. NULL with `err` set on failure.
- * ts_statusd_stop() stops and frees it; NULL is a no-op. */
-ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, void *arg, char *err, size_t errlen);
+/* Listens on `port` (every interface) and serves /healthz, asking
+ * `health(arg)`, and /metrics, calling `metrics(arg)` for each scrape. NULL
+ * with `err` set on failure. ts_statusd_stop() stops and frees it; NULL is
+ * a no-op. */
+ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, ts_health_fn health, void *arg,
+                             char *err, size_t errlen);
 void ts_statusd_stop(ts_statusd *s);
 
 #endif

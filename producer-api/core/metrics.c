@@ -45,6 +45,17 @@ char *ts_metrics_render(const ts_metrics *m) {
          "counter", counter(&m->requests_cut)},
         {"turnstile_waiting_requests", "Requests waiting for a reply.", "gauge",
          (unsigned long)atomic_load_explicit(&m->waiting, memory_order_relaxed)},
+        {"turnstile_reads_refused_total",
+         "Reads answered 503 at once: TS_READ_QUEUE reads were waiting already.", "counter",
+         counter(&m->reads_refused)},
+        {"turnstile_reads_failed_total",
+         "Reads answered 503: PostgreSQL unreachable or silent for TS_PG_TIMEOUT_MS.", "counter",
+         counter(&m->reads_failed)},
+        {"turnstile_reads_waiting", "Reads queued or running.", "gauge",
+         (unsigned long)atomic_load_explicit(&m->reads_waiting, memory_order_relaxed)},
+        {"turnstile_database_deadlines_total",
+         "Calls to PostgreSQL cut at TS_PG_TIMEOUT_MS for want of an answer.", "counter",
+         counter(&m->db_deadlines)},
     };
     ts_metric_rows_print(f, rows, sizeof rows / sizeof rows[0]);
     ts_histogram_print(f, "turnstile_write_latency_ms", "A write's request to its answer (ms).",

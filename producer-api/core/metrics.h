@@ -32,6 +32,10 @@ typedef struct ts_metrics {
     atomic_ulong rate_limited;      /* answered 429 */
     atomic_ulong unauthorized;      /* answered 401 or 403 */
     atomic_ulong requests_cut;      /* connections cut at TS_REQUEST_TIMEOUT_S (copied in) */
+    atomic_ulong reads_refused;     /* reads answered 503 at once: their queue was full */
+    atomic_ulong reads_failed;      /* reads answered 503: no answer from PostgreSQL in time */
+    atomic_long reads_waiting;      /* reads queued or running now */
+    atomic_ulong db_deadlines;      /* PostgreSQL calls cut at TS_PG_TIMEOUT_MS (copied in) */
     ts_histogram write_latency;     /* a write's request to its answer */
     ts_histogram produced;          /* command issued -> acknowledged by Kafka */
     ts_histogram to_applied;        /* command issued -> applied by the worker */

@@ -129,7 +129,13 @@ const char *it_worker_log(it_env *env, int i) {
 
 static int free_port(void);
 
+static void set_extra_env(const char *const *extra);
+
 void it_start_worker(it_env *env, int i) {
+    it_start_worker_env(env, i, NULL);
+}
+
+void it_start_worker_env(it_env *env, int i, const char *const *extra) {
     env->worker_ports[i] = free_port();
     snprintf(env->worker_logs[i], sizeof env->worker_logs[i], "/tmp/%s-worker%d.log",
              env->cfg.topic_prefix, i);
@@ -141,6 +147,7 @@ void it_start_worker(it_env *env, int i) {
         char port[16];
         snprintf(port, sizeof port, "%d", env->worker_ports[i]);
         setenv("TS_WORKER_HTTP_PORT", port, 1);
+        set_extra_env(extra);
         execl(TS_WORKER_BIN, TS_WORKER_BIN, (char *)NULL);
         perror("exec " TS_WORKER_BIN);
         _exit(127);
@@ -510,8 +517,6 @@ int it_admin(const char *const *args, char *out, size_t cap) {
 }
 
 /* ------------------------------------------------------------ own database */
-
-#define IT_DEFAULT_DSN "host=127.0.0.1 port=5432 dbname=turnstile user=turnstile password=turnstile"
 
 /* `dsn` with dbname replaced by `db`, in out[cap]. */
 static int dsn_for(const char *dsn, const char *db, char *out, size_t cap) {

@@ -18,6 +18,9 @@
 #include "ts_codec.h"
 #include "ts_config.h"
 
+/* The database when TS_PG_DSN is not set. */
+#define IT_DEFAULT_DSN "host=127.0.0.1 port=5432 dbname=turnstile user=turnstile password=turnstile"
+
 #define IT_MAX_WORKERS 4
 #define IT_MAX_APIS 3
 
@@ -67,6 +70,9 @@ void it_teardown(it_env *env);
 /* Starts the worker binary in slot `i` with this run's configuration; its
  * log goes to the file it_worker_log() names. */
 void it_start_worker(it_env *env, int i);
+/* it_start_worker with more environment for this worker alone: `extra` is
+ * a NULL-terminated list of "NAME=value" (NULL: none). */
+void it_start_worker_env(it_env *env, int i, const char *const *extra);
 const char *it_worker_log(it_env *env, int i);
 /* Waits up to timeout_ms for worker i's log to contain `needle`. */
 void it_await_worker_log(it_env *env, int i, const char *needle, int timeout_ms);
