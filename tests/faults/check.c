@@ -181,6 +181,48 @@ static int topic_command_ids(it_env *env, const int64_t *high, strset *ids) {
     return rc;
 }
 
+/* The dead letters of this run (the topic's partition 0, to its end now),
+ * each a problem with its reason: a burst from well-behaved clients has
+ * none. Returns how many. */
+static long dead_letters(it_env *env, fc_result *r) {
+    int64_t low = 0, high = 0;
+    if (rd_kafka_query_watermark_offsets(env->producer, env->cfg.topic_dlq, 0, &low, &high, 5000) ||
+        high <= low)
+        return 0;
+    char err[512];
+    const char *pairs[] = {"group.id", "turnstile-faults-reader", "enable.auto.commit", "false",
+                           NULL};
+    rd_kafka_t *rk = ts_kafka_new(&env->cfg, RD_KAFKA_CONSUMER, "turnstile-faults", pairs, NULL,
+                                  NULL, err, sizeof err);
+    if (!rk)
+        return high - low;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, env->cfg.topic_dlq, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    int64_t next = low, deadline = ts_monotonic_ms() + 30000;
+    while (next < high && ts_monotonic_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            next = m->offset + 1;
+            rd_kafka_headers_t *h = NULL;
+            const void *v = NULL;
+            size_t vlen = 0;
+            if (rd_kafka_message_headers(m, &h) ||
+                rd_kafka_header_get_last(h, "ts-reason", &v, &vlen))
+                v = NULL;
+            problem(r, "dead letter at offset %lld: %.*s", (long long)m->offset, v ? (int)vlen : 4,
+                    v ? (const char *)v : "none");
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return high - low;
+}
+
 /* Waits until the worker has applied the topic to its end. */
 static int await_caught_up(it_env *env, PGconn *pg, int timeout_ms, int64_t *high) {
     int parts = env->command_partitions;
@@ -522,6 +564,7 @@ int fc_check(it_env *env, const fb_op *ops, size_t n, int timeout_ms, fc_result 
     }
     if (out->unanswered)
         problem(out, "%ld operations had no final answer before their deadline", out->unanswered);
+    out->dead_letters = dead_letters(env, out);
     check_refusals(&s, ops, n, out);
     replay(pg, out);
     compare_ids(&topic, &s.command_ids, out);
@@ -536,7 +579,7 @@ int fc_check(it_env *env, const fb_op *ops, size_t n, int timeout_ms, fc_result 
     free(high);
     PQfinish(pg);
     return (int)(out->lost + out->doubled + out->mismatched + out->oversold + out->unanswered +
-                 out->errors + out->offsets_bad);
+                 out->errors + out->offsets_bad + out->dead_letters);
 }
 
 long fc_recovery_ms(const fb_op *ops, size_t n, int64_t at) {
@@ -558,9 +601,9 @@ void fc_record(const char *path, const char *fault, const fc_result *r, long rec
             "{\"fault\":\"%s\",\"faults_applied\":%d,\"ops\":%ld,\"acknowledged\":%ld,"
             "\"stored\":%ld,\"lost\":%ld,\"doubled\":%ld,\"oversold\":%ld,\"mismatched\":%ld,"
             "\"unanswered\":%ld,\"errors\":%ld,\"offsets_bad\":%ld,\"commands\":%ld,"
-            "\"processed\":%ld,\"settle_ms\":%ld,\"recover_ms\":%ld}\n",
+            "\"processed\":%ld,\"dead_letters\":%ld,\"settle_ms\":%ld,\"recover_ms\":%ld}\n",
             fault, faults_applied, r->ops, r->acknowledged, r->stored, r->lost, r->doubled,
             r->oversold, r->mismatched, r->unanswered, r->errors, r->offsets_bad, r->commands,
-            r->processed, r->settle_ms, recover_ms);
+            r->processed, r->dead_letters, r->settle_ms, recover_ms);
     fclose(f);
 }

@@ -24,7 +24,8 @@
  *                 disagree at the end;
  *   offsets_bad   a partition whose stored next_offset is not the topic's
  *                 end, plus the command ids in the topic and not in
- *                 processed_commands and the other way round. */
+ *                 processed_commands and the other way round;
+ *   dead_letters  commands the worker put in the dead-letter topic. */
 #ifndef TS_FAULTS_CHECK_H
 #define TS_FAULTS_CHECK_H
 
@@ -37,6 +38,7 @@
 typedef struct fc_result {
     long ops, acknowledged, stored, lost, doubled, mismatched, oversold, unanswered, errors;
     long offsets_bad, commands, processed;
+    long dead_letters;   /* messages in the dead-letter topic: none expected */
     long settle_ms;      /* from the end of the burst until the worker had caught up */
     char problems[4096]; /* the first problems found, one a line */
 } fc_result;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <cmocka.h>
 
@@ -162,6 +163,9 @@ static void run_begin(int ops, int workers, int apis, bool proxy) {
                         .seed = seed++};
     const char *urls[] = {R.urls[0], R.urls[1]};
     R.burst = fb_start(&R.cfg, urls, apis);
+    for (int i = 0; i < workers; i++) /* one that exited at start explains a stalled burst */
+        if (waitpid(R.env.workers[i], NULL, WNOHANG) == R.env.workers[i])
+            fail_msg("worker %d exited at start (see %s)", i, it_worker_log(&R.env, i));
     assert_non_null(R.burst);
 }
 

@@ -859,6 +859,45 @@ done:
     return rc;
 }
 
+/* True when the broker asked (any of them) knows `topic` with `parts`
+ * partitions, each with a leader. */
+static bool topic_known(it_env *env, const char *topic, int parts) {
+    rd_kafka_topic_t *t = rd_kafka_topic_new(env->producer, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    bool known = false;
+    if (t && rd_kafka_metadata(env->producer, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        known = md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt == parts;
+        for (int k = 0; known && k < parts; k++)
+            known = md->topics[0].partitions[k].leader >= 0;
+        rd_kafka_metadata_destroy(md);
+    }
+    if (t)
+        rd_kafka_topic_destroy(t);
+    return known;
+}
+
+/* Waits until new topics are known with leaders, 10 times in a row: each
+ * metadata request goes to some broker, and a broker learns of a topic a
+ * moment after the controller made it (a worker asking one that has not
+ * yet refuses to start). */
+static int await_topics_known(it_env *env, const char *const *names, const int *parts, int n,
+                              char *err, size_t errlen) {
+    int64_t deadline = ts_monotonic_ms() + 30000;
+    for (int streak = 0; streak < 10;) {
+        bool all = true;
+        for (int i = 0; all && i < n; i++)
+            all = topic_known(env, names[i], parts[i]);
+        streak = all ? streak + 1 : 0;
+        if (ts_monotonic_ms() > deadline) {
+            snprintf(err, errlen, "the new topics were not known everywhere within 30 s");
+            return -1;
+        }
+        struct timespec ts = {0, 20 * 1000000L}; /* between two metadata requests */
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
 int it_setup_replicated(it_env *env, int command_partitions, int reply_partitions, int replication,
                         int min_isr) {
     char err[512];
@@ -889,7 +928,8 @@ int it_setup_replicated(it_env *env, int command_partitions, int reply_partition
     const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies, env->cfg.topic_dlq,
                            env->topic_events};
     const int parts[] = {command_partitions, reply_partitions, 1, command_partitions};
-    if (create_replicated(env, names, parts, 4, replication, min_isr, err, sizeof err)) {
+    if (create_replicated(env, names, parts, 4, replication, min_isr, err, sizeof err) ||
+        await_topics_known(env, names, parts, 4, err, sizeof err)) {
         fprintf(stderr, "it_setup_replicated: topics at %d replicas: %s\n", replication, err);
         return -1;
     }
