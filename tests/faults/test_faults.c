@@ -32,6 +32,7 @@
 #include "burst.h"
 #include "check.h"
 #include "harness.h"
+#include "http_client.h"
 #include "pgproxy.h"
 #include "ts_time.h"
 
@@ -125,6 +126,34 @@ static void sleep_ms(long ms) {
     nanosleep(&ts, NULL);
 }
 
+/* Starts worker i and waits until its /healthz answers. A worker that
+ * exits at start is started again (up to 5 times): on a cluster of three
+ * brokers a topic made a moment ago may not be known yet to the broker it
+ * asks, and it refuses to start, as under scripts/run's supervisor. */
+static void start_worker_ready(int i) {
+    for (int attempt = 0; attempt < 5; attempt++) {
+        it_start_worker(&R.env, i);
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", R.env.worker_ports[i]);
+        int64_t deadline = ts_monotonic_ms() + 30000;
+        while (ts_monotonic_ms() < deadline) {
+            it_http_result h = it_http("GET", url, NULL, NULL);
+            long status = h.status;
+            it_http_free(&h);
+            if (status == 200)
+                return;
+            if (waitpid(R.env.workers[i], NULL, WNOHANG) == R.env.workers[i]) {
+                R.env.workers[i] = 0;
+                printf("worker %d exited at start, started again (see %s)\n", i,
+                       it_worker_log(&R.env, i));
+                break;
+            }
+            sleep_ms(50);
+        }
+    }
+    fail_msg("worker %d did not start (see %s)", i, it_worker_log(&R.env, i));
+}
+
 /* Starts a run: a fresh database, topics, `workers` workers, `apis` APIs
  * (behind a hanging-capable proxy to PostgreSQL when `proxy`). */
 static void run_begin(int ops, int workers, int apis, bool proxy) {
@@ -151,7 +180,7 @@ static void run_begin(int ops, int workers, int apis, bool proxy) {
     }
     setenv("TS_PG_DSN", children_dsn, 1);
     for (int i = 0; i < workers; i++)
-        it_start_worker(&R.env, i);
+        start_worker_ready(i);
     for (int i = 0; i < apis; i++)
         it_start_api(&R.env, i, 1 + i, R.urls[i], sizeof R.urls[i]);
     R.napis = apis;
@@ -289,7 +318,7 @@ static void the_api_killed_mid_burst_loses_and_doubles_nothing(void **state) {
 static void two_workers_in_a_rebalance_storm_lose_and_double_nothing(void **state) {
     (void)state;
     for (int r = 0; r < runs(); r++) {
-        run_begin(3 * burst_ops(), 1, 1, false);
+        run_begin(long_mode ? burst_ops() : 3 * burst_ops(), 1, 1, false);
         int step = 0;
         long total = R.cfg.ops + R.cfg.events;
         await_progress(0.1);
@@ -346,14 +375,16 @@ static void postgresql_hung_for_10_s_loses_and_doubles_nothing(void **state) {
     }
 }
 
-/* PostgreSQL restarted (pg_ctlcluster restart -m fast) mid-burst. */
+/* PostgreSQL restarted (pg_ctlcluster restart -m fast) mid-burst. The
+ * fault "ends" when the restart is issued: its time to recover includes
+ * the restart itself. */
 static void postgresql_restarted_mid_burst_loses_and_doubles_nothing(void **state) {
     (void)state;
     for (int r = 0; r < runs(); r++) {
         run_begin(burst_ops(), 1, 1, false);
         await_progress(0.4);
-        assert_int_equal(stack("pg restart"), 0);
         fault_ended();
+        assert_int_equal(stack("pg restart"), 0);
         run_end("PostgreSQL restart", 1);
     }
 }
