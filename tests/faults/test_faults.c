@@ -312,9 +312,9 @@ static void the_api_killed_mid_burst_loses_and_doubles_nothing(void **state) {
 }
 
 /* Two workers fighting over the partitions: one started or stopped (by
- * turns SIGTERM and SIGKILL) every 1.5 s while the burst lasts (three
- * bursts' worth of operations, for the storm to have time). Each start and
- * stop is a fault that ends at once. */
+ * turns SIGTERM and SIGKILL) every 1.5 s while the burst lasts (in the CI
+ * version three bursts' worth of operations, for the storm to have time).
+ * Each start and stop is a fault that ends at once. */
 static void two_workers_in_a_rebalance_storm_lose_and_double_nothing(void **state) {
     (void)state;
     for (int r = 0; r < runs(); r++) {
