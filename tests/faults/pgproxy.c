@@ -2,6 +2,7 @@
 /* pgproxy.c — see pgproxy.h. One thread, one poll() over the listener and
  * both ends of every connection; bytes are copied with blocking writes
  * (PostgreSQL's messages are small and both ends always read). */
+#define _GNU_SOURCE /* accept4 */
 #include "pgproxy.h"
 
 #include <arpa/inet.h>
@@ -32,10 +33,13 @@ static void close_pair(fp_proxy *p, int i) {
 }
 
 static void accept_one(fp_proxy *p) {
-    int c = accept(p->listener, NULL, NULL);
+    /* close-on-exec, every socket here: a worker or an API forked by the
+     * test must not hold a connection open after the proxy closed it (the
+     * server would never see it end, nor end the transaction on it) */
+    int c = accept4(p->listener, NULL, NULL, SOCK_CLOEXEC);
     if (c < 0)
         return;
-    int s = socket(AF_INET, SOCK_STREAM, 0);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0 || connect(s, (struct sockaddr *)&p->target, sizeof p->target)) {
         close(c);
         if (s >= 0)
@@ -118,7 +122,7 @@ fp_proxy *fp_proxy_start(const char *host, int port) {
     }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
-    p->listener = socket(AF_INET, SOCK_STREAM, 0);
+    p->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (p->listener < 0 || bind(p->listener, (struct sockaddr *)&a, sizeof a) ||
         listen(p->listener, 128) || getsockname(p->listener, (struct sockaddr *)&a, &len)) {
         perror("pgproxy: listen");
