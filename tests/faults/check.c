@@ -590,8 +590,28 @@ long fc_recovery_ms(const fb_op *ops, size_t n, int64_t at) {
     return first < 0 ? -1 : (long)(first - at);
 }
 
+static int by_time(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+long fc_longest_stall_ms(const fb_op *ops, size_t n) {
+    int64_t *t = calloc(n ? n : 1, sizeof *t);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].status / 100 == 2)
+            t[k++] = ops[i].t_end;
+    qsort(t, k, sizeof *t, by_time);
+    int64_t longest = 0;
+    for (size_t i = 1; i < k; i++)
+        if (t[i] - t[i - 1] > longest)
+            longest = t[i] - t[i - 1];
+    free(t);
+    return (long)longest;
+}
+
 void fc_record(const char *path, const char *fault, const fc_result *r, long recover_ms,
-               int faults_applied) {
+               long stall_ms, int faults_applied) {
     if (!path || !*path)
         return;
     FILE *f = fopen(path, "a");
@@ -601,9 +621,10 @@ void fc_record(const char *path, const char *fault, const fc_result *r, long rec
             "{\"fault\":\"%s\",\"faults_applied\":%d,\"ops\":%ld,\"acknowledged\":%ld,"
             "\"stored\":%ld,\"lost\":%ld,\"doubled\":%ld,\"oversold\":%ld,\"mismatched\":%ld,"
             "\"unanswered\":%ld,\"errors\":%ld,\"offsets_bad\":%ld,\"commands\":%ld,"
-            "\"processed\":%ld,\"dead_letters\":%ld,\"settle_ms\":%ld,\"recover_ms\":%ld}\n",
+            "\"processed\":%ld,\"dead_letters\":%ld,\"settle_ms\":%ld,\"recover_ms\":%ld,"
+            "\"stall_ms\":%ld}\n",
             fault, faults_applied, r->ops, r->acknowledged, r->stored, r->lost, r->doubled,
             r->oversold, r->mismatched, r->unanswered, r->errors, r->offsets_bad, r->commands,
-            r->processed, r->dead_letters, r->settle_ms, recover_ms);
+            r->processed, r->dead_letters, r->settle_ms, recover_ms, stall_ms);
     fclose(f);
 }

@@ -54,9 +54,14 @@ int fc_check(it_env *env, const fb_op *ops, size_t n, int timeout_ms, fc_result 
  * no such write was acknowledged. */
 long fc_recovery_ms(const fb_op *ops, size_t n, int64_t at);
 
+/* The longest time between two consecutive acknowledgements of the burst
+ * (by the time their answers were read): how long a fault stopped the
+ * service from acknowledging anything, whenever it happened. */
+long fc_longest_stall_ms(const fb_op *ops, size_t n);
+
 /* Appends one JSON line describing a run of `fault` to `path` (nothing if
  * path is NULL or empty). */
 void fc_record(const char *path, const char *fault, const fc_result *r, long recover_ms,
-               int faults_applied);
+               long stall_ms, int faults_applied);
 
 #endif

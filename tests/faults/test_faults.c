@@ -238,13 +238,15 @@ static void run_end(const char *fault, int expected_faults) {
         if (t < 0 || recover < 0 || t > recover)
             recover = t < 0 ? (recover < 0 ? -1 : recover) : t;
     }
+    long stall = fc_longest_stall_ms(ops, n);
     printf("%s: %d fault(s), %ld operations, %ld acknowledged, %ld stored, %ld lost, %ld "
            "doubled, %ld oversold, %ld mismatched, %ld unanswered, %ld errors, %ld offset "
-           "problems; %ld commands; recovered in %ld ms, settled in %ld ms\n",
+           "problems, %ld dead letters; %ld commands; recovered in %ld ms, longest stall %ld ms, "
+           "settled in %ld ms\n",
            fault, R.nends, res.ops, res.acknowledged, res.stored, res.lost, res.doubled,
-           res.oversold, res.mismatched, res.unanswered, res.errors, res.offsets_bad, res.commands,
-           recover, res.settle_ms);
-    fc_record(getenv("TS_FAULTS_RESULTS"), fault, &res, recover, R.nends);
+           res.oversold, res.mismatched, res.unanswered, res.errors, res.offsets_bad,
+           res.dead_letters, res.commands, recover, stall, res.settle_ms);
+    fc_record(getenv("TS_FAULTS_RESULTS"), fault, &res, recover, stall, R.nends);
     fb_free(R.burst);
     R.burst = NULL;
     it_teardown(&R.env);
