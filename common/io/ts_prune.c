@@ -26,7 +26,7 @@
 
 /* The lock on consumer_offsets is waited for this long at most: while it
  * is asked for, the batches that start queue behind it. */
-#define PRUNE_LOCK_WAIT_MS 2000
+#define PRUNE_LOCK_WAIT_MS 1000
 
 /* "the user is named by nothing", for users u. Subqueries, not NOT
  * EXISTS: the planner cannot turn them into joins, and so a chunk costs
