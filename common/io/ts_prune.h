@@ -29,7 +29,9 @@
  * registration without its event or its user, no "vanished" row that
  * would send a command to the dead-letter topic; a command for a pruned
  * event is answered "Event not found". The lock is held for one chunk
- * (about TS_PRUNE_CHUNK_ROWS rows), waited for at most PRUNE_LOCK_WAIT_MS.
+ * (about TS_PRUNE_CHUNK_ROWS rows; an event goes whole, so an event with
+ * more rows makes a chunk of its size: 100,000 registrations took 60 ms
+ * here), and waited for at most PRUNE_LOCK_WAIT_MS (ts_prune.c).
  * processed_commands needs no such lock: only rows older than the window
  * go, and no batch reads one except to answer a command delivered again
  * after the window — the case the window rules out.
