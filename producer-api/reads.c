@@ -89,9 +89,9 @@ static int prepare_all(PGconn *c, char *err, size_t errlen) {
     return 0;
 }
 
-/* The calling thread's connection, made or remade as needed; NULL when the
- * database cannot be reached. */
-static PGconn *conn_for_thread(const ts_config *cfg) {
+/* The calling thread's connection, made or remade as needed (within the
+ * read's deadline, `left` ms); NULL when the database cannot be reached. */
+static PGconn *conn_for_thread(const ts_config *cfg, int left) {
     if (pthread_once(&conn_once, make_key) != 0 || !conn_key_made)
         return NULL;
     PGconn *c = pthread_getspecific(conn_key);
@@ -100,7 +100,7 @@ static PGconn *conn_for_thread(const ts_config *cfg) {
     if (c)
         PQfinish(c);
     char err[512];
-    c = ts_pg_connect_bounded(cfg->pg_dsn, "turnstile-api", cfg->pg_timeout_ms, err, sizeof err);
+    c = ts_pg_connect_bounded(cfg->pg_dsn, "turnstile-api", left, err, sizeof err);
     if (c) {
         ts_pg_watch w;
         ts_pg_watch_begin(&w, c, (int)(read_due_ms - ts_monotonic_ms()));
@@ -121,13 +121,25 @@ static PGconn *conn_for_thread(const ts_config *cfg) {
 }
 
 /* A prepared query within the read's deadline; NULL on any failure (the
- * caller answers 503). */
+ * caller answers 503). A connection found closed (the server restarted, or
+ * an administrator ended the session) is remade and the query asked once
+ * more, time permitting: a read changes nothing, and the client need not
+ * pay for an old connection. */
 static PGresult *query(const ts_config *cfg, int q, int n, const char *const *params) {
-    PGconn *c = conn_for_thread(cfg);
-    int left = (int)(read_due_ms - ts_monotonic_ms());
-    if (!c || left <= 0)
-        return NULL;
-    PGresult *res = ts_pg_exec_prepared_within(c, left, queries[q].name, n, params, NULL, NULL, 0);
+    PGresult *res = NULL;
+    PGconn *c = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PQclear(res);
+        res = NULL;
+        int left = (int)(read_due_ms - ts_monotonic_ms());
+        if (left <= 0 || !(c = conn_for_thread(cfg, left)))
+            return NULL;
+        if ((left = (int)(read_due_ms - ts_monotonic_ms())) <= 0)
+            return NULL;
+        res = ts_pg_exec_prepared_within(c, left, queries[q].name, n, params, NULL, NULL, 0);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK || PQstatus(c) == CONNECTION_OK)
+            break;
+    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         ts_warn("api", "event=query_failed query=%s err=\"%.*s\"", queries[q].name,
                 (int)strcspn(PQerrorMessage(c), "\n"), PQerrorMessage(c));

@@ -8,6 +8,9 @@
  *   turnstile-admin keys create --name NAME [--events all|EVENT_ID...]
  *   turnstile-admin keys list | keys revoke ID|NAME
  *                                  organizer keys of protected mode
+ *   turnstile-admin prune [--dry-run]
+ *                                  delete what the retention settings let
+ *                                  go (TS_RETAIN_*; see ts_prune.h)
  *
  * migrate, topics and delete-topics are idempotent. A key is printed once,
  * when it is made; the database keeps its SHA-256 only. Configuration as
@@ -20,6 +23,7 @@
 #include "ts_kafka.h"
 #include "ts_log.h"
 #include "ts_pg.h"
+#include "ts_prune.h"
 #include "ts_secret.h"
 #include "ts_uuid.h"
 
@@ -270,9 +274,71 @@ static int keys(const ts_config *cfg, int argc, char **argv) {
     return 2;
 }
 
+/* ------------------------------------------------------------ prune */
+
+static void print_counts(const ts_prune_counts *c) {
+    printf("processed_commands: %lld\nevents: %lld\nregistrations: %lld\nholds: %lld\n"
+           "waitlist: %lld\nusers: %lld\n",
+           c->processed_commands, c->events, c->registrations, c->holds, c->waitlist, c->users);
+}
+
+/* The commands topic's retention decides whether processed commands may
+ * be forgotten at all (ts_prune_check_window): refused, exit 2. */
+static int prune(const ts_config *cfg, int argc, char **argv) {
+    bool dry_run = argc == 1 && !strcmp(argv[0], "--dry-run");
+    if (argc > 1 || (argc == 1 && !dry_run)) {
+        fprintf(stderr, "usage: turnstile-admin prune [--dry-run]\n");
+        return 2;
+    }
+    enum { KAFKA_TIMEOUT_MS = 5000 };
+    char msg[512];
+    ts_prune_window w = TS_WINDOW_UNKNOWN;
+    rd_kafka_t *rk = admin_client(cfg);
+    if (rk) {
+        w = ts_prune_check_window(rk, cfg, KAFKA_TIMEOUT_MS, msg, sizeof msg);
+        rd_kafka_destroy(rk);
+    } else {
+        snprintf(msg, sizeof msg, "no Kafka client: trusting TS_RETAIN_COMMANDS_H=%d",
+                 cfg->retain_commands_h);
+    }
+    if (w == TS_WINDOW_UNSAFE) {
+        fprintf(stderr, "turnstile-admin: prune refused: %s\n", msg);
+        return 2;
+    }
+    if (msg[0])
+        fprintf(stderr, "turnstile-admin: warning: %s\n", msg);
+    PGconn *conn = keys_db(cfg);
+    if (!conn)
+        return 1;
+    char err[512];
+    ts_prune_counts counts = {0};
+    int rc = 0;
+    if (dry_run) {
+        rc = ts_prune_count(conn, cfg, &counts, err, sizeof err) ? 1 : 0;
+        if (rc == 0) {
+            printf("would delete (dry run):\n");
+            print_counts(&counts);
+        }
+    } else {
+        ts_prune_status st = ts_prune_run(conn, cfg, NULL, NULL, &counts, err, sizeof err);
+        if (st == TS_PRUNE_BUSY) {
+            snprintf(err, sizeof err, "another prune is under way (a worker's?): nothing done");
+            rc = 1;
+        } else {
+            printf("deleted:\n");
+            print_counts(&counts);
+            rc = st == TS_PRUNE_DONE ? 0 : 1;
+        }
+    }
+    PQfinish(conn);
+    if (rc)
+        fprintf(stderr, "turnstile-admin: prune: %s\n", err);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: turnstile-admin migrate|topics|delete-topics|keys\n\n"
+        printf("usage: turnstile-admin migrate|topics|delete-topics|keys|prune\n\n"
                "  migrate        apply pending migrations to TS_PG_DSN\n"
                "  topics         create the commands, replies, dlq and events topics\n"
                "                 (partitions: TS_COMMAND_PARTITIONS, for events too, and\n"
@@ -282,7 +348,14 @@ int main(int argc, char **argv) {
                "                 a new organizer key, printed once (all events by default)\n"
                "  keys list      the keys: id, name, created, revoked, events (never a key)\n"
                "  keys revoke ID|NAME\n"
-               "                 the key stops working within a second\n\n");
+               "                 the key stops working within a second\n"
+               "  prune [--dry-run]\n"
+               "                 delete processed commands older than TS_RETAIN_COMMANDS_H\n"
+               "                 (refused, exit 2, unless longer than the commands topic's\n"
+               "                 retention), events started more than TS_RETAIN_EVENTS_DAYS\n"
+               "                 ago with their registrations, holds and waitlist, and users\n"
+               "                 nothing names; prints the rows per table. --dry-run: only\n"
+               "                 count them\n\n");
         ts_config_usage(stdout);
         return argc < 2 ? 2 : 0;
     }
@@ -300,6 +373,8 @@ int main(int argc, char **argv) {
         return keys(&cfg, argc - 2, argv + 2);
     if (!strcmp(argv[1], "topics"))
         return topics(&cfg);
+    if (!strcmp(argv[1], "prune"))
+        return prune(&cfg, argc - 2, argv + 2);
     fprintf(stderr, "turnstile-admin: unknown command '%s'\n", argv[1]);
     return 2;
 }

@@ -1402,6 +1402,9 @@ static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t 
         parts[p].fenced = true;
     }
     const param params[] = {text_param(topic), array_param(pa), array_param(nx), array_param(ex)};
+    /* The fence stays the transaction's first statement: the retention job
+     * (ts_prune.h) locks consumer_offsets in SHARE mode to keep every batch
+     * out of its deletions, and relies on it. */
     PGresult *res = run(a, ST_FENCE, 4, params, err, errlen);
     if (!res)
         return -1;

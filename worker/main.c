@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* main.c — turnstile-worker: applies the commands of turnstile.commands to
  * PostgreSQL, one transaction per poll, replies, publishes the changes to
- * turnstile.events, and sweeps for seat holds past their expiry.
+ * turnstile.events, sweeps for seat holds past their expiry, and prunes
+ * what the retention settings let go.
  * Configuration comes from the environment (see --help). SIGTERM or SIGINT
  * drains and exits 0; a failed event stream or a fatal Kafka client error
  * exits 1 (/healthz answers 503 meanwhile). */
 #include "consumer.h"
+#include "retention.h"
 #include "sweeper.h"
 #include "ts_kafka.h"
 #include "ts_log.h"
@@ -43,7 +45,8 @@ int main(int argc, char **argv) {
                         "Consumes commands from TS_TOPIC_PREFIX.commands, applies them to\n"
                         "PostgreSQL, sends each outcome to the reply address in the command,\n"
                         "publishes every change to TS_TOPIC_PREFIX.events, and asks for seat\n"
-                        "holds past their expiry to expire (TS_SWEEP_INTERVAL_MS).",
+                        "holds past their expiry to expire (TS_SWEEP_INTERVAL_MS), and prunes\n"
+                        "what TS_RETAIN_* let go (TS_PRUNE_INTERVAL_S).",
                         &cfg, &code))
         return code;
     char err[512];
@@ -67,12 +70,21 @@ int main(int argc, char **argv) {
         ts_worker_free(w);
         return 1;
     }
+    ts_retention *retention = NULL;
+    if (cfg.prune_interval_s > 0 &&
+        !(retention = ts_retention_start(&cfg, ts_worker_producer(w), err, sizeof err))) {
+        ts_error("worker", "event=start_failed err=\"%s\"", err);
+        ts_sweeper_stop(sources.sweeper);
+        ts_worker_free(w);
+        return 1;
+    }
     ts_statusd *status = NULL;
     if (cfg.worker_http_port > 0 && !(status = ts_statusd_start(cfg.worker_http_port, metrics,
                                                                 health, &sources, err, sizeof err)))
         ts_warn("worker", "event=status_server_failed err=\"%s\"", err);
     int rc = ts_worker_run(w, &ts_service_stop);
     ts_statusd_stop(status);
+    ts_retention_stop(retention);     /* before the producer it asks the broker with */
     ts_sweeper_stop(sources.sweeper); /* before the producer it writes with goes */
     ts_worker_free(w);
     ts_info("worker", "event=stopped");

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* sweeper.c — see sweeper.h.
  *
- * One thread, its own PostgreSQL connection and its own codec; the
+ * One thread (ts_periodic), its own PostgreSQL connection and its own codec; the
  * producer is the worker's (librdkafka's producers are thread-safe). The
  * holds asked for lately are kept in two generations of a small hash set
  * (the current one and the one before, swapped every
@@ -12,16 +12,15 @@
 #include "sweeper.h"
 
 #include <libpq-fe.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ts_codec.h"
 #include "ts_hash.h"
 #include "ts_log.h"
+#include "ts_periodic.h"
 #include "ts_pg.h"
 #include "ts_prometheus.h"
 #include "ts_time.h"
@@ -50,12 +49,10 @@ struct ts_sweeper {
     const ts_config *cfg;
     rd_kafka_t *producer;
     ts_codec *codec;
-    PGconn *conn;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake; /* on CLOCK_MONOTONIC */
-    bool stop;           /* under lock */
-    sent_set sent[2];    /* [0] current, [1] the generation before */
+    PGconn *conn; /* the thread's, as all below but the counters */
+    ts_periodic *thread;
+    int backoff;      /* ms, after failed sweeps */
+    sent_set sent[2]; /* [0] current, [1] the generation before */
     int64_t rotated_ms;
     uint8_t buf[TS_MESSAGE_BYTES_MAX];
     /* for /metrics (relaxed) */
@@ -222,49 +219,26 @@ static int sweep(ts_sweeper *s, char *err, size_t errlen) {
 
 /* ------------------------------------------------------------ the thread */
 
-/* Waits ms, or until told to stop. Called and returns with the lock held.
- * True when told to stop. */
-static bool wait_or_stop(ts_sweeper *s, int ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    while (!s->stop && pthread_cond_timedwait(&s->wake, &s->lock, &until) == 0)
-        ; /* woken: stop, or spurious */
-    return s->stop;
-}
-
-static void *run(void *arg) {
+/* A sweep, and the wait before the next: the interval, or longer after
+ * failures (doubling from 250 ms up to BACKOFF_MAX_MS). */
+static long run(ts_periodic *thread, void *arg) {
+    (void)thread;
     ts_sweeper *s = arg;
-    int backoff = 0;
-    ts_info("worker", "event=sweeper_started interval_ms=%d", s->cfg->sweep_interval_ms);
-    pthread_mutex_lock(&s->lock);
-    while (!s->stop) {
-        pthread_mutex_unlock(&s->lock);
-        char err[512];
-        int wait = s->cfg->sweep_interval_ms;
-        if (sweep(s, err, sizeof err)) {
-            count(&s->errors, 1);
-            backoff = backoff ? backoff * 2 : 250;
-            if (backoff > BACKOFF_MAX_MS)
-                backoff = BACKOFF_MAX_MS;
-            if (backoff > wait)
-                wait = backoff;
-            err[strcspn(err, "\n")] = '\0'; /* libpq's messages go on for lines */
-            ts_warn("worker", "event=sweep_failed retry_ms=%d err=\"%s\"", wait, err);
-        } else {
-            backoff = 0;
-        }
-        pthread_mutex_lock(&s->lock);
-        if (wait_or_stop(s, wait))
-            break;
+    char err[512];
+    int wait = s->cfg->sweep_interval_ms;
+    if (sweep(s, err, sizeof err)) {
+        count(&s->errors, 1);
+        s->backoff = s->backoff ? s->backoff * 2 : 250;
+        if (s->backoff > BACKOFF_MAX_MS)
+            s->backoff = BACKOFF_MAX_MS;
+        if (s->backoff > wait)
+            wait = s->backoff;
+        err[strcspn(err, "\n")] = '\0'; /* libpq's messages go on for lines */
+        ts_warn("worker", "event=sweep_failed retry_ms=%d err=\"%s\"", wait, err);
+    } else {
+        s->backoff = 0;
     }
-    pthread_mutex_unlock(&s->lock);
-    return NULL;
+    return wait;
 }
 
 static void sweeper_free(ts_sweeper *s) {
@@ -295,47 +269,23 @@ ts_sweeper *ts_sweeper_start(const ts_config *cfg, rd_kafka_t *producer, char *e
         sweeper_free(s);
         return NULL;
     }
-    pthread_condattr_t attr;
-    bool cond_ok = false;
-    if (pthread_condattr_init(&attr) == 0) {
-        cond_ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
-                  pthread_cond_init(&s->wake, &attr) == 0;
-        pthread_condattr_destroy(&attr);
-    }
-    if (!cond_ok) {
-        snprintf(err, errlen, "sweeper: no condition variable");
+    char why[128];
+    if (!(s->thread = ts_periodic_start(run, s, why, sizeof why))) {
+        snprintf(err, errlen, "sweeper: %s", why);
         sweeper_free(s);
         return NULL;
     }
-    if (pthread_mutex_init(&s->lock, NULL) != 0) {
-        snprintf(err, errlen, "sweeper: no mutex");
-        pthread_cond_destroy(&s->wake);
-        sweeper_free(s);
-        return NULL;
-    }
-    if (pthread_create(&s->thread, NULL, run, s) != 0) {
-        snprintf(err, errlen, "sweeper: no thread");
-        pthread_mutex_destroy(&s->lock);
-        pthread_cond_destroy(&s->wake);
-        sweeper_free(s);
-        return NULL;
-    }
+    ts_info("worker", "event=sweeper_started interval_ms=%d", cfg->sweep_interval_ms);
     return s;
 }
 
 void ts_sweeper_stop(ts_sweeper *s) {
     if (!s)
         return;
-    pthread_mutex_lock(&s->lock);
-    s->stop = true;
-    pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->lock);
-    pthread_join(s->thread, NULL);
+    ts_periodic_stop(s->thread);
     rd_kafka_resp_err_t e = rd_kafka_flush(s->producer, 5000);
     if (e) /* the holds are still held: the next sweeper asks again */
         ts_warn("worker", "event=sweeper_flush_failed err=\"%s\"", rd_kafka_err2str(e));
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->wake);
     sweeper_free(s);
     ts_info("worker", "event=sweeper_stopped");
 }

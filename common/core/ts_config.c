@@ -90,6 +90,17 @@ static const var vars[] = {
     I(worker_http_port, "4001", 0, 65535, "worker's /healthz and /metrics port (0: off)"),
     I(sweep_interval_ms, "250", 0, 60000,
       "worker: how often its hold sweeper looks for expired holds (ms; 0: no sweeper)"),
+    I(retain_commands_h, "360", 1, 876000,
+      "processed commands (the dedupe table, GET /api/commands/:id) kept this long, in hours;"
+      " must exceed the commands topic's retention.ms plus its segment.ms (a whole segment goes"
+      " at once)"),
+    I(retain_events_days, "30", 0, 36500,
+      "events, with their registrations, holds and waitlist, kept this many days after they"
+      " start (0: kept forever)"),
+    I(prune_interval_s, "3600", 0, 604800,
+      "worker: how often one worker of the group prunes what the retention settings let go"
+      " (s; 0: never, leave it to turnstile-admin prune)"),
+    I(prune_chunk_rows, "5000", 1, 1000000, "pruning: rows deleted per transaction, about"),
     S(log_level, "info", "debug, info, warn or error"),
 };
 

@@ -76,6 +76,11 @@ typedef struct ts_config {
     int optimism_pause;
     int worker_http_port;  /* /healthz and /metrics of the worker; 0: none */
     int sweep_interval_ms; /* the hold sweeper's period; 0: no sweeper */
+    /* retention (turnstile-admin prune, the worker's retention job) */
+    int retain_commands_h;  /* processed_commands kept this long (hours) */
+    int retain_events_days; /* events kept this long after they start; 0: forever */
+    int prune_interval_s;   /* the worker's retention job's period; 0: none */
+    int prune_chunk_rows;   /* rows deleted per transaction, about */
     /* both */
     char log_level[16];
 } ts_config;

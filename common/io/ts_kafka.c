@@ -342,3 +342,64 @@ int ts_kafka_delete_topics(rd_kafka_t *rk, const char *const *names, int n, int 
     rd_kafka_queue_destroy(q);
     return rc;
 }
+
+/* The entry `name` of a DescribeConfigs answer's one resource. */
+static int config_entry(const rd_kafka_ConfigResource_t *res, const char *name, char *value,
+                        size_t cap, char *err, size_t errlen) {
+    if (rd_kafka_ConfigResource_error(res)) {
+        snprintf(err, errlen, "topic %s: %s", rd_kafka_ConfigResource_name(res),
+                 rd_kafka_ConfigResource_error_string(res));
+        return -1;
+    }
+    size_t n;
+    const rd_kafka_ConfigEntry_t **entries = rd_kafka_ConfigResource_configs(res, &n);
+    for (size_t i = 0; i < n; i++) {
+        const char *v = rd_kafka_ConfigEntry_value(entries[i]);
+        if (strcmp(rd_kafka_ConfigEntry_name(entries[i]), name) != 0)
+            continue;
+        if (!v) { /* a sensitive entry: never shown */
+            snprintf(err, errlen, "topic %s: %s is not shown", rd_kafka_ConfigResource_name(res),
+                     name);
+            return -1;
+        }
+        snprintf(value, cap, "%s", v);
+        return 0;
+    }
+    snprintf(err, errlen, "topic %s: no entry %s", rd_kafka_ConfigResource_name(res), name);
+    return -1;
+}
+
+int ts_kafka_topic_config(rd_kafka_t *rk, const char *topic, const char *name, int timeout_ms,
+                          char *value, size_t cap, char *err, size_t errlen) {
+    int rc = -1;
+    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opts =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    if (!res || !q || !opts) {
+        snprintf(err, errlen, "kafka admin: out of memory");
+        goto done;
+    }
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, NULL, 0);
+    rd_kafka_DescribeConfigs(rk, &res, 1, opts, q);
+    rd_kafka_event_t *ev =
+        admin_wait(q, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT, timeout_ms, err, errlen);
+    if (ev) {
+        size_t n;
+        const rd_kafka_ConfigResource_t **got = rd_kafka_DescribeConfigs_result_resources(
+            rd_kafka_event_DescribeConfigs_result(ev), &n);
+        if (n == 1)
+            rc = config_entry(got[0], name, value, cap, err, errlen);
+        else
+            snprintf(err, errlen, "topic %s: %zu resources in the answer", topic, n);
+        rd_kafka_event_destroy(ev);
+    }
+done:
+    if (opts)
+        rd_kafka_AdminOptions_destroy(opts);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    if (res)
+        rd_kafka_ConfigResource_destroy(res);
+    return rc;
+}

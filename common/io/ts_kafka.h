@@ -57,4 +57,11 @@ int ts_kafka_create_topics(rd_kafka_t *rk, const char *const *names, const int *
 int ts_kafka_delete_topics(rd_kafka_t *rk, const char *const *names, int n, int timeout_ms,
                            char *err, size_t errlen);
 
+/* The value of one configuration entry of a topic as the broker applies it
+ * (the topic's own, else the broker's default), e.g. "retention.ms", in
+ * value[cap]. 0; or -1 with `err` set (the broker unreachable within
+ * timeout_ms, no such topic, no such entry). */
+int ts_kafka_topic_config(rd_kafka_t *rk, const char *topic, const char *name, int timeout_ms,
+                          char *value, size_t cap, char *err, size_t errlen);
+
 #endif
