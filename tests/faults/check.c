@@ -622,9 +622,9 @@ void fc_record(const char *path, const char *fault, const fc_result *r, long rec
             "\"stored\":%ld,\"lost\":%ld,\"doubled\":%ld,\"oversold\":%ld,\"mismatched\":%ld,"
             "\"unanswered\":%ld,\"errors\":%ld,\"offsets_bad\":%ld,\"commands\":%ld,"
             "\"processed\":%ld,\"dead_letters\":%ld,\"settle_ms\":%ld,\"recover_ms\":%ld,"
-            "\"stall_ms\":%ld}\n",
+            "\"stall_ms\":%ld,\"restarts\":%ld}\n",
             fault, faults_applied, r->ops, r->acknowledged, r->stored, r->lost, r->doubled,
             r->oversold, r->mismatched, r->unanswered, r->errors, r->offsets_bad, r->commands,
-            r->processed, r->dead_letters, r->settle_ms, recover_ms, stall_ms);
+            r->processed, r->dead_letters, r->settle_ms, recover_ms, stall_ms, r->restarts);
     fclose(f);
 }

@@ -39,6 +39,7 @@ typedef struct fc_result {
     long ops, acknowledged, stored, lost, doubled, mismatched, oversold, unanswered, errors;
     long offsets_bad, commands, processed;
     long dead_letters;   /* messages in the dead-letter topic: none expected */
+    long restarts;       /* set by the caller: services that exited by themselves */
     long settle_ms;      /* from the end of the burst until the worker had caught up */
     char problems[4096]; /* the first problems found, one a line */
 } fc_result;

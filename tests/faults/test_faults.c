@@ -59,6 +59,7 @@ typedef struct run {
     fb_config cfg;
     int64_t ends[MAX_ENDS]; /* when each fault applied ended (monotonic ms) */
     int nends;
+    int restarts; /* services that exited by themselves and were started again */
 } run;
 
 static run R;
@@ -124,6 +125,41 @@ static int load_stack_env(void) {
 static void sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* What scripts/run's supervisor does: an API or a worker that exited by
+ * itself (e.g. at a fatal error of its idempotent producer, on purpose) is
+ * started again, and said so. */
+static void supervise(void) {
+    int status;
+    for (int i = 0; i < R.napis; i++)
+        if (R.env.apis[i] > 0 && waitpid(R.env.apis[i], &status, WNOHANG) == R.env.apis[i]) {
+            printf("API %d exited by itself (status %d), started again\n", i,
+                   WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+            R.env.apis[i] = 0;
+            it_start_api(&R.env, i, 1 + i, R.urls[i], sizeof R.urls[i]);
+            fb_set_url(R.burst, i, R.urls[i]);
+            R.restarts++;
+        }
+    for (int i = 0; i < IT_MAX_WORKERS; i++)
+        if (R.env.workers[i] > 0 &&
+            waitpid(R.env.workers[i], &status, WNOHANG) == R.env.workers[i]) {
+            printf("worker %d exited by itself (status %d, see %s), started again\n", i,
+                   WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+                   it_worker_log(&R.env, i));
+            R.env.workers[i] = 0;
+            it_start_worker(&R.env, i);
+            R.restarts++;
+        }
+}
+
+/* sleep_ms, supervising meanwhile (for a fault's length or pace). */
+static void hold_ms(long ms) {
+    int64_t until = ts_monotonic_ms() + ms;
+    while (ts_monotonic_ms() < until) {
+        supervise();
+        sleep_ms(50);
+    }
 }
 
 /* Starts worker i and waits until its /healthz answers. A worker that
@@ -206,6 +242,7 @@ static void await_progress(double fraction) {
         if (ts_monotonic_ms() > deadline)
             fail_msg("the burst did not reach %.0f%% within %d s", fraction * 100,
                      PROGRESS_MS / 1000);
+        supervise();
         sleep_ms(5);
     }
 }
@@ -227,6 +264,7 @@ static int hot_partition(void) {
 /* Ends the run: the burst finished, the journal checked, a JSON line
  * written, everything stopped; then the test's verdict. */
 static void run_end(const char *fault, int expected_faults) {
+    await_progress(1.0);
     fb_join(R.burst);
     size_t n;
     const fb_op *ops = fb_ops(R.burst, &n);
@@ -239,6 +277,10 @@ static void run_end(const char *fault, int expected_faults) {
             recover = t < 0 ? (recover < 0 ? -1 : recover) : t;
     }
     long stall = fc_longest_stall_ms(ops, n);
+    res.restarts = R.restarts;
+    if (R.restarts)
+        printf("%s: %d service(s) exited by themselves and were started again\n", fault,
+               R.restarts);
     printf("%s: %d fault(s), %ld operations, %ld acknowledged, %ld stored, %ld lost, %ld "
            "doubled, %ld oversold, %ld mismatched, %ld unanswered, %ld errors, %ld offset "
            "problems, %ld dead letters; %ld commands; recovered in %ld ms, longest stall %ld ms, "
@@ -332,7 +374,7 @@ static void two_workers_in_a_rebalance_storm_lose_and_double_nothing(void **stat
             default: it_stop_worker(&R.env, 1, SIGTERM); break;
             }
             fault_ended();
-            sleep_ms(1500); /* the storm's pace, not a wait for anything */
+            hold_ms(1500); /* the storm's pace, not a wait for anything */
         }
         if (!R.env.workers[0])
             it_start_worker(&R.env, 0);
@@ -370,7 +412,7 @@ static void postgresql_hung_for_10_s_loses_and_doubles_nothing(void **state) {
         run_begin(burst_ops(), 1, 1, true);
         await_progress(0.3);
         fp_proxy_hang(R.proxy, true);
-        sleep_ms(10000); /* the fault's length */
+        hold_ms(10000); /* the fault's length */
         fp_proxy_hang(R.proxy, false);
         fault_ended();
         run_end("PostgreSQL hung 10 s", 1);
@@ -424,7 +466,7 @@ static void the_hot_partitions_leader_paused_for_10_s_loses_and_doubles_nothing(
         assert_true(leader >= 1);
         await_progress(0.3);
         assert_int_equal(stack("kafka %d pause", leader), 0);
-        sleep_ms(10000); /* the fault's length */
+        hold_ms(10000); /* the fault's length */
         assert_int_equal(stack("kafka %d resume", leader), 0);
         fault_ended();
         await_full_isr();
