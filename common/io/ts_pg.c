@@ -58,10 +58,17 @@ PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, 
 
 PGconn *ts_pg_connect_bounded(const char *dsn, const char *application_name, int timeout_ms,
                               char *err, size_t errlen) {
-    /* libpq's connect_timeout is in whole seconds, and 1 counts as 2 */
-    char timeout[16], options[64];
+    /* libpq's connect_timeout is in whole seconds, and 1 counts as 2.
+     * idle_in_transaction_session_timeout: a session whose client is gone
+     * without the server knowing (a call cut by ts_pg_watch on a half-open
+     * path, a client frozen mid-transaction) must not keep its
+     * transaction, and its row locks, until TCP keepalive notices hours
+     * later: the next worker to own the partition would wait on them. */
+    char timeout[16], options[128];
     snprintf(timeout, sizeof timeout, "%d", timeout_ms < 2000 ? 2 : (timeout_ms + 999) / 1000);
-    snprintf(options, sizeof options, "-c statement_timeout=%d", timeout_ms);
+    snprintf(options, sizeof options,
+             "-c statement_timeout=%d -c idle_in_transaction_session_timeout=%d", timeout_ms,
+             timeout_ms);
     const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
     const char *values[] = {dsn, application_name, timeout, options, NULL};
     return connect_with(keys, values, err, errlen);

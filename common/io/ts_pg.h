@@ -16,10 +16,11 @@
 PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen);
 
 /* ts_pg_connect with deadlines: the connection attempt gives up after
- * `timeout_ms` (rounded up to seconds, 2 at least: libpq's unit) and every
- * statement after as long (statement_timeout, which replaces any `options`
- * of the dsn). For connections that must never wait long on a slow
- * database; a stopped one needs ts_pg_watch too. */
+ * `timeout_ms` (rounded up to seconds, 2 at least: libpq's unit), and on
+ * the server every statement after, and a transaction left idle, as long
+ * (statement_timeout, idle_in_transaction_session_timeout, which replace
+ * any `options` of the dsn). For connections that must never wait long on
+ * a slow database; a stopped one needs ts_pg_watch too. */
 PGconn *ts_pg_connect_bounded(const char *dsn, const char *application_name, int timeout_ms,
                               char *err, size_t errlen);
 
