@@ -33,7 +33,7 @@
 #include "check.h"
 #include "harness.h"
 #include "http_client.h"
-#include "pgproxy.h"
+#include "tcpproxy.h"
 #include "ts_time.h"
 
 #define FAULTS_DB "turnstile_faults"
@@ -54,7 +54,7 @@ typedef struct run {
     it_env env;
     char urls[2][64];
     int napis;
-    fp_proxy *proxy;
+    it_proxy *proxy;
     fb_burst *burst;
     fb_config cfg;
     int64_t ends[MAX_ENDS]; /* when each fault applied ended (monotonic ms) */
@@ -209,10 +209,10 @@ static void run_begin(int ops, int workers, int apis, bool proxy) {
             if (!strcmp(k->keyword, "port") && k->val)
                 port = atoi(k->val);
         PQconninfoFree(o);
-        assert_non_null(R.proxy = fp_proxy_start("127.0.0.1", port));
+        assert_non_null(R.proxy = it_proxy_start("127.0.0.1", port));
         /* the last host and port win */
         snprintf(children_dsn, sizeof children_dsn, "%s host=127.0.0.1 port=%d", R.env.cfg.pg_dsn,
-                 fp_proxy_port(R.proxy));
+                 it_proxy_port(R.proxy));
     }
     setenv("TS_PG_DSN", children_dsn, 1);
     for (int i = 0; i < workers; i++)
@@ -293,7 +293,7 @@ static void run_end(const char *fault, int expected_faults) {
     R.burst = NULL;
     it_teardown(&R.env);
     memset(&R.env, 0, sizeof R.env);
-    fp_proxy_free(R.proxy);
+    it_proxy_stop(R.proxy);
     R.proxy = NULL;
     if (problems)
         fail_msg("%s: %d problem(s):\n%s", fault, problems, res.problems);
@@ -411,9 +411,9 @@ static void postgresql_hung_for_10_s_loses_and_doubles_nothing(void **state) {
     for (int r = 0; r < runs(); r++) {
         run_begin(burst_ops(), 1, 1, true);
         await_progress(0.3);
-        fp_proxy_hang(R.proxy, true);
+        it_proxy_freeze(R.proxy, true);
         hold_ms(10000); /* the fault's length */
-        fp_proxy_hang(R.proxy, false);
+        it_proxy_freeze(R.proxy, false);
         fault_ended();
         run_end("PostgreSQL hung 10 s", 1);
     }
@@ -507,7 +507,7 @@ static void the_hot_partitions_leader_killed_loses_and_doubles_nothing(void **st
 static int cleanup(void **state) {
     (void)state;
     if (R.proxy)
-        fp_proxy_hang(R.proxy, false);
+        it_proxy_freeze(R.proxy, false);
     if (R.burst) { /* a failed test: let its clients end (their deadline) */
         fb_free(R.burst);
         R.burst = NULL;
@@ -515,7 +515,7 @@ static int cleanup(void **state) {
     if (R.env.producer)
         it_teardown(&R.env);
     memset(&R.env, 0, sizeof R.env);
-    fp_proxy_free(R.proxy);
+    it_proxy_stop(R.proxy);
     R.proxy = NULL;
     for (int n = 1; n <= 3 && !default_stack; n++) /* a broker a failed test left stopped */
         (void)stack("kafka %d resume >/dev/null 2>&1; true", n);

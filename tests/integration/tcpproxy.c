@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* tcpproxy.c — see tcpproxy.h. One thread polls the listener and every
  * pair of sockets. */
+#define _GNU_SOURCE /* accept4 */
 #include "tcpproxy.h"
 
 #include <arpa/inet.h>
@@ -14,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_PAIRS 128
+#define MAX_PAIRS 256
 #define TICK_MS 20
 
 typedef struct pair {
@@ -37,10 +38,13 @@ static void close_pair(pair *p) {
 }
 
 static void accept_one(it_proxy *p) {
-    int c = accept(p->listener, NULL, NULL);
+    /* close-on-exec, every socket here: a worker or an API forked by the
+     * test must not hold a connection open after the proxy closed it (the
+     * server would never see it end, nor end the transaction on it) */
+    int c = accept4(p->listener, NULL, NULL, SOCK_CLOEXEC);
     if (c < 0)
         return;
-    int s = socket(AF_INET, SOCK_STREAM, 0);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0 || connect(s, (struct sockaddr *)&p->target, sizeof p->target) != 0) {
         close(c);
         if (s >= 0)
@@ -122,7 +126,7 @@ it_proxy *it_proxy_start(const char *host, int port) {
     struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof any;
     if (inet_pton(AF_INET, host, &p->target.sin_addr) != 1 ||
-        (p->listener = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
+        (p->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
         bind(p->listener, (struct sockaddr *)&any, sizeof any) != 0 || listen(p->listener, 64) ||
         getsockname(p->listener, (struct sockaddr *)&any, &len) != 0) {
         fprintf(stderr, "tcpproxy: cannot listen: %m\n");
