@@ -70,12 +70,6 @@ typedef struct partition_state {
     bool owned;
     bool offset_known; /* `next` read, and the consumer sought there: it may be applied */
     int64_t next;      /* the offset stored in PostgreSQL */
-    /* A gap: a message beyond the offset expected. Its partition is read
-     * again from there once (reread); a gap met again at the same offset
-     * (gap_checked, gap_at) is real (transaction markers, aborted records)
-     * and is let through. */
-    bool reread, gap_checked;
-    int64_t gap_at;
 } partition_state;
 
 /* Where the worker's time goes, in microseconds: waiting for Kafka,
@@ -129,7 +123,6 @@ struct ts_worker {
     ts_stream *stream; /* the event stream's relay */
     partition_state parts[MAX_PARTITIONS];
     bool unsettled; /* some owned partition's offset is unknown: settle_partitions() */
-    bool rereads;   /* some partition met a gap: reread_gaps() */
     volatile sig_atomic_t *stop;
     rd_kafka_message_t **msgs;
     rd_kafka_message_t **grouped;
@@ -799,26 +792,8 @@ static size_t owned_runs(ts_worker *w, rd_kafka_message_t **msgs, size_t n, size
     for (size_t i = 0; i < n; i++) {
         int32_t p = msgs[i]->partition;
         if (p < 0 || p >= MAX_PARTITIONS || !w->parts[p].owned || !w->parts[p].offset_known ||
-            msgs[i]->offset < w->parts[p].next || w->parts[p].reread)
+            msgs[i]->offset < w->parts[p].next)
             continue;
-        /* The consumer must hand over every offset from the stored one on.
-         * A message beyond the one expected means the ones between were
-         * not delivered (seen with librdkafka 2.0 after a rebalance or a
-         * leader's stall): applying it would move the stored offset past
-         * commands never applied. The partition is read again from the
-         * expected offset, after this batch; the gap is believed only when
-         * it is met there again. */
-        partition_state *ps = &w->parts[p];
-        bool run_open = nparts > 0 && parts[nparts - 1].partition == p;
-        int64_t expected = run_open ? parts[nparts - 1].next : ps->next;
-        if (msgs[i]->offset > expected && !(ps->gap_checked && ps->gap_at == expected)) {
-            ts_warn("worker", "event=offset_gap partition=%d expected=%lld got=%lld action=reread",
-                    p, (long long)expected, (long long)msgs[i]->offset);
-            ps->reread = ps->gap_checked = true;
-            ps->gap_at = expected;
-            w->rereads = true;
-            continue;
-        }
         msgs[k++] = msgs[i];
         if (nparts == 0 || parts[nparts - 1].partition != p)
             parts[nparts++] = (ts_batch_part){.partition = p, .first = k - 1};
@@ -893,20 +868,6 @@ static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
         case TS_APPLY_FENCED: nparts = drop_fenced(w, nparts); break; /* the rest goes on */
         }
     }
-}
-
-/* Partitions that met a gap (owned_runs) read again from their stored
- * offset: what this batch applied of them is stored by now. */
-static void reread_gaps(ts_worker *w) {
-    if (!w->rereads)
-        return;
-    w->rereads = false;
-    for (int32_t p = 0; p < MAX_PARTITIONS; p++)
-        if (w->parts[p].reread) {
-            w->parts[p].reread = false;
-            if (w->parts[p].owned && w->parts[p].offset_known)
-                seek_to_stored(w, p);
-        }
 }
 
 /* Groups w->msgs[0..n) by partition, keeping each partition's offset order
@@ -1050,7 +1011,6 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
         count(&w->metrics.stage_us[STAGE_POLL], (unsigned long)(ts_monotonic_us() - t));
         group_by_partition(w, n);
         process_batch(w, w->msgs, n);
-        reread_gaps(w);
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(w->grouped[i]);
         commit_offsets(w, false);
