@@ -284,6 +284,15 @@ static int check_results(const rd_kafka_topic_result_t **res, size_t n,
 
 int ts_kafka_create_topics(rd_kafka_t *rk, const char *const *names, const int *partitions, int n,
                            int timeout_ms, char *err, size_t errlen) {
+    return ts_kafka_create_topics_replicated(rk, names, partitions, n, 1, 0, timeout_ms, err,
+                                             errlen);
+}
+
+int ts_kafka_create_topics_replicated(rd_kafka_t *rk, const char *const *names,
+                                      const int *partitions, int n, int replication, int min_isr,
+                                      int timeout_ms, char *err, size_t errlen) {
+    char isr[16];
+    snprintf(isr, sizeof isr, "%d", min_isr);
     rd_kafka_NewTopic_t *topics[n];
     int rc = -1;
     memset(topics, 0, sizeof topics);
@@ -292,9 +301,11 @@ int ts_kafka_create_topics(rd_kafka_t *rk, const char *const *names, const int *
     rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, NULL, 0);
     for (int i = 0; i < n; i++) {
         char why[256];
-        topics[i] = rd_kafka_NewTopic_new(names[i], partitions[i], 1, why, sizeof why);
-        if (!topics[i]) {
-            snprintf(err, errlen, "topic %s: %s", names[i], why);
+        topics[i] = rd_kafka_NewTopic_new(names[i], partitions[i], replication, why, sizeof why);
+        if (!topics[i] ||
+            (min_isr > 0 && rd_kafka_NewTopic_set_config(topics[i], "min.insync.replicas", isr))) {
+            snprintf(err, errlen, "topic %s: %s", names[i],
+                     topics[i] ? "min.insync.replicas" : why);
             goto done;
         }
     }

@@ -52,6 +52,11 @@ int ts_kafka_verify(const ts_config *cfg, const char *client_id, int timeout_ms,
  * Returns 0 when all exist afterwards, or -1 with `err` set. */
 int ts_kafka_create_topics(rd_kafka_t *rk, const char *const *names, const int *partitions, int n,
                            int timeout_ms, char *err, size_t errlen);
+/* ts_kafka_create_topics at `replication` replicas, with
+ * min.insync.replicas `min_isr` (0: the broker's default). */
+int ts_kafka_create_topics_replicated(rd_kafka_t *rk, const char *const *names,
+                                      const int *partitions, int n, int replication, int min_isr,
+                                      int timeout_ms, char *err, size_t errlen);
 
 /* Deletes topics; a topic already gone is not an error. */
 int ts_kafka_delete_topics(rd_kafka_t *rk, const char *const *names, int n, int timeout_ms,

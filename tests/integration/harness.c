@@ -43,13 +43,16 @@ static rd_kafka_t *reader(it_env *env, const char *topic, char *err, size_t errl
     return rk;
 }
 
-int it_setup(it_env *env, int command_partitions, int reply_partitions) {
+static int await_topics_known(it_env *env, const char *const *names, const int *parts, int n,
+                              char *err, size_t errlen);
+
+/* it_setup and it_setup_replicated: topics at `replication` replicas with
+ * `min_isr`, awaited on every broker, or (replication 0) the broker's
+ * defaults. `who` names the caller in what is printed. */
+static int setup(it_env *env, int command_partitions, int reply_partitions, int replication,
+                 int min_isr, const char *who) {
     char err[512];
     memset(env, 0, sizeof *env);
-    if (ts_config_load(&env->cfg, err, sizeof err)) {
-        fprintf(stderr, "it_setup: config: %s\n", err);
-        return -1;
-    }
     /* bursts hold a thousand sockets open at once, here and in the API */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536) {
@@ -61,14 +64,14 @@ int it_setup(it_env *env, int command_partitions, int reply_partitions) {
     setenv("TS_TOPIC_PREFIX", prefix, 1);
     setenv("TS_GROUP_ID", prefix, 1);
     if (ts_config_load(&env->cfg, err, sizeof err)) {
-        fprintf(stderr, "it_setup: config: %s\n", err);
+        fprintf(stderr, "%s: config: %s\n", who, err);
         return -1;
     }
     if (!(env->codec = ts_codec_new(err, sizeof err)) ||
         !(env->pg = ts_pg_connect(env->cfg.pg_dsn, "turnstile-test", err, sizeof err)) ||
         ts_pg_migrate(env->pg, NULL, err, sizeof err) ||
         !(env->producer = ts_kafka_producer_new(&env->cfg, "turnstile-test", err, sizeof err))) {
-        fprintf(stderr, "it_setup: is the stack up (scripts/stack up)? %s\n", err);
+        fprintf(stderr, "%s: is the stack up (scripts/stack up)? %s\n", who, err);
         return -1;
     }
     snprintf(env->topic_events, sizeof env->topic_events, "%s", env->cfg.topic_events);
@@ -77,16 +80,24 @@ int it_setup(it_env *env, int command_partitions, int reply_partitions) {
     const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies, env->cfg.topic_dlq,
                            env->topic_events};
     const int parts[] = {command_partitions, reply_partitions, 1, command_partitions};
-    if (ts_kafka_create_topics(env->producer, names, parts, 4, 15000, err, sizeof err)) {
-        fprintf(stderr, "it_setup: is Kafka up (scripts/stack up)? %s\n", err);
+    if (replication == 0
+            ? ts_kafka_create_topics(env->producer, names, parts, 4, 15000, err, sizeof err)
+            : (ts_kafka_create_topics_replicated(env->producer, names, parts, 4, replication,
+                                                 min_isr, 30000, err, sizeof err) ||
+               await_topics_known(env, names, parts, 4, err, sizeof err))) {
+        fprintf(stderr, "%s: topics (is Kafka up?): %s\n", who, err);
         return -1;
     }
     if (!(env->replies = reader(env, env->cfg.topic_replies, err, sizeof err)) ||
         !(env->dlq = reader(env, env->cfg.topic_dlq, err, sizeof err))) {
-        fprintf(stderr, "it_setup: %s\n", err);
+        fprintf(stderr, "%s: %s\n", who, err);
         return -1;
     }
     return 0;
+}
+
+int it_setup(it_env *env, int command_partitions, int reply_partitions) {
+    return setup(env, command_partitions, reply_partitions, 0, 0, "it_setup");
 }
 
 void it_teardown(it_env *env) {
@@ -813,51 +824,6 @@ size_t it_read_commands(it_env *env, const char *event_id, ts_command **out) {
 /* ------------------------------------------------------------ replicated topics */
 
 /* The topics of this run, created with `replication` replicas. */
-static int create_replicated(it_env *env, const char *const *names, const int *parts, int n,
-                             int replication, int min_isr, char *err, size_t errlen) {
-    rd_kafka_NewTopic_t *topics[8] = {NULL};
-    rd_kafka_queue_t *q = rd_kafka_queue_new(env->producer);
-    rd_kafka_AdminOptions_t *opts =
-        rd_kafka_AdminOptions_new(env->producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(opts, 15000, NULL, 0);
-    char isr[16];
-    snprintf(isr, sizeof isr, "%d", min_isr);
-    int rc = -1;
-    for (int i = 0; i < n; i++) {
-        topics[i] = rd_kafka_NewTopic_new(names[i], parts[i], replication, err, errlen);
-        if (!topics[i] || rd_kafka_NewTopic_set_config(topics[i], "min.insync.replicas", isr))
-            goto done;
-    }
-    rd_kafka_CreateTopics(env->producer, topics, (size_t)n, opts, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    if (!ev) {
-        snprintf(err, errlen, "no answer to CreateTopics within 30 s");
-        goto done;
-    }
-    rc = 0;
-    if (rd_kafka_event_error(ev)) {
-        snprintf(err, errlen, "%s", rd_kafka_event_error_string(ev));
-        rc = -1;
-    } else {
-        size_t cnt;
-        const rd_kafka_topic_result_t **res =
-            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
-        for (size_t i = 0; i < cnt; i++)
-            if (rd_kafka_topic_result_error(res[i])) {
-                snprintf(err, errlen, "%s: %s", rd_kafka_topic_result_name(res[i]),
-                         rd_kafka_topic_result_error_string(res[i]));
-                rc = -1;
-            }
-    }
-    rd_kafka_event_destroy(ev);
-done:
-    for (int i = 0; i < n; i++)
-        if (topics[i])
-            rd_kafka_NewTopic_destroy(topics[i]);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_queue_destroy(q);
-    return rc;
-}
 
 /* True when the broker asked (any of them) knows `topic` with `parts`
  * partitions, each with a leader. */
@@ -900,45 +866,8 @@ static int await_topics_known(it_env *env, const char *const *names, const int *
 
 int it_setup_replicated(it_env *env, int command_partitions, int reply_partitions, int replication,
                         int min_isr) {
-    char err[512];
-    memset(env, 0, sizeof *env);
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536) {
-        rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "it%dx%lld", (int)getpid(), (long long)ts_now_ms());
-    setenv("TS_TOPIC_PREFIX", prefix, 1);
-    setenv("TS_GROUP_ID", prefix, 1);
-    if (ts_config_load(&env->cfg, err, sizeof err)) {
-        fprintf(stderr, "it_setup_replicated: config: %s\n", err);
-        return -1;
-    }
-    if (!(env->codec = ts_codec_new(err, sizeof err)) ||
-        !(env->pg = ts_pg_connect(env->cfg.pg_dsn, "turnstile-test", err, sizeof err)) ||
-        ts_pg_migrate(env->pg, NULL, err, sizeof err) ||
-        !(env->producer = ts_kafka_producer_new(&env->cfg, "turnstile-test", err, sizeof err))) {
-        fprintf(stderr, "it_setup_replicated: is the stack up? %s\n", err);
-        return -1;
-    }
-    snprintf(env->topic_events, sizeof env->topic_events, "%s", env->cfg.topic_events);
-    env->command_partitions = command_partitions;
-    env->events_partitions = command_partitions;
-    const char *names[] = {env->cfg.topic_commands, env->cfg.topic_replies, env->cfg.topic_dlq,
-                           env->topic_events};
-    const int parts[] = {command_partitions, reply_partitions, 1, command_partitions};
-    if (create_replicated(env, names, parts, 4, replication, min_isr, err, sizeof err) ||
-        await_topics_known(env, names, parts, 4, err, sizeof err)) {
-        fprintf(stderr, "it_setup_replicated: topics at %d replicas: %s\n", replication, err);
-        return -1;
-    }
-    if (!(env->replies = reader(env, env->cfg.topic_replies, err, sizeof err)) ||
-        !(env->dlq = reader(env, env->cfg.topic_dlq, err, sizeof err))) {
-        fprintf(stderr, "it_setup_replicated: %s\n", err);
-        return -1;
-    }
-    return 0;
+    return setup(env, command_partitions, reply_partitions, replication, min_isr,
+                 "it_setup_replicated");
 }
 
 int it_partition_leader(it_env *env, const char *topic, int partition) {
