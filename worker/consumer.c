@@ -8,9 +8,9 @@
  * spread over many events costs no more commits than one hot event). Where
  * each partition resumes is the offset stored in PostgreSQL with the data;
  * Kafka's committed offsets only feed lag monitoring. An assigned partition
- * starts paused, and the loop reads its stored offset, seeks there and
- * resumes it (the rebalance callback does no database I/O); a partition
- * whose stored offset is not known is never applied.
+ * starts paused at its stored offset (read once in the rebalance callback),
+ * and the loop reads the stored offset again, seeks there and resumes it; a
+ * partition whose stored offset is not known is never applied.
  *
  *   - a message that does not decode, or breaks a rule, goes to the
  *     dead-letter topic (with the reason in headers, and an INVALID reply
@@ -70,6 +70,12 @@ typedef struct partition_state {
     bool owned;
     bool offset_known; /* `next` read, and the consumer sought there: it may be applied */
     int64_t next;      /* the offset stored in PostgreSQL */
+    /* A gap: a message beyond the offset expected (owned_runs). The
+     * partition is read again from its stored offset (reread); a gap met
+     * again at the same offset (gap_at) is real (a transaction's marker,
+     * aborted records) and is let through. */
+    bool reread;
+    int64_t gap_at; /* -1: none met */
 } partition_state;
 
 /* Where the worker's time goes, in microseconds: waiting for Kafka,
@@ -97,6 +103,7 @@ typedef struct worker_metrics {
     atomic_ulong dead_letters;
     atomic_ulong fenced;
     atomic_ulong retries;
+    atomic_ulong gaps;
     atomic_long partitions;
     atomic_long db_unavailable; /* 1 while a database failure is being retried */
     ts_histogram command_age;   /* produced -> polled here (Kafka's CreateTime) */
@@ -123,6 +130,7 @@ struct ts_worker {
     ts_stream *stream; /* the event stream's relay */
     partition_state parts[MAX_PARTITIONS];
     bool unsettled; /* some owned partition's offset is unknown: settle_partitions() */
+    bool rereads;   /* some partition met a gap: reread_gaps() */
     volatile sig_atomic_t *stop;
     rd_kafka_message_t **msgs;
     rd_kafka_message_t **grouped;
@@ -184,13 +192,42 @@ static int load_offset(ts_worker *w, int32_t p, int64_t *next) {
     return -1;
 }
 
-/* Assigned partitions start paused, their offset unknown: the callback
- * does no database I/O (reading the stored offsets retries for as long as
- * PostgreSQL is down). The main loop reads them, seeks and resumes
- * (settle_partitions); until then nothing of theirs is applied. */
+/* Where an assigned partition starts fetching: its stored offset, read
+ * once here, so that the consumer never looks an offset up. A logical
+ * start (OFFSET_END, say) is resolved by an offset lookup that can land
+ * after the seek settle_partitions() makes, and librdkafka 2.0 then moves
+ * the fetch position to the looked-up offset: the worker would be handed
+ * messages beyond its stored offset, and apply them over the ones between.
+ * When PostgreSQL does not answer (one try, within TS_PG_TIMEOUT_MS: the
+ * callback does not wait out an outage), the start is the partition's
+ * beginning: a late lookup can then only land before the stored offset,
+ * where owned_runs() drops what was applied already. */
+static int64_t assign_offset(ts_worker *w, int32_t p, bool *db_ok) {
+    int64_t next;
+    char err[512];
+    if (*db_ok &&
+        ts_applier_load_offset(w->applier, w->cfg->topic_commands, p, &next, err, sizeof err) == 0)
+        return next;
+    if (*db_ok)
+        ts_warn("worker", "event=assign_offset_unknown partition=%d start=beginning err=\"%s\"", p,
+                err);
+    *db_ok = false; /* the rest start at their beginning too: settle_partitions() retries */
+    return RD_KAFKA_OFFSET_BEGINNING;
+}
+
+/* Assigned partitions start paused, at their stored offset (or their
+ * beginning: assign_offset); nothing of theirs is applied until the main
+ * loop has had the event stream catch up, sought the stored offset again
+ * (another worker may have moved it since; librdkafka may also drop an
+ * assign offset that a pause follows closely) and resumed them
+ * (settle_partitions). */
 static void on_assign(ts_worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts) {
-    for (int i = 0; i < parts->cnt; i++)
-        parts->elems[i].offset = RD_KAFKA_OFFSET_END; /* a placeholder: paused, then sought */
+    bool db_ok = true;
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
+        parts->elems[i].offset =
+            p >= 0 && p < MAX_PARTITIONS ? assign_offset(w, p, &db_ok) : RD_KAFKA_OFFSET_BEGINNING;
+    }
     rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
     if (e) {
         ts_error("worker", "event=assign_failed err=\"%s\"", rd_kafka_err2str(e));
@@ -199,14 +236,14 @@ static void on_assign(ts_worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_lis
     e = rd_kafka_pause_partitions(rk, parts);
     for (int i = 0; i < parts->cnt; i++) {
         int32_t p = parts->elems[i].partition;
-        if (e || parts->elems[i].err) /* it flows from the end: dropped until sought */
+        if (e || parts->elems[i].err) /* it flows: dropped until sought */
             ts_warn("worker", "event=pause_failed partition=%d err=\"%s\"", p,
                     rd_kafka_err2str(e ? e : parts->elems[i].err));
         if (p < 0 || p >= MAX_PARTITIONS)
             continue; /* assigned and paused, never applied */
         if (!w->parts[p].owned)
             gauge(&w->metrics.partitions, 1);
-        w->parts[p] = (partition_state){.owned = true};
+        w->parts[p] = (partition_state){.owned = true, .gap_at = -1};
         w->unsettled = true;
         ts_info("worker", "event=assigning partition=%d", p);
     }
@@ -780,19 +817,51 @@ static void apply_one_by_one(ts_worker *w, const ts_batch_part *part, rd_kafka_m
     }
 }
 
+/* Whether m, the next message of its partition here, may be applied after
+ * `expected`: the consumer must hand over every offset from the stored one
+ * on, and a message beyond the one expected means the ones between did not
+ * come (librdkafka moving a fetch position under a seek, say): applying it
+ * would store an offset past commands never applied. Its partition is read
+ * again from the stored offset after this batch (reread_gaps); the gap is
+ * believed when it is met there again, as transaction markers and aborted
+ * records leave real ones (a producer of commands that uses transactions
+ * pays a second read per gap). */
+static bool in_sequence(ts_worker *w, partition_state *ps, int32_t p, int64_t expected,
+                        int64_t offset) {
+    if (offset <= expected)
+        return true;
+    count(&w->metrics.gaps, 1);
+    if (ps->gap_at == expected) {
+        ts_info("worker", "event=offset_gap partition=%d expected=%lld got=%lld action=believed", p,
+                (long long)expected, (long long)offset);
+        ps->gap_at = -1;
+        return true;
+    }
+    ts_warn("worker", "event=offset_gap partition=%d expected=%lld got=%lld action=reread", p,
+            (long long)expected, (long long)offset);
+    ps->reread = true;
+    ps->gap_at = expected;
+    w->rereads = true;
+    return false;
+}
+
 /* Keeps, in place, the messages this worker may apply: those of partitions
  * it owns whose stored offset it knows (the fence of exactly-once: an
  * offset not read is never applied), from that offset on (below it:
- * applied already, a redelivery after a seek). Lists their runs of one
- * partition in w->batch_parts. Returns the number of runs; *kept, of
- * messages. */
+ * applied already, a redelivery after a seek), with no gap (in_sequence).
+ * Lists their runs of one partition in w->batch_parts. Returns the number
+ * of runs; *kept, of messages. */
 static size_t owned_runs(ts_worker *w, rd_kafka_message_t **msgs, size_t n, size_t *kept) {
     ts_batch_part *parts = w->batch_parts;
     size_t nparts = 0, k = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t p = msgs[i]->partition;
         if (p < 0 || p >= MAX_PARTITIONS || !w->parts[p].owned || !w->parts[p].offset_known ||
-            msgs[i]->offset < w->parts[p].next)
+            msgs[i]->offset < w->parts[p].next || w->parts[p].reread)
+            continue;
+        bool run_open = nparts > 0 && parts[nparts - 1].partition == p;
+        if (!in_sequence(w, &w->parts[p], p, run_open ? parts[nparts - 1].next : w->parts[p].next,
+                         msgs[i]->offset))
             continue;
         msgs[k++] = msgs[i];
         if (nparts == 0 || parts[nparts - 1].partition != p)
@@ -870,6 +939,20 @@ static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
     }
 }
 
+/* Partitions that met a gap (in_sequence) read again from their stored
+ * offset: what this batch applied of them before the gap is stored by now. */
+static void reread_gaps(ts_worker *w) {
+    if (!w->rereads)
+        return;
+    w->rereads = false;
+    for (int32_t p = 0; p < MAX_PARTITIONS; p++)
+        if (w->parts[p].reread) {
+            w->parts[p].reread = false;
+            if (w->parts[p].owned && w->parts[p].offset_known)
+                seek_to_stored(w, p);
+        }
+}
+
 /* Groups w->msgs[0..n) by partition, keeping each partition's offset order
  * (a stable pass), into w->grouped, and copies that list back to w->msgs
  * for process_batch to compact in place (w->grouped keeps every message
@@ -909,6 +992,9 @@ void ts_worker_metrics_print(ts_worker *w, FILE *f) {
          "counter", counter(&w->metrics.fenced)},
         {"turnstile_worker_retries_total", "Transactions retried after a database failure.",
          "counter", counter(&w->metrics.retries)},
+        {"turnstile_worker_offset_gaps_total",
+         "Messages beyond the offset expected (read again; believed when met twice).", "counter",
+         counter(&w->metrics.gaps)},
         {"turnstile_worker_optimistic_conflicts_total",
          "Batches tried without lookups, undone: a command or registration was stored already.",
          "counter", ts_applier_conflicts(w->applier)},
@@ -1011,6 +1097,7 @@ int ts_worker_run(ts_worker *w, volatile sig_atomic_t *stop) {
         count(&w->metrics.stage_us[STAGE_POLL], (unsigned long)(ts_monotonic_us() - t));
         group_by_partition(w, n);
         process_batch(w, w->msgs, n);
+        reread_gaps(w);
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(w->grouped[i]);
         commit_offsets(w, false);
