@@ -83,9 +83,10 @@ def stage_quantiles(out, before, after):
             if not total:
                 continue
             q = {}
-            for p in (0.5, 0.9, 0.99, 0.999):
-                q["p%g" % (p * 100)] = next(le for le, c in buckets if c >= p * total)
-            q["over_100ms"] = round(1 - dict(buckets).get("100", total) / total, 4)
+            for p in (0.5, 0.9, 0.99, 0.999):  # bounds in seconds, shown in ms
+                le = next(le for le, c in buckets if c >= p * total)
+                q["p%g" % (p * 100)] = le if le == "+Inf" else "%g" % (float(le) * 1000)
+            q["over_100ms"] = round(1 - dict(buckets).get("0.1", total) / total, 4)
             res[name.replace("turnstile_", "")] = q
     return res
 

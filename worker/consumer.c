@@ -877,7 +877,7 @@ static size_t owned_runs(ts_worker *w, rd_kafka_message_t **msgs, size_t n, size
 static void batch_committed(ts_worker *w, size_t nparts, size_t kept, int64_t t0, int64_t t1) {
     count(&w->metrics.batches, 1);
     count(&w->metrics.stage_us[STAGE_APPLY], (unsigned long)(t1 - t0));
-    ts_histogram_observe(&w->metrics.transaction, (long)((t1 - t0) / 1000));
+    ts_histogram_observe_us(&w->metrics.transaction, (long)(t1 - t0));
     if (t1 - t0 >= (int64_t)SLOW_BATCH_MS * 1000)
         ts_warn("worker", "event=slow_batch ms=%lld commands=%zu partitions=%zu",
                 (long long)(t1 - t0) / 1000, kept, nparts);
@@ -1008,11 +1008,11 @@ void ts_worker_metrics_print(ts_worker *w, FILE *f) {
          ts_pg_watch_cuts()},
     };
     ts_metric_rows_print(f, rows, sizeof rows / sizeof rows[0]);
-    ts_histogram_print(f, "turnstile_worker_command_age_ms",
-                       "A command's age when polled here: produced to received (ms).",
+    ts_histogram_print(f, "turnstile_worker_command_age_seconds",
+                       "A command's age when polled here: produced to received (seconds).",
                        &w->metrics.command_age);
-    ts_histogram_print(f, "turnstile_worker_transaction_ms", "A committed transaction (ms).",
-                       &w->metrics.transaction);
+    ts_histogram_print(f, "turnstile_worker_transaction_seconds",
+                       "A committed transaction (seconds).", &w->metrics.transaction);
     ts_metric_head(f, "turnstile_worker_seconds_total",
                    "The worker's time: waiting for Kafka (poll), decoding, in committed"
                    " transactions (apply), replying, queuing the event stream's records.",

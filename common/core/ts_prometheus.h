@@ -47,21 +47,28 @@ typedef struct ts_metric_row {
 /* Prints rows[0..n) in order, each as ts_metric_print() does. */
 void ts_metric_rows_print(FILE *out, const ts_metric_row *rows, size_t n);
 
-/* A latency histogram in milliseconds. Only /metrics reads it, so it is
- * updated and read with relaxed atomics (the rule is written in
- * producer-api/core/metrics.h). The buckets' upper bounds are
- * ts_latency_bounds; the last is +Inf. */
-#define TS_LATENCY_BUCKETS 12
-extern const int ts_latency_bounds[TS_LATENCY_BUCKETS - 1];
+/* A latency histogram, exposed in seconds (Prometheus's base unit) with
+ * buckets from 1 ms to 10 s; observed and summed in microseconds. Only
+ * /metrics reads it, so it is updated and read with relaxed atomics (the
+ * rule is written in producer-api/core/metrics.h). The buckets' upper
+ * bounds are ts_latency_bounds_us; the last is +Inf. */
+#define TS_LATENCY_BUCKETS 14
+extern const long ts_latency_bounds_us[TS_LATENCY_BUCKETS - 1];
 
 typedef struct ts_histogram {
     atomic_ulong buckets[TS_LATENCY_BUCKETS]; /* not cumulative: rendered so */
-    atomic_ulong sum_ms;
+    atomic_ulong sum_us;
     atomic_ulong count;
 } ts_histogram;
 
+/* One observation of `us` microseconds (below 0 counts as 0: clocks of two
+ * machines). */
+void ts_histogram_observe_us(ts_histogram *h, long us);
+/* One observation of `ms` milliseconds: where the measure is in ms (the
+ * wall-clock times commands and replies carry). */
 void ts_histogram_observe(ts_histogram *h, long ms);
-/* Prints it in the Prometheus text format, as `name`_bucket, _sum, _count. */
+/* Prints it in the Prometheus text format, as `name`_bucket, _sum, _count,
+ * bounds and sum in seconds. `name` should end in _seconds. */
 void ts_histogram_print(FILE *out, const char *name, const char *help, const ts_histogram *h);
 
 #endif

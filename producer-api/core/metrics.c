@@ -58,15 +58,16 @@ char *ts_metrics_render(const ts_metrics *m) {
          counter(&m->db_deadlines)},
     };
     ts_metric_rows_print(f, rows, sizeof rows / sizeof rows[0]);
-    ts_histogram_print(f, "turnstile_write_latency_ms", "A write's request to its answer (ms).",
-                       &m->write_latency);
-    ts_histogram_print(f, "turnstile_command_produced_ms",
-                       "Command issued to acknowledged by Kafka (ms).", &m->produced);
-    ts_histogram_print(f, "turnstile_command_to_applied_ms",
-                       "Command issued to applied by the worker (ms).", &m->to_applied);
-    ts_histogram_print(f, "turnstile_applied_to_reply_ms",
-                       "Command applied to its reply read by this instance (ms).", &m->to_reply);
-    ts_histogram_print(f, "turnstile_resume_ms", "Reply read to its request resumed (ms).",
-                       &m->resume);
+    ts_histogram_print(f, "turnstile_write_latency_seconds",
+                       "A write's request to its answer (seconds).", &m->write_latency);
+    ts_histogram_print(f, "turnstile_command_produced_seconds",
+                       "Command issued to acknowledged by Kafka (seconds).", &m->produced);
+    ts_histogram_print(f, "turnstile_command_to_applied_seconds",
+                       "Command issued to applied by the worker (seconds).", &m->to_applied);
+    ts_histogram_print(f, "turnstile_applied_to_reply_seconds",
+                       "Command applied to its reply read by this instance (seconds).",
+                       &m->to_reply);
+    ts_histogram_print(f, "turnstile_resume_seconds",
+                       "Reply read to its request resumed (seconds).", &m->resume);
     return ts_metrics_page_close(&page);
 }

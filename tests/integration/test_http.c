@@ -534,13 +534,13 @@ static void metrics_count_writes_and_time_their_stages(void **state) {
     (void)state;
     it_http_result r = get("/metrics");
     assert_int_equal(r.status, 200);
-    unsigned long writes = metric(r.body, "turnstile_write_latency_ms_count ");
+    unsigned long writes = metric(r.body, "turnstile_write_latency_seconds_count ");
     assert_true(writes >= 1000); /* the burst alone was 1,000 */
     /* every reply matched to a request here is timed */
-    assert_int_equal(metric(r.body, "turnstile_command_to_applied_ms_count "),
+    assert_int_equal(metric(r.body, "turnstile_command_to_applied_seconds_count "),
                      metric(r.body, "turnstile_replies_received_total ") -
                          metric(r.body, "turnstile_replies_unmatched_total "));
-    assert_true(metric(r.body, "turnstile_resume_ms_bucket{le=\"+Inf\"} ") >= 1000);
+    assert_true(metric(r.body, "turnstile_resume_seconds_bucket{le=\"+Inf\"} ") >= 1000);
     unsigned long produced = metric(r.body, "turnstile_commands_produced_total ");
     assert_true(produced >= 1000 && produced <= writes);
     it_http_free(&r);
