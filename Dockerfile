@@ -16,7 +16,10 @@ COPY tools tools
 COPY schemas schemas
 COPY sql sql
 COPY bench bench
-RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTS_TESTS=OFF \
+# No .git is copied: turnstile_build_info says commit="unknown" unless the
+# build names it (docker build --build-arg TS_COMMIT=$(git rev-parse --short=12 HEAD)).
+ARG TS_COMMIT=
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTS_TESTS=OFF "-DTS_COMMIT=${TS_COMMIT}" \
     && cmake --build /build
 
 FROM debian:bookworm-slim

@@ -9,6 +9,7 @@
 #include "consumer.h"
 #include "retention.h"
 #include "sweeper.h"
+#include "ts_build.h"
 #include "ts_kafka.h"
 #include "ts_log.h"
 #include "ts_prometheus.h"
@@ -32,6 +33,7 @@ static char *metrics(void *arg) {
     FILE *f = ts_metrics_page_open(&page);
     if (!f)
         return NULL;
+    ts_build_info_print(f);
     ts_worker_metrics_print(src->worker, f);
     if (src->sweeper)
         ts_sweeper_metrics_print(src->sweeper, f);

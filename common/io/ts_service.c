@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ts_build.h"
+#include "ts_log.h"
+
 volatile sig_atomic_t ts_service_stop;
 
 static void on_signal(int sig) {
@@ -15,7 +18,8 @@ static void on_signal(int sig) {
 int ts_service_init(int argc, char **argv, const char *about, ts_config *cfg, int *exit_code) {
     const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: %s\n\n%s\n\n", name, about);
+        printf("usage: %s\n(turnstile %s, commit %s)\n\n%s\n\n", name, ts_build_version(),
+               ts_build_commit(), about);
         ts_config_usage(stdout);
         *exit_code = 0;
         return 1;
@@ -26,6 +30,8 @@ int ts_service_init(int argc, char **argv, const char *about, ts_config *cfg, in
         *exit_code = 2;
         return 1;
     }
+    ts_info("service", "event=starting program=%s version=%s commit=%s", name, ts_build_version(),
+            ts_build_commit());
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);

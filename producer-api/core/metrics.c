@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ts_build.h"
 #include "ts_prometheus.h"
 
 /* A counter as /metrics reads it (see the rule in metrics.h). */
@@ -20,6 +21,7 @@ char *ts_metrics_render(const ts_metrics *m) {
     FILE *f = ts_metrics_page_open(&page);
     if (!f)
         return NULL;
+    ts_build_info_print(f);
     ts_metric_head(f, "turnstile_http_requests_total", "HTTP responses by status class.",
                    "counter");
     for (int c = 1; c <= 5; c++)
