@@ -102,6 +102,8 @@ static const var vars[] = {
       " (s; 0: never, leave it to turnstile-admin prune)"),
     I(prune_chunk_rows, "5000", 1, 1000000, "pruning: rows deleted per transaction, about"),
     S(log_level, "info", "debug, info, warn or error"),
+    S(log_format, "text",
+      "text (a line of key=value pairs) or json (one JSON object per line, the same fields)"),
 };
 
 static void env_name(const var *v, char *out, size_t len) {
@@ -242,7 +244,13 @@ int ts_config_load(ts_config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "TS_LOG_LEVEL: expected debug, info, warn or error");
         return -1;
     }
+    ts_log_format format;
+    if (ts_log_parse_format(cfg->log_format, &format)) {
+        snprintf(err, errlen, "TS_LOG_FORMAT: expected text or json, got '%s'", cfg->log_format);
+        return -1;
+    }
     ts_log_set_level(level);
+    ts_log_set_format(format);
     snprintf(cfg->topic_commands, sizeof cfg->topic_commands, "%s.commands", cfg->topic_prefix);
     snprintf(cfg->topic_replies, sizeof cfg->topic_replies, "%s.replies", cfg->topic_prefix);
     snprintf(cfg->topic_dlq, sizeof cfg->topic_dlq, "%s.dlq", cfg->topic_prefix);

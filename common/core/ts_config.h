@@ -83,12 +83,14 @@ typedef struct ts_config {
     int prune_chunk_rows;   /* rows deleted per transaction, about */
     /* both */
     char log_level[16];
+    char log_format[8]; /* "text" or "json" */
 } ts_config;
 
 /* Fills `cfg` from the environment (and the file TS_KAFKA_CONFIG_FILE
- * names), and sets the log level to TS_LOG_LEVEL. Returns 0, or -1 with a
- * message naming the variable at fault in `err` (never a Kafka property's
- * value: those are secrets often). Call once at start, before any thread:
+ * names), and sets the log level and format to TS_LOG_LEVEL and
+ * TS_LOG_FORMAT. Returns 0, or -1 with a message naming the variable at
+ * fault in `err` (never a Kafka property's value: those are secrets
+ * often). Call once at start, before any thread:
  * the struct is only read afterwards, from any thread. */
 int ts_config_load(ts_config *cfg, char *err, size_t errlen);
 

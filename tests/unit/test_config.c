@@ -15,7 +15,8 @@
 
 static void clear_env(void) {
     const char *names[] = {"TS_HTTP_PORT", "TS_TOPIC_PREFIX",       "TS_LOG_LEVEL",
-                           "TS_BATCH_MAX", "TS_COMMAND_PARTITIONS", "TS_REPLY_PARTITIONS"};
+                           "TS_BATCH_MAX", "TS_COMMAND_PARTITIONS", "TS_REPLY_PARTITIONS",
+                           "TS_LOG_FORMAT"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unsetenv(names[i]);
 }
@@ -37,6 +38,7 @@ static void defaults_fit_the_local_stack(void **state) {
     assert_int_equal(c.reply_partitions, 8);
     assert_int_equal(c.hold_ttl_s, 600);
     assert_int_equal(c.sweep_interval_ms, 250);
+    assert_string_equal(c.log_format, "text");
 }
 
 static void the_environment_overrides_defaults(void **state) {
@@ -45,22 +47,22 @@ static void the_environment_overrides_defaults(void **state) {
     setenv("TS_HTTP_PORT", "8080", 1);
     setenv("TS_TOPIC_PREFIX", "test7", 1);
     setenv("TS_COMMAND_PARTITIONS", "3", 1);
+    setenv("TS_LOG_FORMAT", "json", 1);
     ts_config c;
     char err[256];
     assert_int_equal(ts_config_load(&c, err, sizeof err), 0);
     assert_int_equal(c.http_port, 8080);
     assert_string_equal(c.topic_commands, "test7.commands");
     assert_int_equal(c.command_partitions, 3);
+    assert_string_equal(c.log_format, "json");
     clear_env();
 }
 
 static void a_bad_value_names_its_variable(void **state) {
     (void)state;
-    const char *bad[][2] = {{"TS_HTTP_PORT", "eighty"},
-                            {"TS_HTTP_PORT", "70000"},
-                            {"TS_BATCH_MAX", "0"},
-                            {"TS_LOG_LEVEL", "loud"},
-                            {"TS_COMMAND_PARTITIONS", "twelve"},
+    const char *bad[][2] = {{"TS_HTTP_PORT", "eighty"},  {"TS_HTTP_PORT", "70000"},
+                            {"TS_BATCH_MAX", "0"},       {"TS_LOG_LEVEL", "loud"},
+                            {"TS_LOG_FORMAT", "xml"},    {"TS_COMMAND_PARTITIONS", "twelve"},
                             {"TS_REPLY_PARTITIONS", "0"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         clear_env();
@@ -138,6 +140,7 @@ static void usage_lists_every_variable(void **state) {
     assert_non_null(strstr(text, "TS_PG_DSN"));
     assert_non_null(strstr(text, "TS_KAFKA_BROKERS"));
     assert_non_null(strstr(text, "TS_COMMAND_PARTITIONS"));
+    assert_non_null(strstr(text, "TS_LOG_FORMAT"));
     free(text);
 }
 
