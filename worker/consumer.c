@@ -44,6 +44,7 @@
 #include <time.h>
 
 #include "apply.h"
+#include "lag.h"
 #include "stream.h"
 #include "ts_codec.h"
 #include "ts_kafka.h"
@@ -128,6 +129,7 @@ struct ts_worker {
     ts_codec *codec;
     ts_applier *applier;
     ts_stream *stream; /* the event stream's relay */
+    ts_lag *lag;       /* what the status thread sees of parts[] (lag.h) */
     partition_state parts[MAX_PARTITIONS];
     bool unsettled; /* some owned partition's offset is unknown: settle_partitions() */
     bool rereads;   /* some partition met a gap: reread_gaps() */
@@ -174,6 +176,18 @@ static int reconnect(ts_worker *w) {
 }
 
 static void commit_offsets(ts_worker *w, bool now);
+
+_Static_assert(MAX_PARTITIONS <= TS_LAG_PARTITIONS, "lag.h tracks every partition");
+
+/* Shows partition p's state to /metrics and /readyz (lag.h): call it
+ * whenever p is assigned, settled, moved or revoked. */
+static void publish(ts_worker *w, int32_t p) {
+    const partition_state *s = &w->parts[p];
+    ts_lag_set(w->lag, p,
+               !s->owned         ? TS_LAG_NOT_OWNED
+               : s->offset_known ? s->next
+                                 : TS_LAG_UNSETTLED);
+}
 
 /* ------------------------------------------------------------ assignment */
 
@@ -244,6 +258,7 @@ static void on_assign(ts_worker *w, rd_kafka_t *rk, rd_kafka_topic_partition_lis
         if (!w->parts[p].owned)
             gauge(&w->metrics.partitions, 1);
         w->parts[p] = (partition_state){.owned = true, .gap_at = -1};
+        publish(w, p);
         w->unsettled = true;
         ts_info("worker", "event=assigning partition=%d", p);
     }
@@ -255,6 +270,7 @@ static void on_revoke(ts_worker *w, rd_kafka_t *rk, const rd_kafka_topic_partiti
         int32_t p = parts->elems[i].partition;
         if (p >= 0 && p < MAX_PARTITIONS && w->parts[p].owned) {
             w->parts[p] = (partition_state){.owned = false};
+            publish(w, p);
             gauge(&w->metrics.partitions, -1);
         }
         ts_stream_release(w->stream, p);
@@ -462,7 +478,8 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
         parse_reply_topics(w, err, errlen))
         goto fail;
     learn_reply_partitions(w);
-    if (new_consumer(w, err, errlen))
+    if (new_consumer(w, err, errlen) ||
+        !(w->lag = ts_lag_start(w->consumer, cfg->topic_commands, err, errlen)))
         goto fail;
     /* A failure on purpose, for the tests: a fatal error of the replies'
      * producer this many ms after the start (librdkafka's own test hook). */
@@ -489,6 +506,7 @@ static void flush(rd_kafka_t *producer, const char *what, int timeout_ms) {
 void ts_worker_free(ts_worker *w) {
     if (!w)
         return;
+    ts_lag_stop(w->lag); /* before the consumer it asks with */
     if (w->consumer)
         rd_kafka_destroy(w->consumer);
     if (w->producer) {
@@ -679,6 +697,7 @@ static int seek_to_stored(ts_worker *w, int32_t p) {
         w->parts[p].offset_known = false;
         w->unsettled = true;
     }
+    publish(w, p);
     return rc;
 }
 
@@ -712,6 +731,7 @@ static void settle_partitions(ts_worker *w) {
             continue;
         }
         s->offset_known = true;
+        publish(w, p);
         ts_info("worker", "event=assigned partition=%d next_offset=%lld", p, (long long)s->next);
     }
 }
@@ -752,6 +772,7 @@ static void relay(ts_worker *w, const ts_batch_part *parts, size_t nparts) {
 
 static void committed(ts_worker *w, const ts_batch_part *part) {
     w->parts[part->partition].next = part->next;
+    publish(w, part->partition);
     for (size_t i = part->first; i < part->first + part->count; i++) {
         ts_batch_item *it = &w->items[i];
         if (it->skip)
@@ -1020,7 +1041,12 @@ void ts_worker_metrics_print(ts_worker *w, FILE *f) {
     for (int s = 0; s < STAGE_COUNT_; s++)
         fprintf(f, "turnstile_worker_seconds_total{stage=\"%s\"} %.6f\n", stage_names[s],
                 (double)counter(&w->metrics.stage_us[s]) / 1e6);
+    ts_lag_metrics_print(w->lag, f);
     ts_stream_metrics_print(w->stream, f);
+}
+
+void ts_worker_assignment(ts_worker *w, int *owned, int *settled) {
+    ts_lag_assignment(w->lag, owned, settled);
 }
 
 rd_kafka_t *ts_worker_producer(ts_worker *w) {

@@ -31,6 +31,11 @@ void ts_worker_free(ts_worker *w);
  * Prometheus text format. Thread-safe. */
 void ts_worker_metrics_print(ts_worker *w, FILE *out);
 
+/* How many partitions of the commands topic this worker owns, and of those
+ * how many are settled (their stored offset read and sought: they may be
+ * applied). For /readyz. Thread-safe. */
+void ts_worker_assignment(ts_worker *w, int *owned, int *settled);
+
 /* The producer of the worker's replies, for others that write now and then
  * (the hold sweeper): thread-safe; the worker serves its delivery reports;
  * it lives until ts_worker_free. */
