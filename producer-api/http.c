@@ -37,6 +37,7 @@
 #include "ratelimit.h"
 #include "outcome.h"
 #include "reads.h"
+#include "ready.h"
 #include "replies.h"
 #include "request.h"
 #include "routes.h"
@@ -77,6 +78,8 @@ struct ts_http {
     ts_proxies *proxies;
     rate_limit per_address, per_key;
     ts_metrics metrics;
+    ts_ready *ready;      /* /readyz's probes */
+    atomic_bool draining; /* ts_http_stop() has begun: /readyz answers 503 */
 };
 
 bool ts_http_failed(ts_http *h) {
@@ -260,6 +263,16 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
                        json_pack("{s:s, s:s}", "status", "ok", "mode",
                                  ts_keys_protected(h->keys) ? "protected" : "open"),
                        NULL, NULL);
+    case TS_ROUTE_READYZ: { /* a probe, not traffic: not counted in requests by class */
+        const char *names[TS_READY_MAX];
+        size_t n = 0;
+        if (atomic_load(&h->draining))
+            names[n++] = "draining";
+        if (ts_replies_failed(h->replies))
+            names[n++] = "kafka_fatal";
+        n += ts_ready_not_ready(h->ready, names + n, TS_READY_MAX - n);
+        return ts_statusd_respond_ready(conn, names, n);
+    }
     case TS_ROUTE_METRICS:
         atomic_store_explicit(&h->metrics.requests_cut, ts_guard_cut_total(h->guard),
                               memory_order_relaxed);
@@ -645,6 +658,8 @@ static bool admitted(ts_http *h, struct MHD_Connection *conn, const char *url, r
     ts_route_id route = req->match.route;
     if (route == TS_ROUTE_HEALTHZ || route == TS_ROUTE_METRICS || route == TS_ROUTE_NONE)
         return true;
+    if (route == TS_ROUTE_READYZ)
+        return true;
     req->protected_mode = ts_keys_protected(h->keys);
     if (req->protected_mode && !key_accepted(h, conn, req, refused))
         return false;
@@ -827,6 +842,11 @@ ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen) {
         free_parts(h);
         return NULL;
     }
+    if (!(h->ready = ts_ready_start(cfg, h->replies, err, errlen))) {
+        ts_replies_stop(h->replies);
+        free_parts(h);
+        return NULL;
+    }
     /* The per-address cap is libmicrohttpd's, fixed at start: the mode at
      * start decides its default. */
     int per_ip = cfg->max_connections_per_ip >= 0 ? cfg->max_connections_per_ip
@@ -849,6 +869,7 @@ ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen) {
         on_completed, h, MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(err, errlen, "cannot listen on %s port %d", cfg->http_bind, cfg->http_port);
+        ts_ready_stop(h->ready);
         ts_replies_stop(h->replies);
         free_parts(h);
         return NULL;
@@ -862,13 +883,16 @@ ts_http *ts_http_start(const ts_config *cfg, char *err, size_t errlen) {
 void ts_http_stop(ts_http *h) {
     if (!h)
         return;
-    /* Stop accepting; answer what is in flight; then close. */
+    /* Not ready from now on (for connections kept alive: new ones are no
+     * longer accepted); stop accepting; answer what is in flight; close. */
+    atomic_store(&h->draining, true);
     MHD_socket listener = MHD_quiesce_daemon(h->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
     ts_replies_drain(h->replies);
     ts_readers_drain(h->readers); /* after the writes: an event change's answer is a read */
     MHD_stop_daemon(h->daemon);
+    ts_ready_stop(h->ready); /* before the replies it asks about */
     ts_replies_stop(h->replies);
     free_parts(h);
 }

@@ -71,6 +71,7 @@ struct ts_replies {
     atomic_bool stop;                /* set by ts_replies_stop, read by the thread */
     atomic_llong brokers_down_since; /* 0 when Kafka is reachable */
     atomic_bool fatal;               /* the producer hit a fatal error */
+    atomic_llong loop_ms;            /* monotonic: the thread's last round (for /readyz) */
     int64_t failpoint_ms;            /* TS_FAILPOINT_KAFKA_FATAL_MS: when to raise one; 0: never */
     ts_codec *codec;                 /* the thread's own, for replies */
 };
@@ -281,6 +282,7 @@ static void probe_brokers(ts_replies *r) {
 static void *run(void *arg) {
     ts_replies *r = arg;
     while (!atomic_load(&r->stop)) {
+        atomic_store(&r->loop_ms, ts_monotonic_ms());
         rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 5);
         if (m) {
             if (!m->err)
@@ -303,6 +305,58 @@ static void *run(void *arg) {
 
 bool ts_replies_failed(ts_replies *r) {
     return atomic_load(&r->fatal);
+}
+
+/* ------------------------------------------------------------ readiness */
+
+#define READER_STALLED_MS 5000 /* the thread's round takes ms; a probe 1 s at most */
+
+/* Whether `topic` is known to the cluster, through `rk`; with a leader for
+ * `partition` when it is >= 0. */
+static bool topic_served(rd_kafka_t *rk, const char *topic, int32_t partition, int timeout_ms) {
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md;
+    bool ok = false;
+    if (t && rd_kafka_metadata(rk, 0, t, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ok = md->topic_cnt == 1 && !md->topics[0].err;
+        if (ok && partition >= 0) {
+            ok = false;
+            for (int i = 0; i < md->topics[0].partition_cnt; i++)
+                if (md->topics[0].partitions[i].id == partition)
+                    ok = md->topics[0].partitions[i].leader >= 0;
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    if (t)
+        rd_kafka_topic_destroy(t);
+    return ok;
+}
+
+/* Whether the reader has the reply partition assigned, and has fetched from
+ * it: librdkafka knows its high watermark only from a fetch response. */
+static bool partition_read(ts_replies *r) {
+    const ts_config *cfg = r->cfg;
+    rd_kafka_topic_partition_list_t *assigned = NULL;
+    bool ok = rd_kafka_assignment(r->consumer, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+              rd_kafka_topic_partition_list_find(assigned, cfg->topic_replies,
+                                                 cfg->reply_partition) != NULL;
+    if (assigned)
+        rd_kafka_topic_partition_list_destroy(assigned);
+    int64_t low, high;
+    return ok &&
+           rd_kafka_get_watermark_offsets(r->consumer, cfg->topic_replies, cfg->reply_partition,
+                                          &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+           high >= 0;
+}
+
+unsigned ts_replies_probe(ts_replies *r, int timeout_ms) {
+    unsigned failing = 0;
+    if (!topic_served(r->producer, r->cfg->topic_commands, -1, timeout_ms))
+        failing |= TS_REPLIES_KAFKA;
+    if (!topic_served(r->consumer, r->cfg->topic_replies, r->cfg->reply_partition, timeout_ms) ||
+        !partition_read(r) || ts_monotonic_ms() - atomic_load(&r->loop_ms) > READER_STALLED_MS)
+        failing |= TS_REPLIES_PARTITION;
+    return failing;
 }
 
 /* ------------------------------------------------------------ setup */

@@ -63,6 +63,16 @@ void ts_replies_drain(ts_replies *r);
  * non-zero for its supervisor to start a new one. */
 bool ts_replies_failed(ts_replies *r);
 
+/* What of Kafka this instance needs is not working now, as flags: */
+#define TS_REPLIES_KAFKA 1u /* no metadata of the commands topic from the cluster */
+#define TS_REPLIES_PARTITION                                                                       \
+    2u /* its reply partition: no leader, not assigned to the                                      \
+        * reader, not fetched from yet, or the reader stalled */
+/* Asks the cluster for metadata (up to timeout_ms, twice): call it from a
+ * thread of its own, never from an HTTP thread (ready.c does). 0 when all
+ * is well. Thread-safe. */
+unsigned ts_replies_probe(ts_replies *r, int timeout_ms);
+
 /* Stops the thread, sends what the producer still holds (up to 5 s),
  * closes both clients and frees. NULL is a no-op. */
 void ts_replies_stop(ts_replies *r);

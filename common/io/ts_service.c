@@ -2,6 +2,7 @@
 /* ts_service.c — see ts_service.h. */
 #include "ts_service.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,10 +10,18 @@
 #include "ts_log.h"
 
 volatile sig_atomic_t ts_service_stop;
+/* Lock-free, so that a signal handler may store it (C11 7.14.1.1). */
+_Static_assert(ATOMIC_BOOL_LOCK_FREE == 2, "atomic_bool is lock-free");
+static atomic_bool stopping;
 
 static void on_signal(int sig) {
     (void)sig;
     ts_service_stop = 1;
+    atomic_store(&stopping, true);
+}
+
+bool ts_service_stopping(void) {
+    return atomic_load(&stopping);
 }
 
 int ts_service_init(int argc, char **argv, const char *about, ts_config *cfg, int *exit_code) {

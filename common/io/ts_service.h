@@ -6,11 +6,16 @@
 #define TS_SERVICE_H
 
 #include <signal.h>
+#include <stdbool.h>
 
 #include "ts_config.h"
 
-/* Non-zero once SIGTERM or SIGINT has arrived. */
+/* Non-zero once SIGTERM or SIGINT has arrived. For the main thread's loop. */
 extern volatile sig_atomic_t ts_service_stop;
+
+/* The same, for any thread (a status server's /readyz): an atomic the
+ * signal handler sets too. */
+bool ts_service_stopping(void);
 
 /* Returns 1 when the program should exit at once with *exit_code (after
  * --help: 0; on a bad configuration: 2, with the reason on stderr);

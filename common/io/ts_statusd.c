@@ -2,7 +2,9 @@
 /* ts_statusd.c — see ts_statusd.h. */
 #include "ts_statusd.h"
 
+#include <jansson.h>
 #include <microhttpd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@ struct ts_statusd {
     struct MHD_Daemon *daemon;
     ts_metrics_fn metrics;
     ts_health_fn health;
+    ts_ready_fn ready;
     void *arg;
 };
 
@@ -35,6 +38,22 @@ enum MHD_Result ts_statusd_respond(struct MHD_Connection *conn, unsigned status,
 
 enum MHD_Result ts_statusd_respond_metrics(struct MHD_Connection *conn, char *text) {
     return ts_statusd_respond(conn, MHD_HTTP_OK, text, "text/plain; version=0.0.4", NULL, NULL);
+}
+
+enum MHD_Result ts_statusd_respond_ready(struct MHD_Connection *conn, const char *const *names,
+                                         size_t n) {
+    json_t *body = json_pack("{s:s}", "status", n ? "not_ready" : "ready");
+    json_t *list = json_array();
+    bool ok = body && list;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = json_array_append_new(list, json_string(names[i])) == 0;
+    if (ok && n)
+        ok = json_object_set(body, "not_ready", list) == 0;
+    char *text = ok ? json_dumps(body, JSON_COMPACT) : NULL; /* NULL: the connection closes */
+    json_decref(list);
+    json_decref(body);
+    return ts_statusd_respond(conn, n ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, text,
+                              "application/json", NULL, NULL);
 }
 
 /* A fixed JSON answer of the status server. */
@@ -62,14 +81,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(body, sizeof body, "{\"status\":\"failing\",\"reason\":\"%s\"}", failing);
         return respond_json(conn, MHD_HTTP_SERVICE_UNAVAILABLE, body);
     }
+    if (strcmp(url, "/readyz") == 0) {
+        const char *names[TS_READY_MAX];
+        size_t n = s->ready(s->arg, names, TS_READY_MAX);
+        return ts_statusd_respond_ready(conn, names, n);
+    }
     if (strcmp(url, "/metrics") == 0)
         return ts_statusd_respond_metrics(conn, s->metrics(s->arg));
     return respond_json(conn, MHD_HTTP_NOT_FOUND,
                         "{\"error\":\"Not found\",\"code\":\"not_found\"}");
 }
 
-ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, ts_health_fn health, void *arg,
-                             char *err, size_t errlen) {
+ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, ts_health_fn health,
+                             ts_ready_fn ready, void *arg, char *err, size_t errlen) {
     ts_statusd *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -77,6 +101,7 @@ ts_statusd *ts_statusd_start(int port, ts_metrics_fn metrics, ts_health_fn healt
     }
     s->metrics = metrics;
     s->health = health;
+    s->ready = ready;
     s->arg = arg;
     s->daemon =
         MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL,

@@ -13,6 +13,7 @@ static const struct {
     ts_route_id id;
 } table[] = {
     {"GET", "/healthz", TS_ROUTE_HEALTHZ},
+    {"GET", "/readyz", TS_ROUTE_READYZ},
     {"GET", "/metrics", TS_ROUTE_METRICS},
     {"POST", "/api/events", TS_ROUTE_CREATE_EVENT},
     {"GET", "/api/events", TS_ROUTE_LIST_EVENTS},

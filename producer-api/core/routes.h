@@ -26,6 +26,7 @@ typedef enum ts_route_id {
     TS_ROUTE_PLACE_HOLD,   /* POST /api/events/:id/holds */
     TS_ROUTE_CONFIRM_HOLD, /* POST /api/events/:id/holds/:hold_id/confirm */
     TS_ROUTE_RELEASE_HOLD, /* DELETE /api/events/:id/holds/:hold_id */
+    TS_ROUTE_READYZ,       /* GET /readyz */
 } ts_route_id;
 
 typedef struct ts_route_match {

@@ -26,6 +26,7 @@ static void every_route_of_the_contract_matches(void **state) {
         {"GET", "/api/commands/c1", TS_ROUTE_GET_COMMAND, "c1"},
         {"GET", "/healthz", TS_ROUTE_HEALTHZ, ""},
         {"GET", "/metrics", TS_ROUTE_METRICS, ""},
+        {"GET", "/readyz", TS_ROUTE_READYZ, ""},
         {"PATCH", "/api/events/abc", TS_ROUTE_UPDATE_EVENT, "abc"},
         {"DELETE", "/api/events/abc", TS_ROUTE_CANCEL_EVENT, "abc"},
         {"DELETE", "/api/events/abc/", TS_ROUTE_CANCEL_EVENT, "abc"},
@@ -135,7 +136,7 @@ static void the_writes_are_the_commands(void **state) {
         assert_true(ts_route_is_write(writes[i]));
     const ts_route_id reads[] = {TS_ROUTE_NONE,        TS_ROUTE_HEALTHZ,   TS_ROUTE_METRICS,
                                  TS_ROUTE_LIST_EVENTS, TS_ROUTE_GET_EVENT, TS_ROUTE_STATS,
-                                 TS_ROUTE_GET_COMMAND, TS_ROUTE_WAITLIST};
+                                 TS_ROUTE_GET_COMMAND, TS_ROUTE_WAITLIST,  TS_ROUTE_READYZ};
     for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)
         assert_false(ts_route_is_write(reads[i]));
     /* every route with a body is a write */
