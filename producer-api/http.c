@@ -249,6 +249,16 @@ static int path_uuid(const request *req, char out[TS_UUID_LEN + 1]) {
     return ts_uuid_normalize(req->match.param, out);
 }
 
+/* What /readyz names as not ready, in names[TS_READY_MAX]; how many. */
+static size_t not_ready(ts_http *h, const char **names) {
+    size_t n = 0;
+    if (atomic_load(&h->draining))
+        names[n++] = "draining";
+    if (ts_replies_failed(h->replies))
+        names[n++] = "kafka_fatal";
+    return n + ts_ready_not_ready(h->ready, names + n, TS_READY_MAX - n);
+}
+
 static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, request *req) {
     char id[TS_UUID_LEN + 1] = "";
     ts_read *rd = &req->read;
@@ -265,19 +275,16 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
                        NULL, NULL);
     case TS_ROUTE_READYZ: { /* a probe, not traffic: not counted in requests by class */
         const char *names[TS_READY_MAX];
-        size_t n = 0;
-        if (atomic_load(&h->draining))
-            names[n++] = "draining";
-        if (ts_replies_failed(h->replies))
-            names[n++] = "kafka_fatal";
-        n += ts_ready_not_ready(h->ready, names + n, TS_READY_MAX - n);
-        return ts_statusd_respond_ready(conn, names, n);
+        return ts_statusd_respond_ready(conn, names, not_ready(h, names));
     }
-    case TS_ROUTE_METRICS:
+    case TS_ROUTE_METRICS: {
+        const char *names[TS_READY_MAX];
+        atomic_store_explicit(&h->metrics.ready, not_ready(h, names) == 0, memory_order_relaxed);
         atomic_store_explicit(&h->metrics.requests_cut, ts_guard_cut_total(h->guard),
                               memory_order_relaxed);
         atomic_store_explicit(&h->metrics.db_deadlines, ts_pg_watch_cuts(), memory_order_relaxed);
         return ts_statusd_respond_metrics(conn, ts_metrics_render(&h->metrics));
+    }
     case TS_ROUTE_LIST_EVENTS:
         if (!read_page(conn, &limit, &offset))
             return respond_bad_page(h, conn);

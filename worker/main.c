@@ -61,6 +61,10 @@ static char *metrics(void *arg) {
     if (!f)
         return NULL;
     ts_build_info_print(f);
+    const char *names[TS_READY_MAX];
+    ts_metric_print(f, "turnstile_ready",
+                    "1 when /readyz answers 200; 0 when it names what is not ready.", "gauge",
+                    ready(arg, names, TS_READY_MAX) == 0);
     ts_worker_metrics_print(src->worker, f);
     if (src->sweeper)
         ts_sweeper_metrics_print(src->sweeper, f);

@@ -58,6 +58,8 @@ char *ts_metrics_render(const ts_metrics *m) {
         {"turnstile_database_deadlines_total",
          "Calls to PostgreSQL cut at TS_PG_TIMEOUT_MS for want of an answer.", "counter",
          counter(&m->db_deadlines)},
+        {"turnstile_ready", "1 when /readyz answers 200; 0 when it names what is not ready.",
+         "gauge", counter(&m->ready)},
     };
     ts_metric_rows_print(f, rows, sizeof rows / sizeof rows[0]);
     ts_histogram_print(f, "turnstile_write_latency_seconds",

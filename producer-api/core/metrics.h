@@ -36,6 +36,7 @@ typedef struct ts_metrics {
     atomic_ulong reads_failed;      /* reads answered 503: no answer from PostgreSQL in time */
     atomic_long reads_waiting;      /* reads queued or running now */
     atomic_ulong db_deadlines;      /* PostgreSQL calls cut at TS_PG_TIMEOUT_MS (copied in) */
+    atomic_ulong ready;             /* 1 when /readyz would answer 200 (copied in) */
     ts_histogram write_latency;     /* a write's request to its answer */
     ts_histogram produced;          /* command issued -> acknowledged by Kafka */
     ts_histogram to_applied;        /* command issued -> applied by the worker */
