@@ -209,15 +209,19 @@ typedef struct name {
     size_t len, prefix;
 } name;
 
+/* The i-th character of a name as written. */
+static char name_at(const name *n, size_t i) {
+    if (i < n->prefix)
+        return '_';
+    return n->key[i - n->prefix];
+}
+
 static bool same_name(const name *a, const name *b) {
     if (a->prefix + a->len != b->prefix + b->len)
         return false;
-    for (size_t i = 0; i < a->prefix + a->len; i++) {
-        char ca = i < a->prefix ? '_' : a->key[i - a->prefix];
-        char cb = i < b->prefix ? '_' : b->key[i - b->prefix];
-        if (ca != cb)
+    for (size_t i = 0; i < a->prefix + a->len; i++)
+        if (name_at(a, i) != name_at(b, i))
             return false;
-    }
     return true;
 }
 
