@@ -554,8 +554,29 @@ static int dsn_for(const char *dsn, const char *db, char *out, size_t cap) {
     return n < cap ? 0 : -1;
 }
 
-int it_own_database(const char *db) {
+/* BASE_suffix in db[cap], BASE the dbname of `dsn`: 0, or -1 after
+ * printing why (the name goes into SQL unquoted: [a-z0-9_] only). */
+static int own_name(const char *dsn, const char *suffix, char *db, size_t cap) {
+    PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+    const char *base = "turnstile";
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (!strcmp(o->keyword, "dbname") && o->val && *o->val)
+            base = o->val;
+    int n = snprintf(db, cap, "%s_%s", base, suffix);
+    PQconninfoFree(opts);
+    if (n < 0 || (size_t)n >= cap || n > 63 ||
+        strspn(db, "abcdefghijklmnopqrstuvwxyz0123456789_") != (size_t)n) {
+        fprintf(stderr, "no database of its own: '%s' is not a plain name\n", db);
+        return -1;
+    }
+    return 0;
+}
+
+int it_own_database(const char *suffix) {
     const char *dsn = getenv("TS_PG_DSN") ? getenv("TS_PG_DSN") : IT_DEFAULT_DSN;
+    char db[128];
+    if (own_name(dsn, suffix, db, sizeof db))
+        return -1;
     PGconn *c = PQconnectdb(dsn);
     if (PQstatus(c) != CONNECTION_OK) {
         fprintf(stderr, "is the stack up (scripts/stack up)? %s", PQerrorMessage(c));

@@ -124,11 +124,13 @@ void it_await_dead_letter(it_env *env, const void *value, size_t len, char *reas
  * long long. Fails the test on error or no row. */
 long long it_query_ll(it_env *env, const char *sql, int nparams, const char *const *params);
 
-/* Makes database `db` afresh (dropped if it exists), from the database
- * TS_PG_DSN names (or the default DSN), and points TS_PG_DSN — this
- * process's and so its children's — at it. Call before it_setup(). Returns
- * 0, or -1 after printing why. */
-int it_own_database(const char *db);
+/* Makes database BASE_`suffix` afresh (dropped if it exists), BASE being
+ * the database TS_PG_DSN names (turnstile_test under scripts/test, so
+ * turnstile_test_lifecycle; "turnstile" by default), and points TS_PG_DSN —
+ * this process's and so its children's — at it: runs on different
+ * databases never share one. Call before it_setup(). Returns 0, or -1
+ * after printing why. */
+int it_own_database(const char *suffix);
 
 /* ------------------------------------------------------------ event stream */
 

@@ -4,8 +4,8 @@
  * change — against the real binaries, broker and PostgreSQL, over HTTP and
  * through commands produced straight to Kafka.
  *
- * The suite runs on a database of its own (turnstile_test_lifecycle, made
- * afresh at start): its last test makes organizer keys, which would turn
+ * The suite runs on a database of its own (turnstile_test_lifecycle under
+ * scripts/test, made afresh at start): its last test makes organizer keys, which would turn
  * the other suites' auto-mode APIs protected. Its open APIs run with
  * TS_AUTH=off for the same reason.
  *
@@ -31,7 +31,7 @@
 #include "ts_time.h"
 #include "ts_uuid.h"
 
-#define OWN_DB "turnstile_test_lifecycle"
+#define OWN_DB "lifecycle" /* turnstile_test_lifecycle under scripts/test */
 #define WAIT_MS 60000
 #define KEY_MAX 256
 #define EMAIL_CAP 64

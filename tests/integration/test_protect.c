@@ -6,7 +6,7 @@
  *
  * Organizer keys in a database turn every auto/loopback API on it
  * protected, so this suite runs on a database of its own
- * (turnstile_test_protect, made afresh at start) and leaves the shared one
+ * (turnstile_test_protect under scripts/test, made afresh at start) and leaves the shared one
  * without keys for the other suites.
  *
  * Several tests use loopback source addresses other than 127.0.0.1 (all of
@@ -30,8 +30,7 @@
 #include "ts_time.h"
 #include "ts_uuid.h"
 
-#define OWN_DB "turnstile_test_protect"
-#define DEFAULT_DSN "host=127.0.0.1 port=5432 dbname=turnstile user=turnstile password=turnstile"
+#define OWN_DB "protect" /* turnstile_test_protect under scripts/test */
 /* The contract: a key created or revoked takes effect within 1 s. We poll
  * for up to this long and print the time it took. */
 #define KEY_EFFECT_MS 2000
@@ -48,63 +47,6 @@ static char org_all_key[KEY_MAX]; /* "organizer-all": --events all */
 static char e1_key[KEY_MAX];      /* "staff-e1": --events <e1> */
 static char e2_key[KEY_MAX];      /* "staff-e2": --events <e2> */
 static char e1[TS_UUID_LEN + 1], e2[TS_UUID_LEN + 1];
-
-/* ------------------------------------------------------------ database */
-
-/* TS_PG_DSN with dbname replaced by `db`, in out[cap]. */
-static int dsn_for(const char *dsn, const char *db, char *out, size_t cap) {
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(dsn, &err);
-    if (!opts) {
-        fprintf(stderr, "TS_PG_DSN: %s\n", err ? err : "unparsable");
-        PQfreemem(err);
-        return -1;
-    }
-    size_t n = 0;
-    out[0] = '\0';
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        const char *v = strcmp(o->keyword, "dbname") == 0 ? db : o->val;
-        if (!v)
-            continue;
-        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s='", n ? " " : "", o->keyword);
-        for (; *v; v++) /* quote ' and \ as libpq wants */
-            n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%c",
-                                  (*v == '\'' || *v == '\\') ? "\\" : "", *v);
-        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "'");
-    }
-    PQconninfoFree(opts);
-    return n < cap ? 0 : -1;
-}
-
-/* Makes OWN_DB afresh, from the database TS_PG_DSN names, and points
- * TS_PG_DSN (this process's and its children's) at it. */
-static int own_database(void) {
-    const char *dsn = getenv("TS_PG_DSN") ? getenv("TS_PG_DSN") : DEFAULT_DSN;
-    PGconn *c = PQconnectdb(dsn);
-    if (PQstatus(c) != CONNECTION_OK) {
-        fprintf(stderr, "is the stack up (scripts/stack up)? %s", PQerrorMessage(c));
-        PQfinish(c);
-        return -1;
-    }
-    const char *sql[] = {"DROP DATABASE IF EXISTS " OWN_DB " WITH (FORCE)",
-                         "CREATE DATABASE " OWN_DB};
-    for (int i = 0; i < 2; i++) {
-        PGresult *r = PQexec(c, sql[i]);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            fprintf(stderr, "%s: %s", sql[i], PQerrorMessage(c));
-            PQclear(r);
-            PQfinish(c);
-            return -1;
-        }
-        PQclear(r);
-    }
-    PQfinish(c);
-    char own[1024];
-    if (dsn_for(dsn, OWN_DB, own, sizeof own))
-        return -1;
-    setenv("TS_PG_DSN", own, 1);
-    return 0;
-}
 
 static long long count1(const char *sql, const char *a) {
     const char *p[] = {a};
@@ -369,7 +311,7 @@ static const char *prot(void) {
 
 static int setup(void **state) {
     (void)state;
-    if (own_database())
+    if (it_own_database(OWN_DB))
         return -1;
     if (it_setup(&env, 4, 3)) /* reply partition 0: this test; 1, 2: the APIs */
         return -1;

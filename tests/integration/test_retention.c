@@ -4,7 +4,7 @@
  *
  * Rows are made old by UPDATE (an event's starts_at, a command's
  * processed_at), never by waiting. The suite runs on a database of its own
- * (turnstile_test_retention, made afresh at start): pruning counts rows of
+ * (turnstile_test_retention under scripts/test, made afresh at start): pruning counts rows of
  * the whole database. Worker 0 applies the commands and never prunes
  * (TS_PRUNE_INTERVAL_S=0); the last test starts two that do.
  *
@@ -32,7 +32,7 @@
 #include "ts_time.h"
 #include "ts_uuid.h"
 
-#define OWN_DB "turnstile_test_retention"
+#define OWN_DB "retention" /* turnstile_test_retention under scripts/test */
 #define WAIT_MS 60000
 #define DAY_MS 86400000LL
 #define OUT_CAP 4096
