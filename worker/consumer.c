@@ -124,7 +124,8 @@ struct ts_worker {
     bool dlq_sent;           /* dead letters sent since the last acknowledgement */
     reply_topic reply_topics[MAX_REPLY_TOPICS];
     int nreply_topics;
-    int64_t reply_metadata_ms; /* when the partition counts were last asked for */
+    int64_t reply_metadata_ms;  /* when the partition counts were last asked for */
+    int32_t command_partitions; /* of the commands topic (0: not known) */
     ts_codec *codec;
     ts_applier *applier;
     ts_stream *stream; /* the event stream's relay */
@@ -327,9 +328,10 @@ static int parse_reply_topics(ts_worker *w, char *err, size_t errlen) {
     return 0;
 }
 
-/* Asks the cluster how many partitions each reply topic has. A topic it
- * does not know keeps 0 (not known: any partition is let through). */
-static void learn_reply_partitions(ts_worker *w) {
+/* Asks the cluster how many partitions each reply topic, and the commands
+ * topic, has. A topic it does not know keeps 0 (not known: any partition
+ * is let through). */
+static void learn_partitions(ts_worker *w) {
     const struct rd_kafka_metadata *md;
     w->reply_metadata_ms = ts_monotonic_ms();
     if (rd_kafka_metadata(w->producer, 1, NULL, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -338,6 +340,9 @@ static void learn_reply_partitions(ts_worker *w) {
         for (int t = 0; t < md->topic_cnt; t++)
             if (!strcmp(md->topics[t].topic, w->reply_topics[i].name) && !md->topics[t].err)
                 w->reply_topics[i].partitions = md->topics[t].partition_cnt;
+    for (int t = 0; t < md->topic_cnt; t++)
+        if (!strcmp(md->topics[t].topic, w->cfg->topic_commands) && !md->topics[t].err)
+            w->command_partitions = md->topics[t].partition_cnt;
     rd_kafka_metadata_destroy(md);
 }
 
@@ -356,7 +361,7 @@ static const char *reply_address_problem(ts_worker *w, const ts_command *cmd, co
     }
     if ((t->partitions == 0 || cmd->reply_partition >= t->partitions) &&
         ts_monotonic_ms() - w->reply_metadata_ms >= REPLY_METADATA_EVERY_MS)
-        learn_reply_partitions(w); /* it may have grown */
+        learn_partitions(w); /* it may have grown */
     if (cmd->reply_partition < 0 || (t->partitions > 0 && cmd->reply_partition >= t->partitions)) {
         *reason = "invalid";
         return "reply_to.partition: the reply topic has no such partition";
@@ -372,6 +377,27 @@ static bool key_matches(const rd_kafka_message_t *m, const ts_command *cmd) {
     memcpy(key, m->key, TS_UUID_LEN);
     key[TS_UUID_LEN] = '\0';
     return ts_uuid_normalize(key, canon) == 0 && strcmp(canon, cmd->event_id) == 0;
+}
+
+/* NULL when the command is in the partition its event belongs to: the one
+ * Kafka's murmur2 partitioner (the project's producers', and Java
+ * clients' default) gives its event id, as text in canonical lowercase
+ * form. Else why not, in `why`. A producer that hashes otherwise (another
+ * partitioner, an event id in capitals) would split an event's commands
+ * over two partitions, so over two workers deciding its seats at once. */
+static const char *partition_problem(ts_worker *w, const rd_kafka_message_t *m,
+                                     const ts_command *cmd, char *why, size_t whylen) {
+    int32_t n = w->command_partitions;
+    if (n <= 0)
+        return NULL; /* not known yet: the key check still holds */
+    int32_t want =
+        rd_kafka_msg_partitioner_murmur2(NULL, cmd->event_id, strlen(cmd->event_id), n, NULL, NULL);
+    if (want == m->partition)
+        return NULL;
+    snprintf(why, whylen,
+             "event %s belongs in partition %d of %d (murmur2 of the lowercase event id), not %d",
+             cmd->event_id, want, n, m->partition);
+    return why;
 }
 
 static void consumer_setup(rd_kafka_conf_t *conf, void *arg) {
@@ -461,7 +487,7 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
     if (!(w->stream = ts_stream_new(cfg, err, errlen)) || new_producers(w, err, errlen) ||
         parse_reply_topics(w, err, errlen))
         goto fail;
-    learn_reply_partitions(w);
+    learn_partitions(w);
     if (new_consumer(w, err, errlen))
         goto fail;
     /* A failure on purpose, for the tests: a fatal error of the replies'
@@ -637,6 +663,11 @@ static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *item
             it->skip = true;
             dead_letter(w, msgs[i], "key_mismatch", "the Kafka key must be the event_id");
             reply_invalid(w, &it->cmd, "The Kafka key must be the command's event_id");
+        } else if (partition_problem(w, msgs[i], &it->cmd, why, sizeof why)) {
+            it->skip = true;
+            dead_letter(w, msgs[i], "wrong_partition", why);
+            reply_invalid(w, &it->cmd,
+                          "Produce with the murmur2 partitioner, keyed by the lowercase event_id");
         } else if (ts_validate_command(&it->cmd, &v)) {
             it->skip = true;
             snprintf(why, sizeof why, "%s: %s", v.field, v.message);
