@@ -810,6 +810,10 @@ static void learn(ts_codec *c, learned *l, const char *json) {
              err[0] ? err : avro_strerror());
 }
 
+bool ts_codec_knows_schema(const ts_codec *c, int32_t id) {
+    return find_learned((ts_codec *)c, id) != NULL;
+}
+
 ts_codec_status ts_codec_learn_schema(ts_codec *c, int32_t id, const char *json, char *err,
                                       size_t errlen) {
     learned *l = find_learned(c, id);

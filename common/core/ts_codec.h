@@ -235,6 +235,9 @@ const char *ts_change_type_name(ts_change_type type); /* "Registered", as in the
 /* The schema id of a registry-framed message; -1 when msg is not one. */
 int64_t ts_codec_registry_id(const void *msg, size_t len);
 
+/* Whether the codec has learned schema `id` (as readable or as unknown). */
+bool ts_codec_knows_schema(const ts_codec *codec, int32_t id);
+
 /* Teaches the codec registry schema `id`, given as its JSON text. A schema
  * whose Parsing Canonical Form is one of the codec's (any version) reads
  * as that one. Another version of a record the codec knows (a producer's

@@ -1059,9 +1059,11 @@ static void a_registry_framed_command_decodes_once_its_schema_is_learned(void **
     size_t n = reframe(buf, encode(*state, &in, buf, sizeof buf), 7, framed);
     assert_int_equal(ts_codec_decode_command(*state, framed, n, &out, err, sizeof err),
                      TS_CODEC_SCHEMA_NEEDED);
+    assert_false(ts_codec_knows_schema(*state, 7));
     assert_int_equal(
         ts_codec_learn_schema(*state, 7, schema_text("register.avsc"), err, sizeof err),
         TS_CODEC_OK);
+    assert_true(ts_codec_knows_schema(*state, 7));
     assert_int_equal(ts_codec_decode_command(*state, framed, n, &out, err, sizeof err),
                      TS_CODEC_OK);
     assert_true(out.registry_framed);
