@@ -381,10 +381,11 @@ static int full_name(const ts_embedded *e, char *out, size_t cap) {
 }
 
 /* Registers every current schema under its record's full name, with the
- * text compiled into the binaries, byte for byte: the registry compares
- * schemas as text, and so finds these again, and a reader fetching one by
- * id gets the text turnstile's codec parses. Registering again gives the
- * same ids. */
+ * text compiled into the binaries, byte for byte but the whitespace around
+ * it (ts_registry_register): the registry compares schemas as text, and
+ * so finds these again when a standard serializer (which strips a file's
+ * text) looks them up, and a reader fetching one by id gets the text
+ * turnstile's codec parses. Registering again gives the same ids. */
 static int schemas_register(const ts_config *cfg) {
     if (!cfg->schema_registry_url[0]) {
         fprintf(stderr, "turnstile-admin: schemas: TS_SCHEMA_REGISTRY_URL is not set (e.g."

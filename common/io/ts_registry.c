@@ -328,8 +328,14 @@ ts_registry_status ts_registry_register(ts_registry *r, const char *subject,
         goto done;
     }
     snprintf(url, url_size, "%s/subjects/%s/versions", r->url, escaped);
-    /* json_string: the text must be UTF-8, as JSON is */
-    if (json_object_set_new(req, "schema", json_string(schema_json)) ||
+    /* The text without the whitespace around it: what standard
+     * serializers send for a schema read from a file (confluent-kafka's
+     * strips it), and a registry that matches schemas by their text
+     * (Apicurio) must see the same. json_stringn: UTF-8, as JSON is. */
+    size_t start = strspn(schema_json, " \t\r\n"), end = strlen(schema_json);
+    while (end > start && strchr(" \t\r\n", schema_json[end - 1]))
+        end--;
+    if (json_object_set_new(req, "schema", json_stringn(schema_json + start, end - start)) ||
         !(post = json_dumps(req, JSON_COMPACT))) {
         snprintf(err, errlen, "schema registry: the schema of %s is not UTF-8 text (or no memory)",
                  subject);

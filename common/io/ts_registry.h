@@ -63,7 +63,9 @@ void ts_registry_free(ts_registry *r);
 ts_registry_status ts_registry_schema(ts_registry *r, int32_t id, const char **schema_json,
                                       char *err, size_t errlen);
 
-/* Registers `schema_json`, byte for byte, under `subject` (POST
+/* Registers `schema_json`, byte for byte save the whitespace around it
+ * (which confluent-kafka's serializer strips too: a registry matching
+ * schemas by their text must get what serializers send), under `subject` (POST
  * {url}/subjects/{subject}/versions) and gives its id in *id. Registering
  * the same text again under the same subject changes nothing and gives the
  * same id. TS_REGISTRY_ERROR (with the registry's message in `err`) when it
