@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ts_codec.h"
 #include "ts_log.h"
@@ -264,8 +265,8 @@ int ts_config_load(ts_config *cfg, char *err, size_t errlen) {
                  "TS_REQUEST_TIMEOUT_S must exceed TS_REPLY_TIMEOUT_MS by a second at least");
         return -1;
     }
-    if (cfg->schema_registry_url[0] && strncmp(cfg->schema_registry_url, "http://", 7) != 0 &&
-        strncmp(cfg->schema_registry_url, "https://", 8) != 0) {
+    if (cfg->schema_registry_url[0] && strncasecmp(cfg->schema_registry_url, "http://", 7) != 0 &&
+        strncasecmp(cfg->schema_registry_url, "https://", 8) != 0) {
         snprintf(err, errlen,
                  "TS_SCHEMA_REGISTRY_URL: expected http://... or https://..., got '%s'",
                  cfg->schema_registry_url);

@@ -56,7 +56,8 @@ ts_registry *ts_registry_new(const char *url, int timeout_ms, char *err, size_t 
 void ts_registry_free(ts_registry *r);
 
 /* The schema of `id` (GET {url}/schemas/ids/{id}): its text as the registry
- * holds it, in *schema_json, NUL-terminated, owned by `r` and valid until
+ * holds it (Avro, or whatever type the registry gave the id), in
+ * *schema_json, NUL-terminated, owned by `r` and valid until
  * ts_registry_free(). A schema found is kept for good (an id never changes
  * its schema): asked again, it is answered without the registry. Anything
  * but TS_REGISTRY_OK sets `err`. */
