@@ -11,19 +11,26 @@
  *   turnstile-admin prune [--dry-run]
  *                                  delete what the retention settings let
  *                                  go (TS_RETAIN_*; see ts_prune.h)
+ *   turnstile-admin schemas register
+ *                                  register the current schemas in the
+ *                                  Schema Registry at TS_SCHEMA_REGISTRY_URL
  *
- * migrate, topics and delete-topics are idempotent. A key is printed once,
+ * migrate, topics, delete-topics and schemas register are idempotent. A key is printed once,
  * when it is made; the database keeps its SHA-256 only. Configuration as
  * for the services (see --help). */
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ts_config.h"
+#include "ts_embedded.h"
 #include "ts_kafka.h"
 #include "ts_log.h"
 #include "ts_pg.h"
 #include "ts_prune.h"
+#include "ts_registry.h"
 #include "ts_secret.h"
 #include "ts_uuid.h"
 
@@ -336,26 +343,121 @@ static int prune(const ts_config *cfg, int argc, char **argv) {
     return rc;
 }
 
+/* ------------------------------------------------------------ schemas */
+
+/* True for a current schema, NAME.avsc; an older version, NAME.vN.avsc, is
+ * only read (ts_codec.h). */
+static bool current_schema(const char *file) {
+    const char *ext = strstr(file, ".avsc");
+    if (!ext || ext[5] != '\0')
+        return false;
+    const char *v = strstr(file, ".v");
+    if (!v || v >= ext)
+        return true;
+    for (v += 2; v < ext; v++)
+        if (*v < '0' || *v > '9')
+            return true;
+    return false;
+}
+
+/* The record's full name (namespace.name), the subject producers that
+ * name subjects by record (RecordNameStrategy) use, in out[cap]. -1 if the
+ * schema has no name. */
+static int full_name(const ts_embedded *e, char *out, size_t cap) {
+    json_t *j = json_loadb(e->data, e->len, 0, NULL);
+    const char *name = json_string_value(json_object_get(j, "name"));
+    const char *ns = json_string_value(json_object_get(j, "namespace"));
+    int rc = -1;
+    if (name && *name) {
+        /* a name with a dot is a full name already; the namespace is ignored */
+        if (strchr(name, '.') || !ns || !*ns)
+            snprintf(out, cap, "%s", name);
+        else
+            snprintf(out, cap, "%s.%s", ns, name);
+        rc = 0;
+    }
+    json_decref(j);
+    return rc;
+}
+
+/* Registers every current schema under its record's full name, with the
+ * text compiled into the binaries, byte for byte but the whitespace around
+ * it (ts_registry_register): the registry compares schemas as text, and
+ * so finds these again when a standard serializer (which strips a file's
+ * text) looks them up, and a reader fetching one by id gets the text
+ * turnstile's codec parses. Registering again gives the same ids. */
+static int schemas_register(const ts_config *cfg) {
+    if (!cfg->schema_registry_url[0]) {
+        fprintf(stderr, "turnstile-admin: schemas: TS_SCHEMA_REGISTRY_URL is not set (e.g."
+                        " http://127.0.0.1:8081/apis/ccompat/v7)\n");
+        return 2;
+    }
+    char err[1024];
+    ts_registry *r =
+        ts_registry_new(cfg->schema_registry_url, cfg->schema_registry_timeout_ms, err, sizeof err);
+    if (!r) {
+        fprintf(stderr, "turnstile-admin: %s\n", err);
+        return 2;
+    }
+    int rc = 0;
+    printf("%-36s  %6s  %s\n", "subject", "id", "schema");
+    for (const ts_embedded *e = ts_embedded_schemas; e->name; e++) {
+        if (!current_schema(e->name))
+            continue;
+        char subject[256];
+        if (full_name(e, subject, sizeof subject)) {
+            fprintf(stderr, "turnstile-admin: schemas: %s has no record name\n", e->name);
+            rc = 1;
+            continue;
+        }
+        int32_t id;
+        ts_registry_status st = ts_registry_register(r, subject, e->data, &id, err, sizeof err);
+        if (st == TS_REGISTRY_OK) {
+            printf("%-36s  %6d  %s\n", subject, (int)id, e->name);
+            continue;
+        }
+        fprintf(stderr, "turnstile-admin: schemas: %s (%s): %s\n", subject, e->name, err);
+        rc = 1;
+        if (st == TS_REGISTRY_UNAVAILABLE) /* the next would wait as long */
+            break;
+    }
+    ts_registry_free(r);
+    return rc;
+}
+
+static int schemas(const ts_config *cfg, int argc, char **argv) {
+    if (argc == 1 && !strcmp(argv[0], "register"))
+        return schemas_register(cfg);
+    fprintf(stderr, "usage: turnstile-admin schemas register\n");
+    return 2;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: turnstile-admin migrate|topics|delete-topics|keys|prune\n\n"
-               "  migrate        apply pending migrations to TS_PG_DSN\n"
-               "  topics         create the commands, replies, dlq and events topics\n"
-               "                 (partitions: TS_COMMAND_PARTITIONS, for events too, and\n"
-               "                 TS_REPLY_PARTITIONS below)\n"
-               "  delete-topics  delete them, and every message in them\n"
-               "  keys create --name NAME [--events all|EVENT_ID...]\n"
-               "                 a new organizer key, printed once (all events by default)\n"
-               "  keys list      the keys: id, name, created, revoked, events (never a key)\n"
-               "  keys revoke ID|NAME\n"
-               "                 the key stops working within a second\n"
-               "  prune [--dry-run]\n"
-               "                 delete processed commands older than TS_RETAIN_COMMANDS_H\n"
-               "                 (refused, exit 2, unless longer than the commands topic's\n"
-               "                 retention), events started more than TS_RETAIN_EVENTS_DAYS\n"
-               "                 ago with their registrations, holds and waitlist, and users\n"
-               "                 nothing names; prints the rows per table. --dry-run: only\n"
-               "                 count them\n\n");
+        printf(
+            "usage: turnstile-admin migrate|topics|delete-topics|keys|prune|schemas\n\n"
+            "  migrate        apply pending migrations to TS_PG_DSN\n"
+            "  topics         create the commands, replies, dlq and events topics\n"
+            "                 (partitions: TS_COMMAND_PARTITIONS, for events too, and\n"
+            "                 TS_REPLY_PARTITIONS below)\n"
+            "  delete-topics  delete them, and every message in them\n"
+            "  keys create --name NAME [--events all|EVENT_ID...]\n"
+            "                 a new organizer key, printed once (all events by default)\n"
+            "  keys list      the keys: id, name, created, revoked, events (never a key)\n"
+            "  keys revoke ID|NAME\n"
+            "                 the key stops working within a second\n"
+            "  prune [--dry-run]\n"
+            "                 delete processed commands older than TS_RETAIN_COMMANDS_H\n"
+            "                 (refused, exit 2, unless longer than the commands topic's\n"
+            "                 retention), events started more than TS_RETAIN_EVENTS_DAYS\n"
+            "                 ago with their registrations, holds and waitlist, and users\n"
+            "                 nothing names; prints the rows per table. --dry-run: only\n"
+            "                 count them\n"
+            "  schemas register\n"
+            "                 register the current schemas (schemas/*.avsc, not the older\n"
+            "                 *.vN.avsc) in the Schema Registry at TS_SCHEMA_REGISTRY_URL, each\n"
+            "                 under its record's full name (e.g. turnstile.command.Register),\n"
+            "                 with the text turnstile's codec uses; prints subject and id\n\n");
         ts_config_usage(stdout);
         return argc < 2 ? 2 : 0;
     }
@@ -375,6 +477,8 @@ int main(int argc, char **argv) {
         return topics(&cfg);
     if (!strcmp(argv[1], "prune"))
         return prune(&cfg, argc - 2, argv + 2);
+    if (!strcmp(argv[1], "schemas"))
+        return schemas(&cfg, argc - 2, argv + 2);
     fprintf(stderr, "turnstile-admin: unknown command '%s'\n", argv[1]);
     return 2;
 }

@@ -49,7 +49,9 @@
 #include "ts_codec.h"
 #include "ts_kafka.h"
 #include "ts_log.h"
+#include "ts_embedded.h"
 #include "ts_pg.h"
+#include "ts_registry.h"
 #include "ts_statusd.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
@@ -106,9 +108,11 @@ typedef struct worker_metrics {
     atomic_ulong retries;
     atomic_ulong gaps;
     atomic_long partitions;
-    atomic_long db_unavailable; /* 1 while a database failure is being retried */
-    ts_histogram command_age;   /* produced -> polled here (Kafka's CreateTime) */
-    ts_histogram transaction;   /* a committed transaction, BEGIN to COMMIT */
+    atomic_long db_unavailable;       /* 1 while a database failure is being retried */
+    atomic_long registry_unavailable; /* 1 while the Schema Registry is asked again */
+    atomic_ulong registry_fetches;
+    ts_histogram command_age; /* produced -> polled here (Kafka's CreateTime) */
+    ts_histogram transaction; /* a committed transaction, BEGIN to COMMIT */
 } worker_metrics;
 
 struct ts_worker {
@@ -125,8 +129,11 @@ struct ts_worker {
     bool dlq_sent;           /* dead letters sent since the last acknowledgement */
     reply_topic reply_topics[MAX_REPLY_TOPICS];
     int nreply_topics;
-    int64_t reply_metadata_ms; /* when the partition counts were last asked for */
+    int64_t reply_metadata_ms;  /* when the partition counts were last asked for */
+    int32_t command_partitions; /* of the commands topic (0: not known) */
     ts_codec *codec;
+    ts_registry *registry;   /* NULL: no TS_SCHEMA_REGISTRY_URL */
+    int32_t reply_schema_id; /* the registry's id of reply.avsc; -1 until asked */
     ts_applier *applier;
     ts_stream *stream; /* the event stream's relay */
     ts_lag *lag;       /* what the status thread sees of parts[] (lag.h) */
@@ -343,9 +350,10 @@ static int parse_reply_topics(ts_worker *w, char *err, size_t errlen) {
     return 0;
 }
 
-/* Asks the cluster how many partitions each reply topic has. A topic it
- * does not know keeps 0 (not known: any partition is let through). */
-static void learn_reply_partitions(ts_worker *w) {
+/* Asks the cluster how many partitions each reply topic, and the commands
+ * topic, has. A topic it does not know keeps 0 (not known: any partition
+ * is let through). */
+static void learn_partitions(ts_worker *w) {
     const struct rd_kafka_metadata *md;
     w->reply_metadata_ms = ts_monotonic_ms();
     if (rd_kafka_metadata(w->producer, 1, NULL, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -354,6 +362,9 @@ static void learn_reply_partitions(ts_worker *w) {
         for (int t = 0; t < md->topic_cnt; t++)
             if (!strcmp(md->topics[t].topic, w->reply_topics[i].name) && !md->topics[t].err)
                 w->reply_topics[i].partitions = md->topics[t].partition_cnt;
+    for (int t = 0; t < md->topic_cnt; t++)
+        if (!strcmp(md->topics[t].topic, w->cfg->topic_commands) && !md->topics[t].err)
+            w->command_partitions = md->topics[t].partition_cnt;
     rd_kafka_metadata_destroy(md);
 }
 
@@ -372,7 +383,7 @@ static const char *reply_address_problem(ts_worker *w, const ts_command *cmd, co
     }
     if ((t->partitions == 0 || cmd->reply_partition >= t->partitions) &&
         ts_monotonic_ms() - w->reply_metadata_ms >= REPLY_METADATA_EVERY_MS)
-        learn_reply_partitions(w); /* it may have grown */
+        learn_partitions(w); /* it may have grown */
     if (cmd->reply_partition < 0 || (t->partitions > 0 && cmd->reply_partition >= t->partitions)) {
         *reason = "invalid";
         return "reply_to.partition: the reply topic has no such partition";
@@ -388,6 +399,27 @@ static bool key_matches(const rd_kafka_message_t *m, const ts_command *cmd) {
     memcpy(key, m->key, TS_UUID_LEN);
     key[TS_UUID_LEN] = '\0';
     return ts_uuid_normalize(key, canon) == 0 && strcmp(canon, cmd->event_id) == 0;
+}
+
+/* NULL when the command is in the partition its event belongs to: the one
+ * Kafka's murmur2 partitioner (the project's producers', and Java
+ * clients' default) gives its event id, as text in canonical lowercase
+ * form. Else why not, in `why`. A producer that hashes otherwise (another
+ * partitioner, an event id in capitals) would split an event's commands
+ * over two partitions, so over two workers deciding its seats at once. */
+static const char *partition_problem(ts_worker *w, const rd_kafka_message_t *m,
+                                     const ts_command *cmd, char *why, size_t whylen) {
+    int32_t n = w->command_partitions;
+    if (n <= 0)
+        return NULL; /* not known yet: the key check still holds */
+    int32_t want =
+        rd_kafka_msg_partitioner_murmur2(NULL, cmd->event_id, strlen(cmd->event_id), n, NULL, NULL);
+    if (want == m->partition)
+        return NULL;
+    snprintf(why, whylen,
+             "event %s belongs in partition %d of %d (murmur2 of the lowercase event id), not %d",
+             cmd->event_id, want, n, m->partition);
+    return why;
 }
 
 static void consumer_setup(rd_kafka_conf_t *conf, void *arg) {
@@ -470,6 +502,11 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    w->reply_schema_id = -1;
+    if (cfg->schema_registry_url[0] &&
+        !(w->registry = ts_registry_new(cfg->schema_registry_url, cfg->schema_registry_timeout_ms,
+                                        err, errlen)))
+        goto fail;
     if (!(w->codec = ts_codec_new(err, errlen)) ||
         !(w->applier = ts_applier_new(cfg->pg_dsn, cfg->migrate, cfg->pg_timeout_ms, err, errlen)))
         goto fail;
@@ -477,7 +514,7 @@ ts_worker *ts_worker_new(const ts_config *cfg, char *err, size_t errlen) {
     if (!(w->stream = ts_stream_new(cfg, err, errlen)) || new_producers(w, err, errlen) ||
         parse_reply_topics(w, err, errlen))
         goto fail;
-    learn_reply_partitions(w);
+    learn_partitions(w);
     if (new_consumer(w, err, errlen) ||
         !(w->lag = ts_lag_start(w->consumer, cfg->topic_commands, err, errlen)))
         goto fail;
@@ -520,6 +557,7 @@ void ts_worker_free(ts_worker *w) {
     ts_stream_free(w->stream); /* after the consumer: its revocation names the stream */
     ts_applier_free(w->applier);
     ts_codec_free(w->codec);
+    ts_registry_free(w->registry);
     free(w->msgs);
     free(w->grouped);
     free(w->items);
@@ -533,7 +571,13 @@ static void send_reply(ts_worker *w, const ts_command *cmd, const ts_reply *r) {
     if (!cmd->reply_topic[0])
         return;
     size_t len;
-    if (ts_codec_encode_reply(w->codec, r, w->reply_buf, sizeof w->reply_buf, &len)) {
+    /* in the framing the command came in: its producer reads that one */
+    ts_codec_status st =
+        cmd->registry_framed
+            ? ts_codec_encode_reply_registry(w->codec, r, w->reply_schema_id, w->reply_buf,
+                                             sizeof w->reply_buf, &len)
+            : ts_codec_encode_reply(w->codec, r, w->reply_buf, sizeof w->reply_buf, &len);
+    if (st) {
         ts_error("worker", "event=reply_encode_failed command_id=%s", r->command_id);
         return;
     }
@@ -639,6 +683,13 @@ static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *item
         ts_codec_status st = ts_codec_decode_command(w->codec, msgs[i]->payload, msgs[i]->len,
                                                      &it->cmd, why, sizeof why);
         ts_violation v;
+        if (st == TS_CODEC_SCHEMA_NEEDED) { /* learn_schemas() found none */
+            st = TS_CODEC_UNKNOWN_SCHEMA;
+            snprintf(why, sizeof why, "schema id %lld: %s",
+                     (long long)ts_codec_registry_id(msgs[i]->payload, msgs[i]->len),
+                     w->registry ? "not in the Schema Registry"
+                                 : "no Schema Registry (TS_SCHEMA_REGISTRY_URL)");
+        }
         if (st != TS_CODEC_OK) {
             it->skip = true;
             dead_letter(w, msgs[i], ts_codec_status_name(st), why);
@@ -655,6 +706,11 @@ static void prepare(ts_worker *w, rd_kafka_message_t **msgs, ts_batch_item *item
             it->skip = true;
             dead_letter(w, msgs[i], "key_mismatch", "the Kafka key must be the event_id");
             reply_invalid(w, &it->cmd, "The Kafka key must be the command's event_id");
+        } else if (partition_problem(w, msgs[i], &it->cmd, why, sizeof why)) {
+            it->skip = true;
+            dead_letter(w, msgs[i], "wrong_partition", why);
+            reply_invalid(w, &it->cmd,
+                          "Produce with the murmur2 partitioner, keyed by the lowercase event_id");
         } else if (ts_validate_command(&it->cmd, &v)) {
             it->skip = true;
             snprintf(why, sizeof why, "%s: %s", v.field, v.message);
@@ -866,6 +922,67 @@ static bool in_sequence(ts_worker *w, partition_state *ps, int32_t p, int64_t ex
     return false;
 }
 
+/* Asks the registry until it answers, backing off as for a database
+ * outage (a message is never dead-lettered for a registry that cannot be
+ * asked). TS_REGISTRY_OK or TS_REGISTRY_NOT_FOUND; UNAVAILABLE only when
+ * stopping. */
+static ts_registry_status ask_registry(ts_worker *w, int32_t id, const char **json) {
+    int backoff = 100;
+    char err[512];
+    for (;;) {
+        count(&w->metrics.registry_fetches, 1);
+        ts_registry_status st =
+            id >= 0 ? ts_registry_schema(w->registry, id, json, err, sizeof err)
+                    : ts_registry_register(w->registry, "turnstile.reply.Reply", *json,
+                                           &w->reply_schema_id, err, sizeof err);
+        bool down = st == TS_REGISTRY_UNAVAILABLE || st == TS_REGISTRY_ERROR;
+        atomic_store_explicit(&w->metrics.registry_unavailable, down, memory_order_relaxed);
+        if (!down || *w->stop)
+            return down ? TS_REGISTRY_UNAVAILABLE : st;
+        ts_warn("worker", "event=registry_unavailable schema_id=%d retry_ms=%d err=\"%s\"", id,
+                backoff, err);
+        sleep_ms(backoff);
+        backoff = backoff < 5000 ? backoff * 2 : 5000;
+    }
+}
+
+/* The schemas of the registry-framed messages among msgs[0..n) that the
+ * codec has not learned yet, fetched and learned; and, once, the id of the
+ * replies' schema, for their answers (registered under its record's name,
+ * which gives the id it has when it is there already). 0, or -1 when
+ * stopping (the registry unreachable): nothing of the batch is applied. */
+static int learn_schemas(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
+    if (!w->registry)
+        return 0;
+    bool framed = false;
+    for (size_t i = 0; i < n; i++) {
+        int64_t id = ts_codec_registry_id(msgs[i]->payload, msgs[i]->len);
+        if (id < 0 || id > INT32_MAX)
+            continue;
+        framed = true;
+        if (ts_codec_knows_schema(w->codec, (int32_t)id))
+            continue;
+        const char *json = NULL;
+        ts_registry_status st = ask_registry(w, (int32_t)id, &json);
+        if (st == TS_REGISTRY_UNAVAILABLE)
+            return -1;
+        char err[256];
+        if (st == TS_REGISTRY_OK &&
+            ts_codec_learn_schema(w->codec, (int32_t)id, json, err, sizeof err) != TS_CODEC_OK)
+            ts_warn("worker", "event=schema_unknown schema_id=%d err=\"%s\"", (int)id, err);
+    }
+    if (framed && w->reply_schema_id < 0) {
+        const char *text = NULL;
+        for (const ts_embedded *e = ts_embedded_schemas; e->name; e++)
+            if (!strcmp(e->name, "reply.avsc"))
+                text = e->data;
+        if (ask_registry(w, -1, &text) != TS_REGISTRY_OK)
+            return -1;
+        ts_info("worker", "event=reply_schema schema_id=%d", w->reply_schema_id);
+    }
+    return 0;
+}
+
 /* Keeps, in place, the messages this worker may apply: those of partitions
  * it owns whose stored offset it knows (the fence of exactly-once: an
  * offset not read is never applied), from that offset on (below it:
@@ -940,6 +1057,12 @@ static void process_batch(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
     if (nparts == 0)
         return;
     int64_t t = ts_monotonic_us();
+    if (learn_schemas(w, msgs, kept)) { /* stopping: nothing applied, nothing moved */
+        for (size_t i = 0; i < nparts; i++)
+            w->parts[w->batch_parts[i].partition].offset_known = false;
+        w->unsettled = true;
+        return;
+    }
     prepare(w, msgs, w->items, kept);
     count(&w->metrics.stage_us[STAGE_DECODE], (unsigned long)(ts_monotonic_us() - t));
     if (!dead_letters_acknowledged(w)) { /* nothing applied: read it all again */
@@ -1024,6 +1147,13 @@ void ts_worker_metrics_print(ts_worker *w, FILE *f) {
         {"turnstile_worker_database_unavailable",
          "1 while a database failure is being retried (nothing is skipped meanwhile).", "gauge",
          (unsigned long)atomic_load_explicit(&w->metrics.db_unavailable, memory_order_relaxed)},
+        {"turnstile_worker_registry_unavailable",
+         "1 while the Schema Registry is asked again for a schema (the batch waits).", "gauge",
+         (unsigned long)atomic_load_explicit(&w->metrics.registry_unavailable,
+                                             memory_order_relaxed)},
+        {"turnstile_worker_registry_requests_total",
+         "Requests to the Schema Registry (schemas are kept once learned).", "counter",
+         counter(&w->metrics.registry_fetches)},
         {"turnstile_worker_database_deadlines_total",
          "Calls to PostgreSQL cut at TS_PG_TIMEOUT_MS: no answer (then retried).", "counter",
          ts_pg_watch_cuts()},

@@ -12,6 +12,7 @@
 #include "ts_codec.h"
 
 #include <avro.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -77,10 +78,26 @@ typedef struct slot {
     uint64_t fingerprint;
 } slot;
 
+/* A schema learned from a registry. A copy of one of the codec's reads
+ * into that slot's value (`resolver` NULL); another version of a known
+ * record is read through avro-c's resolved writer into a value of the
+ * slot's schema less the fields the writer lacks (`reader`), and the
+ * decoders read those as absent, that is as their defaults. */
+typedef struct learned {
+    int32_t id;
+    int slot; /* -1: unknown, `why` says why */
+    char why[160];
+    avro_schema_t writer, reader;
+    avro_value_iface_t *reader_iface, *resolver;
+    avro_value_t reader_value, resolved;
+} learned;
+
 struct ts_codec {
     slot s[S_COUNT];
     avro_reader_t reader;
     avro_writer_t writer;
+    learned *learned;
+    size_t nlearned;
 };
 
 /* avro-c allocates a string's declared length before it reads the bytes. A
@@ -149,9 +166,27 @@ fail:
     return NULL;
 }
 
+static void learned_free(learned *l) {
+    if (l->resolved.self)
+        avro_value_decref(&l->resolved);
+    if (l->resolver)
+        avro_value_iface_decref(l->resolver);
+    if (l->reader_value.self)
+        avro_value_decref(&l->reader_value);
+    if (l->reader_iface)
+        avro_value_iface_decref(l->reader_iface);
+    if (l->reader)
+        avro_schema_decref(l->reader);
+    if (l->writer)
+        avro_schema_decref(l->writer);
+}
+
 void ts_codec_free(ts_codec *c) {
     if (!c)
         return;
+    for (size_t i = 0; i < c->nlearned; i++)
+        learned_free(&c->learned[i]);
+    free(c->learned);
     for (int i = 0; i < S_COUNT; i++) {
         if (c->s[i].iface) {
             if (c->s[i].value.self)
@@ -232,17 +267,35 @@ static int set_optional_digest(avro_value_t *rec, const char *name, const ts_dig
                       : avro_value_set_null(&branch);
 }
 
+/* Writes v's body after a header of `hlen` bytes already in buf. */
+static ts_codec_status write_body(ts_codec *c, avro_value_t *v, size_t hlen, uint8_t *buf,
+                                  size_t cap, size_t *len) {
+    avro_writer_memory_set_dest(c->writer, (const char *)buf + hlen, (int64_t)(cap - hlen));
+    if (avro_value_write(c->writer, v))
+        return TS_CODEC_TOO_BIG;
+    *len = hlen + (size_t)avro_writer_tell(c->writer);
+    return TS_CODEC_OK;
+}
+
 static ts_codec_status finish(ts_codec *c, avro_value_t *v, uint64_t fp, uint8_t *buf, size_t cap,
                               size_t *len) {
     if (cap < TS_AVRO_HEADER_LEN)
         return TS_CODEC_TOO_BIG;
     ts_avro_write_header(buf, fp);
-    avro_writer_memory_set_dest(c->writer, (const char *)buf + TS_AVRO_HEADER_LEN,
-                                (int64_t)(cap - TS_AVRO_HEADER_LEN));
-    if (avro_value_write(c->writer, v))
+    return write_body(c, v, TS_AVRO_HEADER_LEN, buf, cap, len);
+}
+
+static ts_codec_status finish_registry(ts_codec *c, avro_value_t *v, int32_t id, uint8_t *buf,
+                                       size_t cap, size_t *len) {
+    if (cap < TS_REGISTRY_HEADER_LEN)
         return TS_CODEC_TOO_BIG;
-    *len = TS_AVRO_HEADER_LEN + (size_t)avro_writer_tell(c->writer);
-    return TS_CODEC_OK;
+    uint32_t u = (uint32_t)id;
+    buf[0] = 0;
+    buf[1] = (uint8_t)(u >> 24);
+    buf[2] = (uint8_t)(u >> 16);
+    buf[3] = (uint8_t)(u >> 8);
+    buf[4] = (uint8_t)u;
+    return write_body(c, v, TS_REGISTRY_HEADER_LEN, buf, cap, len);
 }
 
 /* The optional fields of an UpdateEvent: null unless set. */
@@ -325,13 +378,13 @@ ts_codec_status ts_codec_encode_command(ts_codec *c, const ts_command *cmd, uint
     return finish(c, v, c->s[i].fingerprint, buf, cap, len);
 }
 
-ts_codec_status ts_codec_encode_reply(ts_codec *c, const ts_reply *r, uint8_t *buf, size_t cap,
-                                      size_t *len) {
+/* The reply's record in the slot's value; 0, or -1 for what it cannot hold. */
+static int fill_reply(ts_codec *c, const ts_reply *r) {
     avro_value_t *v = &c->s[S_REPLY].value;
     avro_value_reset(v);
     avro_value_t outcome;
     if ((unsigned)r->outcome >= TS_OUT_COUNT_ || r->position < 0)
-        return TS_CODEC_INVALID;
+        return -1;
     int rc = set_string(v, "command_id", r->command_id) || set_string(v, "event_id", r->event_id) ||
              avro_value_get_by_name(v, "outcome", &outcome, NULL) ||
              avro_value_set_enum(&outcome, (int)r->outcome) ||
@@ -341,9 +394,21 @@ ts_codec_status ts_codec_encode_reply(ts_codec *c, const ts_reply *r, uint8_t *b
              set_optional_long(v, "position", r->position != 0, r->position) ||
              set_optional_string(v, "hold_id", r->hold_id[0] ? r->hold_id : NULL) ||
              set_optional_long(v, "expires_at", r->expires_at_ms != 0, r->expires_at_ms);
-    if (rc)
+    return rc ? -1 : 0;
+}
+
+ts_codec_status ts_codec_encode_reply(ts_codec *c, const ts_reply *r, uint8_t *buf, size_t cap,
+                                      size_t *len) {
+    if (fill_reply(c, r))
         return TS_CODEC_INVALID;
-    return finish(c, v, c->s[S_REPLY].fingerprint, buf, cap, len);
+    return finish(c, &c->s[S_REPLY].value, c->s[S_REPLY].fingerprint, buf, cap, len);
+}
+
+ts_codec_status ts_codec_encode_reply_registry(ts_codec *c, const ts_reply *r, int32_t schema_id,
+                                               uint8_t *buf, size_t cap, size_t *len) {
+    if (schema_id < 0 || fill_reply(c, r))
+        return TS_CODEC_INVALID;
+    return finish_registry(c, &c->s[S_REPLY].value, schema_id, buf, cap, len);
 }
 
 /* ------------------------------------------------------------------ decoding */
@@ -448,10 +513,13 @@ static bool get_added_bool(decoder *d, const char *name) {
     return v != 0;
 }
 
-/* A ["null", T] union: returns its branch in *branch, or 0 when null. */
+/* A ["null", T] union: returns its branch in *branch, or 0 when null or
+ * absent (a writer's schema without it: its default, null). */
 static int get_branch(decoder *d, const char *name, avro_value_t *branch) {
     avro_value_t f;
     int disc = 0;
+    if (!has_field(d, name))
+        return 0;
     if (avro_value_get_by_name(d->rec, name, &f, NULL) || avro_value_get_discriminant(&f, &disc) ||
         avro_value_get_current_branch(&f, branch)) {
         reject(d, TS_CODEC_CORRUPT, "%s: not a union", name);
@@ -522,11 +590,11 @@ static void get_optional_digest(decoder *d, const char *name, ts_digest *out) {
  * leaks it when the input ends early. So a first pass skips through the
  * body (avro_skip_data: bounds-checked, no allocation), and the decoding
  * pass only runs on a body whose every length fits. */
-static ts_codec_status read_body(ts_codec *c, slot *s, const uint8_t *body, size_t len,
-                                 decoder *d) {
+static ts_codec_status read_body(ts_codec *c, avro_schema_t writer, avro_value_t *value,
+                                 avro_value_t *dest, const uint8_t *body, size_t len, decoder *d) {
     char extra;
     avro_reader_memory_set_source(c->reader, (const char *)body, (int64_t)len);
-    if (avro_skip_data(c->reader, s->schema)) {
+    if (avro_skip_data(c->reader, writer)) {
         reject(d, TS_CODEC_CORRUPT, "body does not decode: %s", avro_strerror());
         return d->status;
     }
@@ -534,9 +602,9 @@ static ts_codec_status read_body(ts_codec *c, slot *s, const uint8_t *body, size
         reject(d, TS_CODEC_CORRUPT, "trailing bytes after the body");
         return d->status;
     }
-    avro_value_reset(&s->value);
+    avro_value_reset(dest);
     avro_reader_memory_set_source(c->reader, (const char *)body, (int64_t)len);
-    if (avro_value_read(c->reader, &s->value))
+    if (avro_value_read(c->reader, value))
         reject(d, TS_CODEC_CORRUPT, "body does not decode: %s", avro_strerror());
     return d->status;
 }
@@ -557,22 +625,220 @@ static enum family family_of(int i) {
     return kind == S_REPLY ? F_REPLY : kind == S_CHANGE ? F_CHANGE : F_COMMAND;
 }
 
-/* Reads a message's header and body into the slot of the schema its
- * fingerprint names, among those of the family (of any version). The
- * slot's index, or -1 with d's status and message set. */
+static const char *const family_names[] = {"a command", "a reply", "a change"};
+
+static learned *find_learned(ts_codec *c, int32_t id) {
+    for (size_t i = 0; i < c->nlearned; i++)
+        if (c->learned[i].id == id)
+            return &c->learned[i];
+    return NULL;
+}
+
+/* A registry-framed message: its body read with the learned schema of its
+ * id, into d->rec. The slot's index, or -1 with d's status set. */
+static int open_registry(ts_codec *c, const uint8_t *msg, size_t len, enum family family,
+                         decoder *d) {
+    int32_t id = (int32_t)ts_codec_registry_id(msg, len);
+    learned *l = id < 0 ? NULL : find_learned(c, id);
+    if (id < 0) {
+        reject(d, TS_CODEC_NO_HEADER, "registry framing shorter than its header (%zu bytes)", len);
+        return -1;
+    }
+    if (!l) {
+        reject(d, TS_CODEC_SCHEMA_NEEDED, "schema id %d not learned", id);
+        return -1;
+    }
+    if (l->slot < 0) {
+        reject(d, TS_CODEC_UNKNOWN_SCHEMA, "schema id %d: %s", id, l->why);
+        return -1;
+    }
+    if (family_of(l->slot) != family) {
+        reject(d, TS_CODEC_UNKNOWN_SCHEMA, "schema id %d is %s, not %s", id,
+               family_names[family_of(l->slot)], family_names[family]);
+        return -1;
+    }
+    const uint8_t *body = msg + TS_REGISTRY_HEADER_LEN;
+    size_t blen = len - TS_REGISTRY_HEADER_LEN;
+    slot *s = &c->s[l->slot];
+    if (!l->resolver) {
+        d->rec = &s->value;
+        return read_body(c, s->schema, &s->value, &s->value, body, blen, d) == TS_CODEC_OK ? l->slot
+                                                                                           : -1;
+    }
+    d->rec = &l->reader_value;
+    return read_body(c, l->writer, &l->resolved, &l->reader_value, body, blen, d) == TS_CODEC_OK
+               ? l->slot
+               : -1;
+}
+
+/* Reads a message into the value of its writer's schema: a single-object
+ * message into the slot its fingerprint names, among those of the family
+ * (of any version); a registry-framed one as open_registry does. Sets
+ * d->rec to the record read. The slot's index, or -1 with d's status and
+ * message set. */
 static int open_message(ts_codec *c, const void *msg, size_t len, enum family family, decoder *d) {
+    if (len > 0 && *(const uint8_t *)msg == 0)
+        return open_registry(c, msg, len, family, d);
     uint64_t fp;
     if (header(msg, len, &fp, d))
         return -1;
     for (int i = 0; i < S_COUNT; i++)
-        if (family_of(i) == family && c->s[i].fingerprint == fp)
-            return read_body(c, &c->s[i], (const uint8_t *)msg + TS_AVRO_HEADER_LEN,
-                             len - TS_AVRO_HEADER_LEN, d) == TS_CODEC_OK
+        if (family_of(i) == family && c->s[i].fingerprint == fp) {
+            d->rec = &c->s[i].value;
+            return read_body(c, c->s[i].schema, &c->s[i].value, &c->s[i].value,
+                             (const uint8_t *)msg + TS_AVRO_HEADER_LEN, len - TS_AVRO_HEADER_LEN,
+                             d) == TS_CODEC_OK
                        ? i
                        : -1;
+        }
     reject(d, TS_CODEC_UNKNOWN_SCHEMA, "unknown schema fingerprint %016llx",
            (unsigned long long)fp);
     return -1;
+}
+
+/* ------------------------------------------------------------------ the registry's schemas */
+
+int64_t ts_codec_registry_id(const void *msg, size_t len) {
+    const uint8_t *b = msg;
+    if (len < TS_REGISTRY_HEADER_LEN || b[0] != 0)
+        return -1;
+    return (int64_t)(((uint32_t)b[1] << 24) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 8) |
+                     (uint32_t)b[4]);
+}
+
+/* A record's full name: namespace.name, or name. */
+static void full_name(avro_schema_t s, char *out, size_t cap) {
+    const char *ns = avro_schema_namespace(s), *name = avro_schema_type_name(s);
+    snprintf(out, cap, "%s%s%s", ns ? ns : "", ns && *ns ? "." : "", name ? name : "");
+}
+
+/* The current slot of the record named like `writer`, or -1. */
+static int slot_named(ts_codec *c, avro_schema_t writer) {
+    char want[256], have[256];
+    if (!is_avro_record(writer))
+        return -1;
+    full_name(writer, want, sizeof want);
+    for (int i = 0; i < S_CURRENT_END; i++) {
+        full_name(c->s[i].schema, have, sizeof have);
+        if (strcmp(want, have) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* Slot i's schema less the top-level fields `writer` lacks (each must have
+ * a default): avro-c's resolution knows no defaults, so the reader side
+ * must not ask for them. NULL with err set when a field the writer lacks
+ * has no default. */
+static avro_schema_t reader_for(int i, avro_schema_t writer, char *err, size_t errlen) {
+    const ts_embedded *e = find_schema(schema_files[i].file);
+    json_error_t jerr;
+    json_t *root = json_loadb(e->data, e->len, 0, &jerr);
+    json_t *fields = json_object_get(root, "fields"), *kept = json_array();
+    avro_schema_t out = NULL;
+    size_t k;
+    json_t *f;
+    if (!root || !json_is_array(fields) || !kept) {
+        snprintf(err, errlen, "%s: cannot be parsed again", e->name);
+        goto done;
+    }
+    json_array_foreach(fields, k, f) {
+        const char *name = json_string_value(json_object_get(f, "name"));
+        if (name && avro_schema_record_field_get_index(writer, name) >= 0) {
+            json_array_append(kept, f);
+        } else if (!json_object_get(f, "default")) {
+            snprintf(err, errlen, "field %s has no default and the writer's schema lacks it",
+                     name ? name : "?");
+            goto done;
+        }
+    }
+    json_object_set(root, "fields", kept);
+    char *text = json_dumps(root, JSON_COMPACT);
+    if (!text || avro_schema_from_json_length(text, strlen(text), &out)) {
+        snprintf(err, errlen, "%s: %s", e->name, text ? avro_strerror() : "out of memory");
+        out = NULL;
+    }
+    free(text);
+done:
+    json_decref(kept);
+    json_decref(root);
+    return out;
+}
+
+/* Fills l (its id set, the rest zero) for `json`: l->slot, or -1 and
+ * l->why when the codec cannot read it. */
+static void learn(ts_codec *c, learned *l, const char *json) {
+    char err[sizeof l->why] = "";
+    uint64_t fp;
+    l->slot = -1;
+    if (avro_schema_from_json_length(json, strlen(json), &l->writer)) {
+        snprintf(l->why, sizeof l->why, "not a schema: %s", avro_strerror());
+        l->writer = NULL;
+        return;
+    }
+    if (ts_avro_fingerprint(json, &fp, err, sizeof err) == 0)
+        for (int i = 0; i < S_COUNT; i++)
+            if (c->s[i].fingerprint == fp) {
+                l->slot = i; /* one of the codec's own: read as it */
+                return;
+            }
+    int i = slot_named(c, l->writer);
+    if (i < 0) {
+        char name[128] = "";
+        if (is_avro_record(l->writer))
+            full_name(l->writer, name, sizeof name);
+        snprintf(l->why, sizeof l->why, "%s%s is no record of turnstile's", name[0] ? "" : "a ",
+                 name[0] ? name : avro_schema_type_name(l->writer));
+        return;
+    }
+    l->reader = reader_for(i, l->writer, err, sizeof err);
+    if (l->reader)
+        l->reader_iface = avro_generic_class_from_schema(l->reader);
+    if (l->reader_iface && avro_generic_value_new(l->reader_iface, &l->reader_value) == 0) {
+        l->resolver = avro_resolved_writer_new(l->writer, l->reader);
+        if (!l->resolver)
+            snprintf(err, sizeof err, "%s", avro_strerror());
+    }
+    if (l->resolver && avro_resolved_writer_new_value(l->resolver, &l->resolved) == 0) {
+        avro_resolved_writer_set_dest(&l->resolved, &l->reader_value);
+        l->slot = i;
+        return;
+    }
+    char name[128];
+    full_name(l->writer, name, sizeof name);
+    snprintf(l->why, sizeof l->why, "%s cannot be read as turnstile's: %s", name,
+             err[0] ? err : avro_strerror());
+}
+
+bool ts_codec_knows_schema(const ts_codec *c, int32_t id) {
+    return find_learned((ts_codec *)c, id) != NULL;
+}
+
+ts_codec_status ts_codec_learn_schema(ts_codec *c, int32_t id, const char *json, char *err,
+                                      size_t errlen) {
+    learned *l = find_learned(c, id);
+    if (!l) {
+        if (c->nlearned == TS_CODEC_LEARNED_MAX) {
+            snprintf(err, errlen, "schema id %d: more than %d registry schemas", id,
+                     TS_CODEC_LEARNED_MAX);
+            return TS_CODEC_UNKNOWN_SCHEMA;
+        }
+        if (!c->learned) {
+            c->learned = calloc(TS_CODEC_LEARNED_MAX, sizeof *c->learned);
+            if (!c->learned) {
+                snprintf(err, errlen, "out of memory");
+                return TS_CODEC_UNKNOWN_SCHEMA;
+            }
+        }
+        l = &c->learned[c->nlearned++];
+        l->id = id;
+        learn(c, l, json);
+    }
+    if (l->slot < 0) {
+        snprintf(err, errlen, "schema id %d: %s", id, l->why);
+        return TS_CODEC_UNKNOWN_SCHEMA;
+    }
+    return TS_CODEC_OK;
 }
 
 /* The optional fields of an UpdateEvent, at least one of them set. */
@@ -606,8 +872,8 @@ ts_codec_status ts_codec_decode_command(ts_codec *c, const void *msg, size_t len
     if (i < 0)
         return d.status;
     memset(out, 0, sizeof *out);
-    d.rec = &c->s[i].value;
     out->type = schema_files[i].type;
+    out->registry_framed = *(const uint8_t *)msg == 0;
     get_uuid(&d, "command_id", out->command_id);
     out->issued_at_ms = get_long(&d, "issued_at");
     get_uuid(&d, "event_id", out->event_id);
@@ -678,7 +944,6 @@ ts_codec_status ts_codec_decode_reply(ts_codec *c, const void *msg, size_t len, 
     if (i < 0)
         return d.status;
     memset(out, 0, sizeof *out);
-    d.rec = &c->s[i].value;
     get_uuid(&d, "command_id", out->command_id);
     get_uuid(&d, "event_id", out->event_id);
     out->outcome = (ts_outcome)get_enum(&d, "outcome", TS_OUT_COUNT_);
@@ -850,7 +1115,6 @@ ts_codec_status ts_codec_decode_change(ts_codec *c, const void *msg, size_t len,
     if (i < 0)
         return d.status;
     memset(out, 0, sizeof *out);
-    d.rec = &c->s[i].value;
     ts_change *ch = &out->change;
     get_uuid(&d, "event_id", out->event_id);
     ch->event_id = out->event_id;
@@ -886,6 +1150,7 @@ const char *ts_codec_status_name(ts_codec_status st) {
     case TS_CODEC_CORRUPT: return "corrupt";
     case TS_CODEC_INVALID: return "invalid";
     case TS_CODEC_TOO_BIG: return "too_big";
+    case TS_CODEC_SCHEMA_NEEDED: return "schema_needed";
     }
     return "unknown";
 }

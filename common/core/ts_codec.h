@@ -44,6 +44,7 @@ typedef struct ts_digest {
 
 typedef struct ts_command {
     ts_command_type type;
+    bool registry_framed; /* it came in the Schema Registry's framing: so goes its reply */
     char command_id[TS_UUID_LEN + 1];
     int64_t issued_at_ms;
     char reply_topic[TS_TOPIC_MAX + 1]; /* "" when no reply is wanted */
@@ -185,6 +186,7 @@ typedef enum ts_codec_status {
     TS_CODEC_CORRUPT,        /* the body does not decode with its schema */
     TS_CODEC_INVALID,        /* decodes, but a field does not fit its rules */
     TS_CODEC_TOO_BIG,        /* encoding: the buffer is too small */
+    TS_CODEC_SCHEMA_NEEDED,  /* registry framing, a schema id not learned yet */
 } ts_codec_status;
 
 typedef struct ts_codec ts_codec;
@@ -219,6 +221,42 @@ ts_codec_status ts_codec_encode_change(ts_codec *codec, const ts_change *change,
 ts_codec_status ts_codec_decode_change(ts_codec *codec, const void *msg, size_t len,
                                        ts_change_buf *out, char *err, size_t errlen);
 const char *ts_change_type_name(ts_change_type type); /* "Registered", as in the schema */
+
+/* The Schema Registry's framing (the Confluent wire format, which every
+ * standard Kafka Avro serializer writes): a 0x00 byte, the writer schema's
+ * registry id (4 bytes, big-endian), then the Avro binary body. Decoding
+ * takes either framing, by the first byte. The codec does no I/O: a
+ * registry-framed message whose schema id it has not learned decodes to
+ * TS_CODEC_SCHEMA_NEEDED; the caller fetches that schema from the registry
+ * (ts_registry.h), hands it to ts_codec_learn_schema and decodes again. */
+#define TS_REGISTRY_HEADER_LEN 5
+#define TS_CODEC_LEARNED_MAX 256 /* registry schemas a codec remembers at most */
+
+/* The schema id of a registry-framed message; -1 when msg is not one. */
+int64_t ts_codec_registry_id(const void *msg, size_t len);
+
+/* Whether the codec has learned schema `id` (as readable or as unknown). */
+bool ts_codec_knows_schema(const ts_codec *codec, int32_t id);
+
+/* Teaches the codec registry schema `id`, given as its JSON text. A schema
+ * whose Parsing Canonical Form is one of the codec's (any version) reads
+ * as that one. Another version of a record the codec knows (a producer's
+ * newer schema with fields added, or an older one lacking some) is
+ * resolved against the codec's current schema by Avro's rules: fields the
+ * codec does not know are skipped, and a field the writer lacks reads as
+ * its default (one without a default makes the schema incompatible).
+ * Returns TS_CODEC_OK, or TS_CODEC_UNKNOWN_SCHEMA with `err` saying why
+ * (not a record the codec knows, incompatible, not a schema, or
+ * TS_CODEC_LEARNED_MAX reached); an id found unknown is remembered as such
+ * and needs no second fetch. */
+ts_codec_status ts_codec_learn_schema(ts_codec *codec, int32_t id, const char *schema_json,
+                                      char *err, size_t errlen);
+
+/* A reply in the registry's framing, for a command that came in it:
+ * `schema_id` is the registry's id of schemas/reply.avsc. */
+ts_codec_status ts_codec_encode_reply_registry(ts_codec *codec, const ts_reply *reply,
+                                               int32_t schema_id, uint8_t *buf, size_t cap,
+                                               size_t *len);
 
 /* Fingerprint of the schema written for a command type, or for replies. */
 uint64_t ts_codec_command_fingerprint(const ts_codec *codec, ts_command_type type);

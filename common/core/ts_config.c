@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ts_codec.h"
 #include "ts_log.h"
@@ -74,6 +75,11 @@ static const var vars[] = {
     S(kafka_config_file, "",
       "file of librdkafka key=value lines (e.g. security.protocol, sasl.*, ssl.*); each"
       " TS_KAFKA_PROPERTY_<key>=value sets one too, after the file"),
+    S(schema_registry_url, "",
+      "base URL of a Schema Registry's Confluent-compatible API, e.g."
+      " http://127.0.0.1:8081/apis/ccompat/v7 (empty: none)"),
+    I(schema_registry_timeout_ms, "5000", 100, 600000,
+      "any Schema Registry request at most, connecting included"),
     S(pg_dsn, "host=127.0.0.1 port=5432 dbname=turnstile user=turnstile password=turnstile",
       "libpq connection string"),
     I(migrate, "1", 0, 1, "apply pending sql/ migrations at start"),
@@ -265,6 +271,13 @@ int ts_config_load(ts_config *cfg, char *err, size_t errlen) {
     if ((long)cfg->request_timeout_s * 1000 < (long)cfg->reply_timeout_ms + 1000) {
         snprintf(err, errlen,
                  "TS_REQUEST_TIMEOUT_S must exceed TS_REPLY_TIMEOUT_MS by a second at least");
+        return -1;
+    }
+    if (cfg->schema_registry_url[0] && strncasecmp(cfg->schema_registry_url, "http://", 7) != 0 &&
+        strncasecmp(cfg->schema_registry_url, "https://", 8) != 0) {
+        snprintf(err, errlen,
+                 "TS_SCHEMA_REGISTRY_URL: expected http://... or https://..., got '%s'",
+                 cfg->schema_registry_url);
         return -1;
     }
     if (cfg->kafka_config_file[0] && load_kafka_file(cfg, err, errlen))

@@ -64,6 +64,9 @@ typedef struct ts_config {
     char kafka_config_file[256];
     ts_kafka_property kafka_properties[TS_KAFKA_PROPERTIES_MAX];
     int kafka_nproperties; /* the file's lines, then TS_KAFKA_PROPERTY_* */
+    /* Schema Registry (its Confluent-compatible API; see ts_registry.h) */
+    char schema_registry_url[512]; /* "" = none: only single-object messages */
+    int schema_registry_timeout_ms;
     /* PostgreSQL */
     char pg_dsn[512];
     int migrate;       /* apply sql/ migrations at start */

@@ -130,10 +130,22 @@ rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char 
     char linger[16];
     snprintf(linger, sizeof linger, "%d", cfg->linger_ms);
     /* Idempotence gives acks=all and ordered, duplicate-free retries: a
-     * command acknowledged to a client is on every in-sync replica. */
+     * command acknowledged to a client is on every in-sync replica. The
+     * partitioner is Java's (murmur2), so that any Kafka client, in its
+     * default setting or one line away from it, puts an event's commands
+     * in the partition the API does (the worker refuses the others). */
     const char *producer_defaults[] = {
-        "enable.idempotence", "true",  "linger.ms", linger, "compression.type", "lz4",
-        "message.timeout.ms", "30000", NULL,
+        "enable.idempotence",
+        "true",
+        "linger.ms",
+        linger,
+        "compression.type",
+        "lz4",
+        "message.timeout.ms",
+        "30000",
+        "partitioner",
+        "murmur2_random",
+        NULL,
     };
     rd_kafka_conf_t *conf = conf_with(
         cfg, client_id, type == RD_KAFKA_PRODUCER ? producer_defaults : NULL, err, errlen);

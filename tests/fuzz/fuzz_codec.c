@@ -3,13 +3,19 @@
  * untrusted). The same input is decoded as a command, a reply and a change;
  * whatever decodes is encoded again (into the current schema version) and
  * decoded again, and must be stable: the second encoding equals the first.
- * A message the decoder accepts and the encoder refuses is a bug too. */
+ * A message the decoder accepts and the encoder refuses is a bug too.
+ *
+ * The codec has learned registry schema ids as a worker would (see
+ * fuzz_registry_ids.h): each current schema by its own id, and two other
+ * versions of Register that go through Avro schema resolution, so inputs
+ * in the registry's framing (0x00, id, body) reach every decoding path. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_registry_ids.h"
 #include "ts_codec.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -34,6 +40,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         abort();
     }
     atexit(free_codec); /* before LeakSanitizer's check at exit */
+    if (fuzz_learn_registry_ids(codec, err, sizeof err)) {
+        fprintf(stderr, "fuzz_codec: %s\n", err);
+        abort();
+    }
     return 0;
 }
 

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_registry_ids.h"
+#include "ts_avro.h"
 #include "ts_codec.h"
 
 #define EVENT_ID "5a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5b"
@@ -206,6 +208,43 @@ int main(int argc, char **argv) {
         snprintf(name, sizeof name, "change-%s", ts_change_type_name((ts_change_type)t));
         put(name, st, buf, len);
     }
+    /* in the registry's framing: the Register above by its own id, by the
+     * newer version's (its added field null) and by the older's (without
+     * waitlist, its last byte); a reply by its id */
+    if (fuzz_learn_registry_ids(codec, err, sizeof err)) {
+        fprintf(stderr, "gen_seeds: %s\n", err);
+        ts_codec_free(codec);
+        return 1;
+    }
+    static const struct {
+        const char *name;
+        int32_t id;
+        int extra; /* bytes added (1) or removed (-1) after the body */
+    } framed[] = {{"registry-Register", 2, 0},
+                  {"registry-Register-newer", FUZZ_ID_REGISTER_NEWER, 1},
+                  {"registry-Register-older", FUZZ_ID_REGISTER_OLDER, -1}};
+    static uint8_t out[TS_MESSAGE_BYTES_MAX + 8];
+    for (size_t i = 0; i < sizeof framed / sizeof framed[0]; i++) {
+        ts_command c = command(TS_CMD_REGISTER);
+        c.u.reg.waitlist = false; /* the older version's default */
+        ts_codec_status st = ts_codec_encode_command(codec, &c, buf, sizeof buf, &len);
+        size_t n = len - TS_AVRO_HEADER_LEN + TS_REGISTRY_HEADER_LEN;
+        out[0] = 0;
+        for (int b = 0; b < 4; b++)
+            out[1 + b] = (uint8_t)((uint32_t)framed[i].id >> (24 - 8 * b));
+        memcpy(out + TS_REGISTRY_HEADER_LEN, buf + TS_AVRO_HEADER_LEN, len - TS_AVRO_HEADER_LEN);
+        if (framed[i].extra > 0)
+            out[n++] = 0; /* the added union's null branch */
+        else if (framed[i].extra < 0)
+            n--;
+        put(framed[i].name, st, out, n);
+    }
+    ts_reply r = {.outcome = TS_OUT_REGISTERED, .applied_at_ms = 1764034980456};
+    strcpy(r.command_id, COMMAND_ID);
+    strcpy(r.event_id, EVENT_ID);
+    strcpy(r.user_id, USER_ID);
+    put("registry-reply", ts_codec_encode_reply_registry(codec, &r, 10, buf, sizeof buf, &len), buf,
+        len);
     ts_codec_free(codec);
     return failures ? 1 : 0;
 }

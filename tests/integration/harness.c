@@ -287,13 +287,22 @@ ts_command it_registration(it_env *env, const char *event_id, const char *name, 
     return c;
 }
 
-void it_produce_raw(it_env *env, const char *key, const void *value, size_t len) {
-    rd_kafka_resp_err_t e =
-        rd_kafka_producev(env->producer, RD_KAFKA_V_TOPIC(env->cfg.topic_commands),
-                          RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)value, len),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+void it_produce_to(it_env *env, const char *key, int32_t partition, const void *value, size_t len) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        env->producer, RD_KAFKA_V_TOPIC(env->cfg.topic_commands), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)value, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(rd_kafka_flush(env->producer, 15000), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+void it_produce_raw(it_env *env, const char *key, const void *value, size_t len) {
+    it_produce_to(env, key, RD_KAFKA_PARTITION_UA, value, len);
+}
+
+int32_t it_partition_of(const it_env *env, const char *event_id) {
+    return rd_kafka_msg_partitioner_murmur2(NULL, event_id, strlen(event_id),
+                                            env->command_partitions, NULL, NULL);
 }
 
 void it_produce(it_env *env, const ts_command *cmd) {

@@ -108,6 +108,11 @@ ts_command it_registration(it_env *env, const char *event_id, const char *name, 
 /* Produces a command keyed by its event id and waits for the broker's ack. */
 void it_produce(it_env *env, const ts_command *cmd);
 void it_produce_raw(it_env *env, const char *key, const void *value, size_t len);
+/* The same to a partition of the caller's choice (RD_KAFKA_PARTITION_UA:
+ * the producer's partitioner, murmur2). */
+void it_produce_to(it_env *env, const char *key, int32_t partition, const void *value, size_t len);
+/* The commands partition an event belongs in: murmur2 of its id. */
+int32_t it_partition_of(const it_env *env, const char *event_id);
 /* Produces n commands in one go, then waits for all the acks. */
 void it_produce_many(it_env *env, const ts_command *cmds, size_t n);
 

@@ -987,6 +987,214 @@ static void the_largest_update_and_change_fit_the_message_limit(void **state) {
     assert_int_equal(ts_codec_encode_change(*state, &c, buf, sizeof buf, &len), TS_CODEC_INVALID);
 }
 
+/* ------------------------------------------------------------ registry framing */
+
+/* The message in the registry's framing: 0x00, the id, the same body. */
+static size_t reframe(const uint8_t *msg, size_t len, int32_t id, uint8_t *out) {
+    out[0] = 0;
+    out[1] = (uint8_t)((uint32_t)id >> 24);
+    out[2] = (uint8_t)((uint32_t)id >> 16);
+    out[3] = (uint8_t)((uint32_t)id >> 8);
+    out[4] = (uint8_t)id;
+    memcpy(out + TS_REGISTRY_HEADER_LEN, msg + TS_AVRO_HEADER_LEN, len - TS_AVRO_HEADER_LEN);
+    return len - TS_AVRO_HEADER_LEN + TS_REGISTRY_HEADER_LEN;
+}
+
+static const char *schema_text(const char *file) {
+    for (const ts_embedded *e = ts_embedded_schemas; e->name; e++)
+        if (strcmp(e->name, file) == 0)
+            return e->data;
+    fail_msg("%s is not compiled in", file);
+    return NULL;
+}
+
+/* register.avsc with its fields array edited: `drop` removed, `add` (a
+ * field's JSON) appended. The caller frees. */
+static char *register_schema_variant(const char *drop, const char *add) {
+    const char *base = schema_text("register.avsc");
+    char *out = malloc(strlen(base) + (add ? strlen(add) : 0) + 8);
+    assert_non_null(out);
+    strcpy(out, base);
+    if (drop) {
+        char key[64];
+        snprintf(key, sizeof key, "{\"name\": \"%s\"", drop);
+        char *at = strstr(out, key);
+        assert_non_null(at);
+        /* the field runs to its closing brace and the comma before the next one */
+        char *end = strstr(at, "}");
+        assert_non_null(end);
+        end++;
+        while (*end == ',' || *end == ' ' || *end == '\n')
+            end++;
+        memmove(at, end, strlen(end) + 1);
+        /* a last field dropped leaves a comma before the array's end */
+        char *close = strrchr(out, ']');
+        char *p = close;
+        while (p > out && (p[-1] == ' ' || p[-1] == '\n'))
+            p--;
+        if (p[-1] == ',')
+            p[-1] = ' ';
+    }
+    if (add) {
+        char *close = strrchr(out, ']');
+        char tail[64];
+        strcpy(tail, close);
+        sprintf(close, ", %s%s", add, tail);
+    }
+    return out;
+}
+
+static void the_registry_id_is_read_from_the_framing(void **state) {
+    (void)state;
+    const uint8_t framed[] = {0, 0, 0, 1, 0x2a, 2}, single[] = {0xc3, 0x01, 0, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(ts_codec_registry_id(framed, sizeof framed), 298);
+    assert_int_equal(ts_codec_registry_id(framed, 4), -1); /* shorter than its header */
+    assert_int_equal(ts_codec_registry_id(single, sizeof single), -1);
+}
+
+static void a_registry_framed_command_decodes_once_its_schema_is_learned(void **state) {
+    char err[256] = "";
+    ts_command in = sample(TS_CMD_REGISTER), out;
+    uint8_t buf[TS_MESSAGE_BYTES_MAX], framed[TS_MESSAGE_BYTES_MAX];
+    size_t n = reframe(buf, encode(*state, &in, buf, sizeof buf), 7, framed);
+    assert_int_equal(ts_codec_decode_command(*state, framed, n, &out, err, sizeof err),
+                     TS_CODEC_SCHEMA_NEEDED);
+    assert_false(ts_codec_knows_schema(*state, 7));
+    assert_int_equal(
+        ts_codec_learn_schema(*state, 7, schema_text("register.avsc"), err, sizeof err),
+        TS_CODEC_OK);
+    assert_true(ts_codec_knows_schema(*state, 7));
+    assert_int_equal(ts_codec_decode_command(*state, framed, n, &out, err, sizeof err),
+                     TS_CODEC_OK);
+    assert_true(out.registry_framed);
+    out.registry_framed = false;
+    assert_memory_equal(&in, &out, sizeof in);
+    /* the single-object message still decodes, and says so */
+    n = encode(*state, &in, buf, sizeof buf);
+    assert_int_equal(ts_codec_decode_command(*state, buf, n, &out, err, sizeof err), TS_CODEC_OK);
+    assert_false(out.registry_framed);
+    /* every truncation of the framed one is refused, never read past */
+    n = reframe(buf, n, 7, framed);
+    for (size_t cut = 0; cut < n; cut++) {
+        uint8_t *part = malloc(cut ? cut : 1);
+        memcpy(part, framed, cut);
+        ts_codec_status st = ts_codec_decode_command(*state, part, cut, &out, err, sizeof err);
+        assert_int_equal(st, cut < TS_REGISTRY_HEADER_LEN ? TS_CODEC_NO_HEADER : TS_CODEC_CORRUPT);
+        free(part);
+    }
+}
+
+static void a_newer_producer_schema_with_an_added_field_is_resolved(void **state) {
+    char err[256] = "";
+    char *newer = register_schema_variant(
+        NULL, "{\"name\": \"referrer\", \"type\": [\"null\", \"string\"], \"default\": null}");
+    assert_int_equal(ts_codec_learn_schema(*state, 8, newer, err, sizeof err), TS_CODEC_OK);
+    ts_command in = sample(TS_CMD_REGISTER), out;
+    uint8_t buf[TS_MESSAGE_BYTES_MAX], framed[TS_MESSAGE_BYTES_MAX];
+    size_t n = reframe(buf, encode(*state, &in, buf, sizeof buf), 8, framed);
+    /* the added field, last: the union's second branch, the string "x" */
+    framed[n++] = 2;
+    framed[n++] = 2;
+    framed[n++] = 'x';
+    assert_int_equal(ts_codec_decode_command(*state, framed, n, &out, err, sizeof err),
+                     TS_CODEC_OK);
+    out.registry_framed = false;
+    assert_memory_equal(&in, &out, sizeof in);
+    /* without the added field's bytes the body ends early */
+    assert_int_equal(ts_codec_decode_command(*state, framed, n - 3, &out, err, sizeof err),
+                     TS_CODEC_CORRUPT);
+    free(newer);
+}
+
+static void an_older_producer_schema_lacking_a_defaulted_field_reads_its_default(void **state) {
+    char err[256] = "";
+    char *older = register_schema_variant("waitlist", NULL);
+    assert_int_equal(ts_codec_learn_schema(*state, 9, older, err, sizeof err), TS_CODEC_OK);
+    ts_command in = sample(TS_CMD_REGISTER), out;
+    in.u.reg.waitlist = false;
+    uint8_t buf[TS_MESSAGE_BYTES_MAX], framed[TS_MESSAGE_BYTES_MAX];
+    size_t n = reframe(buf, encode(*state, &in, buf, sizeof buf), 9, framed);
+    n--; /* waitlist, the last field, a boolean: one byte the older writer never wrote */
+    assert_int_equal(ts_codec_decode_command(*state, framed, n, &out, err, sizeof err),
+                     TS_CODEC_OK);
+    out.registry_framed = false;
+    assert_memory_equal(&in, &out, sizeof in);
+    free(older);
+}
+
+static void schemas_it_cannot_read_are_unknown_and_remembered(void **state) {
+    char err[256] = "";
+    /* email has no default: a writer without it cannot be read */
+    char *no_email = register_schema_variant("email", NULL);
+    assert_int_equal(ts_codec_learn_schema(*state, 10, no_email, err, sizeof err),
+                     TS_CODEC_UNKNOWN_SCHEMA);
+    assert_non_null(strstr(err, "email"));
+    free(no_email);
+    assert_int_equal(
+        ts_codec_learn_schema(*state, 11,
+                              "{\"type\":\"record\",\"name\":\"Order\",\"namespace\":"
+                              "\"shop\",\"fields\":[{\"name\":\"id\",\"type\":\"long\"}]}",
+                              err, sizeof err),
+        TS_CODEC_UNKNOWN_SCHEMA);
+    assert_non_null(strstr(err, "shop.Order"));
+    assert_int_equal(ts_codec_learn_schema(*state, 12, "\"string\"", err, sizeof err),
+                     TS_CODEC_UNKNOWN_SCHEMA);
+    assert_int_equal(ts_codec_learn_schema(*state, 13, "{not json", err, sizeof err),
+                     TS_CODEC_UNKNOWN_SCHEMA);
+    assert_non_null(strstr(err, "not a schema"));
+    /* a message of such an id is an unknown schema, not a schema to fetch again */
+    ts_command in = sample(TS_CMD_REGISTER), out;
+    uint8_t buf[TS_MESSAGE_BYTES_MAX], framed[TS_MESSAGE_BYTES_MAX];
+    size_t n = reframe(buf, encode(*state, &in, buf, sizeof buf), 11, framed);
+    assert_int_equal(ts_codec_decode_command(*state, framed, n, &out, err, sizeof err),
+                     TS_CODEC_UNKNOWN_SCHEMA);
+    assert_int_equal(
+        ts_codec_learn_schema(*state, 11, "\"ignored: known already\"", err, sizeof err),
+        TS_CODEC_UNKNOWN_SCHEMA);
+}
+
+static void a_reply_goes_back_in_the_registry_framing(void **state) {
+    char err[256] = "";
+    ts_reply r = {.outcome = TS_OUT_WAITLISTED, .applied_at_ms = 1764034980999, .position = 4};
+    strcpy(r.command_id, COMMAND_ID);
+    strcpy(r.event_id, EVENT_ID);
+    strcpy(r.user_id, USER_ID);
+    uint8_t buf[TS_MESSAGE_BYTES_MAX];
+    size_t len = 0;
+    assert_int_equal(ts_codec_encode_reply_registry(*state, &r, 21, buf, sizeof buf, &len),
+                     TS_CODEC_OK);
+    assert_int_equal(ts_codec_registry_id(buf, len), 21);
+    ts_reply out;
+    assert_int_equal(ts_codec_decode_reply(*state, buf, len, &out, err, sizeof err),
+                     TS_CODEC_SCHEMA_NEEDED);
+    assert_int_equal(ts_codec_learn_schema(*state, 21, schema_text("reply.avsc"), err, sizeof err),
+                     TS_CODEC_OK);
+    assert_int_equal(ts_codec_decode_reply(*state, buf, len, &out, err, sizeof err), TS_CODEC_OK);
+    assert_memory_equal(&r, &out, sizeof r);
+    /* a reply's schema id is no command's */
+    ts_command cmd;
+    assert_int_equal(ts_codec_decode_command(*state, buf, len, &cmd, err, sizeof err),
+                     TS_CODEC_UNKNOWN_SCHEMA);
+    assert_non_null(strstr(err, "not a command"));
+    assert_int_equal(ts_codec_encode_reply_registry(*state, &r, -1, buf, sizeof buf, &len),
+                     TS_CODEC_INVALID);
+}
+
+static void the_learned_schemas_are_bounded(void **state) {
+    (void)state;
+    char err[256];
+    ts_codec *c = ts_codec_new(err, sizeof err);
+    assert_non_null(c);
+    for (int32_t id = 0; id < TS_CODEC_LEARNED_MAX; id++)
+        assert_int_equal(ts_codec_learn_schema(c, id, schema_text("cancel.avsc"), err, sizeof err),
+                         TS_CODEC_OK);
+    assert_int_equal(
+        ts_codec_learn_schema(c, TS_CODEC_LEARNED_MAX, schema_text("cancel.avsc"), err, sizeof err),
+        TS_CODEC_UNKNOWN_SCHEMA);
+    assert_non_null(strstr(err, "more than"));
+    ts_codec_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_command_type_round_trips),
@@ -1020,6 +1228,13 @@ int main(void) {
         cmocka_unit_test(a_change_is_not_a_command),
         cmocka_unit_test(names_follow_the_schemas),
         cmocka_unit_test(the_largest_update_and_change_fit_the_message_limit),
+        cmocka_unit_test(the_registry_id_is_read_from_the_framing),
+        cmocka_unit_test(a_registry_framed_command_decodes_once_its_schema_is_learned),
+        cmocka_unit_test(a_newer_producer_schema_with_an_added_field_is_resolved),
+        cmocka_unit_test(an_older_producer_schema_lacking_a_defaulted_field_reads_its_default),
+        cmocka_unit_test(schemas_it_cannot_read_are_unknown_and_remembered),
+        cmocka_unit_test(a_reply_goes_back_in_the_registry_framing),
+        cmocka_unit_test(the_learned_schemas_are_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -14,9 +14,9 @@
 #include "ts_config.h"
 
 static void clear_env(void) {
-    const char *names[] = {"TS_HTTP_PORT", "TS_TOPIC_PREFIX",       "TS_LOG_LEVEL",
-                           "TS_BATCH_MAX", "TS_COMMAND_PARTITIONS", "TS_REPLY_PARTITIONS",
-                           "TS_LOG_FORMAT"};
+    const char *names[] = {"TS_HTTP_PORT",           "TS_TOPIC_PREFIX",       "TS_LOG_LEVEL",
+                           "TS_BATCH_MAX",           "TS_COMMAND_PARTITIONS", "TS_REPLY_PARTITIONS",
+                           "TS_SCHEMA_REGISTRY_URL", "TS_LOG_FORMAT"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unsetenv(names[i]);
 }
@@ -38,6 +38,8 @@ static void defaults_fit_the_local_stack(void **state) {
     assert_int_equal(c.reply_partitions, 8);
     assert_int_equal(c.hold_ttl_s, 600);
     assert_int_equal(c.sweep_interval_ms, 250);
+    assert_string_equal(c.schema_registry_url, ""); /* no registry unless one is named */
+    assert_int_equal(c.schema_registry_timeout_ms, 5000);
     assert_string_equal(c.log_format, "text");
 }
 
@@ -60,10 +62,11 @@ static void the_environment_overrides_defaults(void **state) {
 
 static void a_bad_value_names_its_variable(void **state) {
     (void)state;
-    const char *bad[][2] = {{"TS_HTTP_PORT", "eighty"},  {"TS_HTTP_PORT", "70000"},
-                            {"TS_BATCH_MAX", "0"},       {"TS_LOG_LEVEL", "loud"},
-                            {"TS_LOG_FORMAT", "xml"},    {"TS_COMMAND_PARTITIONS", "twelve"},
-                            {"TS_REPLY_PARTITIONS", "0"}};
+    const char *bad[][2] = {
+        {"TS_HTTP_PORT", "eighty"},   {"TS_HTTP_PORT", "70000"},
+        {"TS_BATCH_MAX", "0"},        {"TS_LOG_LEVEL", "loud"},
+        {"TS_LOG_FORMAT", "xml"},     {"TS_COMMAND_PARTITIONS", "twelve"},
+        {"TS_REPLY_PARTITIONS", "0"}, {"TS_SCHEMA_REGISTRY_URL", "127.0.0.1:8081"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         clear_env();
         setenv(bad[i][0], bad[i][1], 1);
@@ -140,6 +143,7 @@ static void usage_lists_every_variable(void **state) {
     assert_non_null(strstr(text, "TS_PG_DSN"));
     assert_non_null(strstr(text, "TS_KAFKA_BROKERS"));
     assert_non_null(strstr(text, "TS_COMMAND_PARTITIONS"));
+    assert_non_null(strstr(text, "TS_SCHEMA_REGISTRY_URL"));
     assert_non_null(strstr(text, "TS_LOG_FORMAT"));
     free(text);
 }
