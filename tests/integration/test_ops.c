@@ -260,7 +260,7 @@ static void the_deploy_files_name_only_what_the_services_expose(void **state) {
     free(page);
     char command[1024];
     snprintf(command, sizeof command,
-             "python3 %s/tests/tools/check_deploy.py --api %s --worker %s %s/deploy/"
+             "%s/tests/tools/check_deploy.py --api %s --worker %s %s/deploy/"
              "prometheus-alerts.yml %s/deploy/grafana-dashboard.json",
              TS_SOURCE_DIR, api_page, worker_page, TS_SOURCE_DIR, TS_SOURCE_DIR);
     int rc = system(command);
@@ -277,7 +277,7 @@ static void the_deploy_files_name_only_what_the_services_expose(void **state) {
                  "        labels: {severity: page}\n"
                  "        annotations: {summary: s, description: d}\n");
     snprintf(command, sizeof command,
-             "python3 %s/tests/tools/check_deploy.py --api %s --worker %s %s 2>&1"
+             "%s/tests/tools/check_deploy.py --api %s --worker %s %s 2>&1"
              " | grep -c -e 'turnstile_worker_lags_messages is in neither'"
              " -e 'turnstile_ready has no label partition' | grep -qx 2",
              TS_SOURCE_DIR, api_page, worker_page, broken);
