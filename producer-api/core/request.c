@@ -142,12 +142,19 @@ static int set_field(const field_rule *f, json_t *v, ts_command *cmd, ts_bad_req
             return bad(why, "invalid_field", f->name, "%s must be true or false", f->name);
         *(bool *)dst = json_is_true(v);
         return 0;
-    case COUNT:
-        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-            json_integer_value(v) > TS_CAPACITY_MAX)
+    case COUNT: {
+        /* An integer however it is written: 250 and 250.0 are one number
+         * in JSON, as in JSON Schema's "integer" and in the original
+         * service's JavaScript; 1.5 is not an integer. */
+        double real = json_is_real(v) ? json_real_value(v) : 0;
+        json_int_t n = json_is_integer(v)                             ? json_integer_value(v)
+                       : real >= 1 && real <= (double)TS_CAPACITY_MAX ? (json_int_t)real
+                                                                      : 0;
+        if (n < 1 || n > TS_CAPACITY_MAX || (json_is_real(v) && (double)n != real))
             return bad(why, "invalid_field", f->name, "%s must be an integer >= 1", f->name);
-        *(int64_t *)dst = json_integer_value(v);
+        *(int64_t *)dst = n;
         return 0;
+    }
     }
     return -1;
 }

@@ -36,6 +36,34 @@ static void a_valid_event_is_parsed(void **state) {
     assert_false(cmd.u.create.has_description);
 }
 
+static void a_capacity_written_as_a_real_counts_when_it_is_an_integer(void **state) {
+    (void)state;
+    const struct {
+        const char *capacity;
+        long long want; /* 0: refused */
+    } cases[] = {
+        {"250.0", 250}, {"1e3", 1000},       {"2147483647.0", 2147483647LL},
+        {"1.0", 1},     {"1.5", 0},          {"0.0", 0},
+        {"-1.0", 0},    {"2147483648.0", 0}, {"1e300", 0},
+        {"0.999", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\","
+                 "\"capacity\":%s}",
+                 cases[i].capacity);
+        if (cases[i].want) {
+            assert_int_equal(create(body), 0);
+            assert_int_equal(cmd.u.create.capacity, cases[i].want);
+        } else {
+            assert_int_equal(create(body), -1);
+            assert_string_equal(why.field, "capacity");
+            assert_string_equal(why.code, "invalid_field");
+        }
+    }
+}
+
 static void each_bad_event_field_is_named(void **state) {
     (void)state;
     const struct {
@@ -326,6 +354,7 @@ static void a_digest_binds_what_the_path_names(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_valid_event_is_parsed),
+        cmocka_unit_test(a_capacity_written_as_a_real_counts_when_it_is_an_integer),
         cmocka_unit_test(each_bad_event_field_is_named),
         cmocka_unit_test(bodies_that_are_not_json_objects_are_refused),
         cmocka_unit_test(overlong_strings_are_refused),
