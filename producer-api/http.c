@@ -34,6 +34,7 @@
 #include "guard.h"
 #include "keys.h"
 #include "metrics.h"
+#include "openapi.h"
 #include "ratelimit.h"
 #include "outcome.h"
 #include "reads.h"
@@ -243,6 +244,19 @@ static enum MHD_Result respond_bad_page(ts_http *h, struct MHD_Connection *conn)
                          NULL);
 }
 
+/* GET /openapi.json: the document the binary was built with. */
+static enum MHD_Result respond_document(ts_http *h, struct MHD_Connection *conn) {
+    size_t len;
+    const char *doc = ts_openapi_document(&len);
+    char *text = malloc(len + 1);
+    if (text)
+        memcpy(text, doc, len + 1);
+    enum MHD_Result r = ts_statusd_respond(conn, MHD_HTTP_OK, text, "application/json", NULL, NULL);
+    if (r == MHD_YES)
+        atomic_fetch_add_explicit(&h->metrics.requests[2], 1, memory_order_relaxed);
+    return r;
+}
+
 /* The :id of the path as a canonical UUID in `out`: 0, or -1 when it is
  * not a UUID (the caller answers 400, naming the id). */
 static int path_uuid(const request *req, char out[TS_UUID_LEN + 1]) {
@@ -285,6 +299,7 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
         atomic_store_explicit(&h->metrics.db_deadlines, ts_pg_watch_cuts(), memory_order_relaxed);
         return ts_statusd_respond_metrics(conn, ts_metrics_render(&h->metrics));
     }
+    case TS_ROUTE_OPENAPI: return respond_document(h, conn);
     case TS_ROUTE_LIST_EVENTS:
         if (!read_page(conn, &limit, &offset))
             return respond_bad_page(h, conn);
@@ -663,10 +678,9 @@ static bool admitted(ts_http *h, struct MHD_Connection *conn, const char *url, r
         return false;
     }
     ts_route_id route = req->match.route;
-    if (route == TS_ROUTE_HEALTHZ || route == TS_ROUTE_METRICS || route == TS_ROUTE_NONE)
-        return true;
-    if (route == TS_ROUTE_READYZ)
-        return true;
+    if (route == TS_ROUTE_HEALTHZ || route == TS_ROUTE_METRICS || route == TS_ROUTE_OPENAPI ||
+        route == TS_ROUTE_READYZ || route == TS_ROUTE_NONE)
+        return true; /* public in every mode, whatever key comes with them */
     req->protected_mode = ts_keys_protected(h->keys);
     if (req->protected_mode && !key_accepted(h, conn, req, refused))
         return false;

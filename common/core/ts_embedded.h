@@ -3,7 +3,8 @@
  *
  * The build (cmake/Embed.cmake) turns the files of schemas/ and sql/ into the
  * two tables below, sorted by file name and ended by an entry whose name is
- * NULL. The data are NUL-terminated. */
+ * NULL. The data are NUL-terminated. (The API's OpenAPI document is a table
+ * of the same kind, in the API's library alone: producer-api/core/openapi.h.) */
 #ifndef TS_EMBEDDED_H
 #define TS_EMBEDDED_H
 

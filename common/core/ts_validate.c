@@ -51,9 +51,8 @@ static int validate_update(const ts_command *cmd, ts_violation *why) {
         return fail(why, "body", "an update must change at least one field");
     if (cmd->u.update.has_title && ts_validate_text(cmd->u.update.title))
         return fail(why, "title", "title must be a non-empty string");
-    if (cmd->u.update.has_description && cmd->u.update.description[0] &&
-        ts_validate_text(cmd->u.update.description))
-        return fail(why, "description", "description must be a string without control characters");
+    /* a description, as in a creation: any text (lines included), or ""
+     * to clear it */
     if (cmd->u.update.has_location && ts_validate_text(cmd->u.update.location))
         return fail(why, "location", "location must be a non-empty string");
     if (cmd->u.update.has_capacity &&

@@ -98,10 +98,13 @@ static int bad(ts_bad_request *why, const char *code, const char *field, const c
 static int set_field(const field_rule *f, json_t *v, ts_command *cmd, ts_bad_request *why) {
     char *dst = (char *)cmd + f->offset;
     const char *s = json_string_value(v);
+    /* JSON allows "\u0000" in a string and the parser keeps it (a body is
+     * refused naming the field it is in); no field takes one */
+    if (s && memchr(s, '\0', json_string_length(v)))
+        return bad(why, "invalid_field", f->name, "%s must not contain NUL", f->name);
     switch (f->kind) {
     case SECRET:
-        if (!s || !*s || json_string_length(v) > TOKEN_MAX ||
-            memchr(s, '\0', json_string_length(v)))
+        if (!s || !*s || json_string_length(v) > TOKEN_MAX)
             return bad(why, "invalid_field", f->name, "%s must be a non-empty string", f->name);
         *(ts_digest *)dst = ts_digest_of(s);
         return 0;
@@ -111,8 +114,6 @@ static int set_field(const field_rule *f, json_t *v, ts_command *cmd, ts_bad_req
     case UUID:
         if (!s)
             return bad(why, "invalid_field", f->name, "%s must be a string", f->name);
-        if (memchr(s, '\0', json_string_length(v)))
-            return bad(why, "invalid_field", f->name, "%s must not contain NUL", f->name);
         if (json_string_length(v) >= f->cap && f->kind != UUID) {
             char msg[96];
             snprintf(msg, sizeof msg, "%%s must be at most %zu bytes", f->cap - 1);
@@ -142,12 +143,19 @@ static int set_field(const field_rule *f, json_t *v, ts_command *cmd, ts_bad_req
             return bad(why, "invalid_field", f->name, "%s must be true or false", f->name);
         *(bool *)dst = json_is_true(v);
         return 0;
-    case COUNT:
-        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-            json_integer_value(v) > TS_CAPACITY_MAX)
+    case COUNT: {
+        /* An integer however it is written: 250 and 250.0 are one number
+         * in JSON, as in JSON Schema's "integer" and in the original
+         * service's JavaScript; 1.5 is not an integer. */
+        double real = json_is_real(v) ? json_real_value(v) : 0;
+        json_int_t n = json_is_integer(v)                             ? json_integer_value(v)
+                       : real >= 1 && real <= (double)TS_CAPACITY_MAX ? (json_int_t)real
+                                                                      : 0;
+        if (n < 1 || n > TS_CAPACITY_MAX || (json_is_real(v) && (double)n != real))
             return bad(why, "invalid_field", f->name, "%s must be an integer >= 1", f->name);
-        *(int64_t *)dst = json_integer_value(v);
+        *(int64_t *)dst = n;
         return 0;
+    }
     }
     return -1;
 }
@@ -155,7 +163,7 @@ static int set_field(const field_rule *f, json_t *v, ts_command *cmd, ts_bad_req
 static int parse(const char *body, size_t len, const field_rule *fields, size_t n, ts_command *cmd,
                  ts_bad_request *why) {
     json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!root)
         return bad(why, "invalid_json", NULL, "Invalid JSON body: %s", jerr.text);
     int rc = 0;
@@ -229,7 +237,7 @@ int ts_request_digest(const char *body, size_t len, const char *bound, ts_digest
     if (len == 0) {
         canon = strdup("");
     } else {
-        json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+        json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
         canon = root ? json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         json_decref(root);
     }

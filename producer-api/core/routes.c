@@ -28,6 +28,7 @@ static const struct {
     {"POST", "/api/events/:id/holds/:hold_id/confirm", TS_ROUTE_CONFIRM_HOLD},
     {"DELETE", "/api/events/:id/holds/:hold_id", TS_ROUTE_RELEASE_HOLD},
     {"GET", "/api/commands/:id", TS_ROUTE_GET_COMMAND},
+    {"GET", "/openapi.json", TS_ROUTE_OPENAPI},
 };
 
 /* Whether path matches pattern; the ":" segments go to params[0..1]. */
@@ -76,6 +77,16 @@ ts_route_match ts_route(const char *method, const char *path) {
         }
     }
     return m;
+}
+
+size_t ts_route_count(void) {
+    return sizeof table / sizeof table[0];
+}
+
+void ts_route_at(size_t i, const char **method, const char **pattern, ts_route_id *id) {
+    *method = table[i].method;
+    *pattern = table[i].pattern;
+    *id = table[i].id;
 }
 
 bool ts_route_is_write(ts_route_id route) {

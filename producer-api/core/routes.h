@@ -26,6 +26,7 @@ typedef enum ts_route_id {
     TS_ROUTE_PLACE_HOLD,   /* POST /api/events/:id/holds */
     TS_ROUTE_CONFIRM_HOLD, /* POST /api/events/:id/holds/:hold_id/confirm */
     TS_ROUTE_RELEASE_HOLD, /* DELETE /api/events/:id/holds/:hold_id */
+    TS_ROUTE_OPENAPI,      /* GET /openapi.json */
     TS_ROUTE_READYZ,       /* GET /readyz */
 } ts_route_id;
 
@@ -40,6 +41,12 @@ typedef struct ts_route_match {
  * ignored). Returns the match; route NONE with allow[] empty is a 404, with
  * allow[] set a 405. */
 ts_route_match ts_route(const char *method, const char *path);
+
+/* The i-th route of the table (0 <= i < ts_route_count()): its method and
+ * its pattern, whose ":name" segments each match one path segment. For
+ * whoever lists the routes (the OpenAPI document's tests). */
+size_t ts_route_count(void);
+void ts_route_at(size_t i, const char **method, const char **pattern, ts_route_id *id);
 
 /* True for the writes: the routes answered by a command to the worker
  * (rate-limited, Idempotency-Key, 202). */

@@ -15,6 +15,7 @@
 
 #include "harness.h"
 #include "http_client.h"
+#include "routes.h"
 #include "ts_time.h"
 #include "ts_uuid.h"
 
@@ -99,6 +100,44 @@ static void stats(const char *id, long long *total, long long *remaining, double
     *total = json_integer_value(json_object_get(r.json, "total_registrations"));
     *remaining = json_integer_value(json_object_get(r.json, "remaining_capacity"));
     *pct = json_number_value(json_object_get(r.json, "percentage_used"));
+    it_http_free(&r);
+}
+
+/* GET /openapi.json: JSON, the document of every route the router knows
+ * (the unit tests compare it with the code in detail). */
+static void the_openapi_document_is_served_with_every_route(void **state) {
+    (void)state;
+    char url[128];
+    snprintf(url, sizeof url, "%s/openapi.json", base);
+    it_http_result r = it_http_ex("GET", url, NULL, &(it_http_opts){0});
+    assert_int_equal(r.status, 200);
+    assert_string_equal(it_http_header(&r, "Content-Type"), "application/json");
+    assert_non_null(r.json);
+    assert_string_equal(it_json_str(&r, "openapi"), "3.1.0");
+    json_t *paths = json_object_get(r.json, "paths");
+    for (size_t i = 0; i < ts_route_count(); i++) {
+        const char *method, *pattern;
+        ts_route_id id;
+        ts_route_at(i, &method, &pattern, &id);
+        char path[128], lower[16];
+        size_t n = 0, k;
+        for (const char *p = pattern; *p && n + 2 < sizeof path; p++) {
+            if (*p == ':') { /* ":id" -> "{id}" */
+                path[n++] = '{';
+                while (p[1] && p[1] != '/' && n + 2 < sizeof path)
+                    path[n++] = *++p;
+                path[n++] = '}';
+            } else {
+                path[n++] = *p;
+            }
+        }
+        path[n] = '\0';
+        for (k = 0; method[k] && k + 1 < sizeof lower; k++)
+            lower[k] = (char)(method[k] - 'A' + 'a');
+        lower[k] = '\0';
+        if (!json_object_get(json_object_get(paths, path), lower))
+            fail_msg("/openapi.json has no %s %s", method, path);
+    }
     it_http_free(&r);
 }
 
@@ -554,6 +593,7 @@ static void the_api_drains_and_exits_zero_on_sigterm(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(the_openapi_document_is_served_with_every_route),
         cmocka_unit_test(an_event_is_created_read_back_and_listed),
         cmocka_unit_test(upcoming_events_are_sorted_by_start_then_location),
         cmocka_unit_test(the_original_edge_cases_over_http),

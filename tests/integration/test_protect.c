@@ -752,6 +752,11 @@ static void an_unknown_or_revoked_key_is_refused_on_every_api_route(void **state
         char body[512];
         event_body("Revoked", 5, body, sizeof body);
         expect_refusal(http("POST", api, "/api/events", body, c), 401, "unauthorized");
+        /* the service's own routes answer whatever key comes with them */
+        it_http_result doc = http("GET", api, "/openapi.json", NULL, c);
+        assert_int_equal(doc.status, 200);
+        assert_non_null(json_object_get(doc.json, "paths"));
+        it_http_free(&doc);
     }
     char r_uid[TS_UUID_LEN + 1];
     ts_uuid_for_email("r@revoked.example", r_uid);

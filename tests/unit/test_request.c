@@ -36,6 +36,34 @@ static void a_valid_event_is_parsed(void **state) {
     assert_false(cmd.u.create.has_description);
 }
 
+static void a_capacity_written_as_a_real_counts_when_it_is_an_integer(void **state) {
+    (void)state;
+    const struct {
+        const char *capacity;
+        long long want; /* 0: refused */
+    } cases[] = {
+        {"250.0", 250}, {"1e3", 1000},       {"2147483647.0", 2147483647LL},
+        {"1.0", 1},     {"1.5", 0},          {"0.0", 0},
+        {"-1.0", 0},    {"2147483648.0", 0}, {"1e300", 0},
+        {"0.999", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\",\"location\":\"L\","
+                 "\"capacity\":%s}",
+                 cases[i].capacity);
+        if (cases[i].want) {
+            assert_int_equal(create(body), 0);
+            assert_int_equal(cmd.u.create.capacity, cases[i].want);
+        } else {
+            assert_int_equal(create(body), -1);
+            assert_string_equal(why.field, "capacity");
+            assert_string_equal(why.code, "invalid_field");
+        }
+    }
+}
+
 static void each_bad_event_field_is_named(void **state) {
     (void)state;
     const struct {
@@ -126,12 +154,34 @@ static void a_registration_needs_a_name_and_a_valid_email(void **state) {
     }
 }
 
-static void a_nul_escape_is_refused_as_invalid_json(void **state) {
+static void a_nul_escape_is_refused_naming_its_field(void **state) {
     (void)state;
-    const char *body = "{\"name\":\"A\\u0000da\",\"email\":\"ada@example.org\"}";
-    memset(&why, 0, sizeof why);
-    assert_int_equal(ts_request_register(body, strlen(body), &cmd, &why), -1);
-    assert_string_equal(why.code, "invalid_json");
+    const struct {
+        const char *body, *field;
+    } cases[] = {
+        {"{\"name\":\"A\\u0000da\",\"email\":\"ada@example.org\"}", "name"},
+        {"{\"name\":\"Ada\",\"email\":\"ada@example.org\\u0000\"}", "email"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(&why, 0, sizeof why);
+        assert_int_equal(ts_request_register(cases[i].body, strlen(cases[i].body), &cmd, &why), -1);
+        assert_string_equal(why.code, "invalid_field");
+        assert_string_equal(why.field, cases[i].field);
+    }
+    /* a time is not read up to the NUL and the rest ignored */
+    assert_int_equal(create("{\"title\":\"T\",\"starts_at\":\"2030-01-01T00:00:00Z\\u0000x\","
+                            "\"location\":\"L\",\"capacity\":1}"),
+                     -1);
+    assert_string_equal(why.field, "starts_at");
+    const char *token =
+        "{\"userId\":\"7c9e6679-7425-40de-944b-e07fc1f90ae7\",\"token\":\"a\\u0000\"}";
+    assert_int_equal(ts_request_cancel(token, strlen(token), &cmd, &why), -1);
+    assert_string_equal(why.field, "token");
+    /* a field nobody reads may hold one, as it may hold anything */
+    const char *other = "{\"name\":\"Ada\",\"email\":\"ada@example.org\",\"note\":\"\\u0000\"}";
+    assert_int_equal(ts_request_register(other, strlen(other), &cmd, &why), 0);
+    ts_digest d;
+    assert_int_equal(ts_request_digest(other, strlen(other), NULL, &d), 0);
 }
 
 static void a_cancel_needs_a_user_id_with_the_original_message(void **state) {
@@ -326,11 +376,12 @@ static void a_digest_binds_what_the_path_names(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_valid_event_is_parsed),
+        cmocka_unit_test(a_capacity_written_as_a_real_counts_when_it_is_an_integer),
         cmocka_unit_test(each_bad_event_field_is_named),
         cmocka_unit_test(bodies_that_are_not_json_objects_are_refused),
         cmocka_unit_test(overlong_strings_are_refused),
         cmocka_unit_test(a_registration_needs_a_name_and_a_valid_email),
-        cmocka_unit_test(a_nul_escape_is_refused_as_invalid_json),
+        cmocka_unit_test(a_nul_escape_is_refused_naming_its_field),
         cmocka_unit_test(a_cancel_needs_a_user_id_with_the_original_message),
         cmocka_unit_test(a_registration_may_ask_for_the_waitlist),
         cmocka_unit_test(a_hold_is_validated_like_a_registration),

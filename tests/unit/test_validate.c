@@ -82,12 +82,37 @@ static void each_rule_names_its_field(void **state) {
     assert_string_equal(why.field, "name");
 }
 
+/* An update sets what a creation sets: the description an event was made
+ * with (several lines, say) can be set again. */
+static void an_update_takes_any_description_a_creation_takes(void **state) {
+    (void)state;
+    const char *descriptions[] = {"Line one\nLine two", "\tindented", "   ", "", "plain"};
+    for (size_t i = 0; i < sizeof descriptions / sizeof descriptions[0]; i++) {
+        ts_command c;
+        ts_violation why;
+        memset(&c, 0, sizeof c);
+        c.type = TS_CMD_CREATE_EVENT;
+        strcpy(c.u.create.title, "T");
+        strcpy(c.u.create.location, "L");
+        c.u.create.capacity = 1;
+        c.u.create.has_description = true;
+        strcpy(c.u.create.description, descriptions[i]);
+        assert_int_equal(ts_validate_command(&c, &why), 0);
+        memset(&c, 0, sizeof c);
+        c.type = TS_CMD_UPDATE_EVENT;
+        c.u.update.has_description = true;
+        strcpy(c.u.update.description, descriptions[i]);
+        assert_int_equal(ts_validate_command(&c, &why), 0);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(plausible_emails_pass),
         cmocka_unit_test(implausible_emails_fail),
         cmocka_unit_test(text_must_have_something_visible),
         cmocka_unit_test(each_rule_names_its_field),
+        cmocka_unit_test(an_update_takes_any_description_a_creation_takes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
