@@ -323,7 +323,11 @@ fb_burst *fb_start(const fb_config *cfg, const char *const *urls, int nurls) {
         perform(b, c, op, 0);
         b->finished++;
         if (op->status != 201) {
-            fprintf(stderr, "burst: base event %d: HTTP %ld %s\n", e, op->status, op->code);
+            fprintf(stderr,
+                    "burst: base event %d: HTTP %ld %s after %lld ms (%d attempts, %d dropped, "
+                    "%d 503, %d 202)\n",
+                    e, op->status, op->code, (long long)(op->t_end - op->t_start), op->attempts,
+                    op->ndropped, op->n503, op->n202);
             curl_easy_cleanup(c);
             fb_free(b);
             return NULL;
