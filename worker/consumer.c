@@ -1202,7 +1202,10 @@ static void observe_age(ts_worker *w, const rd_kafka_message_t *m) {
 }
 
 /* Takes what the consumer has into w->msgs: up to TS_BATCH_MAX messages,
- * or what came within TS_BATCH_WAIT_MS of the first. Returns how many. */
+ * what came within TS_BATCH_WAIT_MS of the first, and then whatever is
+ * already there, without waiting: what arrived while the last transaction
+ * ran goes into the next one whole (group commit), so a batch needs no
+ * wait to grow with the load. Returns how many. */
 static size_t collect(ts_worker *w) {
     size_t n = 0;
     int64_t deadline = 0;
@@ -1210,9 +1213,7 @@ static size_t collect(ts_worker *w) {
         int timeout = 100;
         if (n > 0) {
             int64_t left = deadline - ts_monotonic_ms();
-            if (left <= 0)
-                break;
-            timeout = (int)left;
+            timeout = left > 0 ? (int)left : 0;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, timeout);
         if (!m) {
