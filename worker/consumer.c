@@ -972,10 +972,7 @@ static int learn_schemas(ts_worker *w, rd_kafka_message_t **msgs, size_t n) {
             ts_warn("worker", "event=schema_unknown schema_id=%d err=\"%s\"", (int)id, err);
     }
     if (framed && w->reply_schema_id < 0) {
-        const char *text = NULL;
-        for (const ts_embedded *e = ts_embedded_schemas; e->name; e++)
-            if (!strcmp(e->name, "reply.avsc"))
-                text = e->data;
+        const char *text = ts_embedded_find(ts_embedded_schemas, "reply.avsc")->data;
         if (ask_registry(w, -1, &text) != TS_REGISTRY_OK)
             return -1;
         ts_info("worker", "event=reply_schema schema_id=%d", w->reply_schema_id);

@@ -122,13 +122,6 @@ static void install_allocator(void) {
     avro_set_allocator(bounded_alloc, NULL);
 }
 
-static const ts_embedded *find_schema(const char *name) {
-    for (const ts_embedded *e = ts_embedded_schemas; e->name; e++)
-        if (strcmp(e->name, name) == 0)
-            return e;
-    return NULL;
-}
-
 ts_codec *ts_codec_new(char *err, size_t errlen) {
     pthread_once(&allocator_once, install_allocator);
     ts_codec *c = calloc(1, sizeof *c);
@@ -137,7 +130,7 @@ ts_codec *ts_codec_new(char *err, size_t errlen) {
         return NULL;
     }
     for (int i = 0; i < S_COUNT; i++) {
-        const ts_embedded *e = find_schema(schema_files[i].file);
+        const ts_embedded *e = ts_embedded_find(ts_embedded_schemas, schema_files[i].file);
         if (!e) {
             snprintf(err, errlen, "schema %s is not compiled in", schema_files[i].file);
             goto fail;
@@ -731,7 +724,7 @@ static int slot_named(ts_codec *c, avro_schema_t writer) {
  * must not ask for them. NULL with err set when a field the writer lacks
  * has no default. */
 static avro_schema_t reader_for(int i, avro_schema_t writer, char *err, size_t errlen) {
-    const ts_embedded *e = find_schema(schema_files[i].file);
+    const ts_embedded *e = ts_embedded_find(ts_embedded_schemas, schema_files[i].file);
     json_error_t jerr;
     json_t *root = json_loadb(e->data, e->len, 0, &jerr);
     json_t *fields = json_object_get(root, "fields"), *kept = json_array();

@@ -9,6 +9,7 @@
 #define TS_EMBEDDED_H
 
 #include <stddef.h>
+#include <string.h>
 
 typedef struct ts_embedded {
     const char *name;
@@ -18,5 +19,13 @@ typedef struct ts_embedded {
 
 extern const ts_embedded ts_embedded_schemas[];
 extern const ts_embedded ts_embedded_migrations[];
+
+/* The entry of `table` named `name`, or NULL. */
+static inline const ts_embedded *ts_embedded_find(const ts_embedded *table, const char *name) {
+    for (const ts_embedded *e = table; e->name; e++)
+        if (strcmp(e->name, name) == 0)
+            return e;
+    return NULL;
+}
 
 #endif

@@ -10,11 +10,7 @@
 extern const ts_embedded ts_embedded_api_documents[];
 
 const char *ts_openapi_document(size_t *len) {
-    for (const ts_embedded *e = ts_embedded_api_documents; e->name; e++)
-        if (strcmp(e->name, "openapi.json") == 0) {
-            *len = e->len;
-            return e->data;
-        }
-    *len = 0; /* the build always embeds it: not reached */
-    return "";
+    const ts_embedded *e = ts_embedded_find(ts_embedded_api_documents, "openapi.json");
+    *len = e ? e->len : 0; /* the build always embeds it */
+    return e ? e->data : "";
 }

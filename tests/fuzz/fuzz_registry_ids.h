@@ -50,10 +50,8 @@ static const char fuzz_register_older[] =
     "{\"name\":\"cancel_token_sha256\",\"type\":[\"null\",\"bytes\"],\"default\":null}]}";
 
 static inline const char *fuzz_schema_text(const char *file) {
-    for (const ts_embedded *e = ts_embedded_schemas; e->name; e++)
-        if (strcmp(e->name, file) == 0)
-            return e->data;
-    return NULL;
+    const ts_embedded *e = ts_embedded_find(ts_embedded_schemas, file);
+    return e ? e->data : NULL;
 }
 
 /* Teaches the codec every id above. 0, or -1 with err set. */

@@ -1001,11 +1001,10 @@ static size_t reframe(const uint8_t *msg, size_t len, int32_t id, uint8_t *out) 
 }
 
 static const char *schema_text(const char *file) {
-    for (const ts_embedded *e = ts_embedded_schemas; e->name; e++)
-        if (strcmp(e->name, file) == 0)
-            return e->data;
-    fail_msg("%s is not compiled in", file);
-    return NULL;
+    const ts_embedded *e = ts_embedded_find(ts_embedded_schemas, file);
+    if (!e)
+        fail_msg("%s is not compiled in", file);
+    return e ? e->data : NULL;
 }
 
 /* register.avsc with its fields array edited: `drop` removed, `add` (a
