@@ -201,19 +201,9 @@ static void run_begin(int ops, int workers, int apis, bool proxy) {
                      0);
     char children_dsn[1200];
     snprintf(children_dsn, sizeof children_dsn, "%s", R.env.cfg.pg_dsn);
-    if (proxy) {
-        PQconninfoOption *o = PQconninfoParse(R.env.cfg.pg_dsn, NULL);
-        assert_non_null(o);
-        int port = 5432;
-        for (PQconninfoOption *k = o; k->keyword; k++)
-            if (!strcmp(k->keyword, "port") && k->val)
-                port = atoi(k->val);
-        PQconninfoFree(o);
-        assert_non_null(R.proxy = it_proxy_start("127.0.0.1", port));
-        /* the last host and port win */
-        snprintf(children_dsn, sizeof children_dsn, "%s host=127.0.0.1 port=%d", R.env.cfg.pg_dsn,
-                 it_proxy_port(R.proxy));
-    }
+    if (proxy) /* the last host and port win */
+        assert_non_null(
+            R.proxy = it_proxy_to_database(R.env.cfg.pg_dsn, children_dsn, sizeof children_dsn));
     setenv("TS_PG_DSN", children_dsn, 1);
     for (int i = 0; i < workers; i++)
         start_worker_ready(i);

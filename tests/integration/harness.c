@@ -502,7 +502,7 @@ int it_run_api_to_exit(it_env *env, const char *const *extra, int timeout_ms, ch
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-int it_admin(const char *const *args, char *out, size_t cap) {
+int it_run(const char *path, const char *const *argv, char *out, size_t cap) {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
@@ -511,11 +511,8 @@ int it_admin(const char *const *args, char *out, size_t cap) {
         dup2(fds[1], STDOUT_FILENO);
         close(fds[0]);
         close(fds[1]);
-        const char *argv[32] = {TS_ADMIN_BIN};
-        for (int i = 0; args && args[i] && i < 30; i++)
-            argv[i + 1] = args[i];
-        execv(TS_ADMIN_BIN, (char *const *)argv);
-        perror("exec " TS_ADMIN_BIN);
+        execv(path, (char *const *)argv);
+        perror(path);
         _exit(127);
     }
     close(fds[1]);
@@ -534,6 +531,30 @@ int it_admin(const char *const *args, char *out, size_t cap) {
     int status = 0;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int it_admin(const char *const *args, char *out, size_t cap) {
+    const char *argv[32] = {TS_ADMIN_BIN};
+    for (int i = 0; args && args[i] && i < 30; i++)
+        argv[i + 1] = args[i];
+    return it_run(TS_ADMIN_BIN, argv, out, cap);
+}
+
+it_proxy *it_proxy_to_database(const char *dsn, char *proxied, size_t cap) {
+    PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+    char host[256] = "127.0.0.1";
+    int port = 5432;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (!strcmp(o->keyword, "host") && o->val)
+            snprintf(host, sizeof host, "%s", o->val);
+        if (!strcmp(o->keyword, "port") && o->val)
+            port = atoi(o->val);
+    }
+    PQconninfoFree(opts);
+    it_proxy *p = it_proxy_start(host, port);
+    if (p)
+        snprintf(proxied, cap, "%s host=127.0.0.1 port=%d", dsn, it_proxy_port(p));
+    return p;
 }
 
 /* ------------------------------------------------------------ own database */

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "tcpproxy.h"
 #include "ts_codec.h"
 #include "ts_config.h"
 
@@ -95,10 +96,18 @@ void it_start_api_env(it_env *env, int i, int reply_partition, const char *const
 int it_run_api_to_exit(it_env *env, const char *const *extra, int timeout_ms, char *err,
                        size_t cap);
 
-/* Runs turnstile-admin with `args` (NULL-terminated, after the program's
- * name) in this process's environment, its stdout in out[cap] (its stderr
- * passes through). Returns its exit status. */
+/* Runs the program at `path` with argv (NULL-terminated, argv[0] its
+ * name) in this process's environment, its stdout in out[cap] (read to
+ * its end; what does not fit is dropped; its stderr passes through).
+ * Returns its exit status. */
+int it_run(const char *path, const char *const *argv, char *out, size_t cap);
+/* it_run of turnstile-admin with `args` (after the program's name). */
 int it_admin(const char *const *args, char *out, size_t cap);
+
+/* A proxy (tcpproxy.h) to the PostgreSQL that `dsn` names (its host and
+ * port), and in proxied[cap] `dsn` pointed through it (a later keyword of
+ * a connection string wins over an earlier one). NULL if it cannot start. */
+it_proxy *it_proxy_to_database(const char *dsn, char *proxied, size_t cap);
 
 /* A command of `type` for `event_id` with a fresh command id, replying to
  * partition 0 of this run's reply topic. */

@@ -33,22 +33,10 @@ static char proxied_dsn[1024]; /* TS_PG_DSN through the proxy */
 static int setup(void **state) {
     (void)state;
     const char *dsn = getenv("TS_PG_DSN") ? getenv("TS_PG_DSN") : IT_DEFAULT_DSN;
-    /* PostgreSQL's own host and port, from the dsn the tests run with */
-    PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
-    char host[256] = "127.0.0.1";
-    int port = 5432;
-    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
-        if (!strcmp(o->keyword, "host") && o->val)
-            snprintf(host, sizeof host, "%s", o->val);
-        if (!strcmp(o->keyword, "port") && o->val)
-            port = atoi(o->val);
-    }
-    PQconninfoFree(opts);
-    if (!(proxy = it_proxy_start(host, port)))
+    char through[sizeof proxied_dsn - 16];
+    if (!(proxy = it_proxy_to_database(dsn, through, sizeof through)))
         return -1;
-    /* a later keyword of a connection string wins over an earlier one */
-    snprintf(proxied_dsn, sizeof proxied_dsn, "TS_PG_DSN=%s host=127.0.0.1 port=%d", dsn,
-             it_proxy_port(proxy));
+    snprintf(proxied_dsn, sizeof proxied_dsn, "TS_PG_DSN=%s", through);
     return it_setup(&env, 2, 2);
 }
 

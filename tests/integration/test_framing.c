@@ -25,7 +25,6 @@
 #include <string.h>
 #include <cmocka.h>
 #include <jansson.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -47,10 +46,8 @@ static char registry_url[512];
 static int32_t reply_id;
 
 static const char *schema_text(const char *file) {
-    for (const ts_embedded *e = ts_embedded_schemas; e->name; e++)
-        if (!strcmp(e->name, file))
-            return e->data;
-    return NULL;
+    const ts_embedded *e = ts_embedded_find(ts_embedded_schemas, file);
+    return e ? e->data : NULL;
 }
 
 static int suite_setup(void **state) {
@@ -125,6 +122,37 @@ static int32_t registered_id(const char *subject, const char *text) {
     return id;
 }
 
+/* Registers register.avsc with an optional string field `field` added
+ * at its end, as a producer's next version would have it (the registry's
+ * default compatibility allows it). Returns its id. */
+static int32_t register_version_with(const char *field) {
+    const char *base = schema_text("register.avsc");
+    char *newer = malloc(strlen(base) + 128);
+    assert_non_null(newer);
+    strcpy(newer, base);
+    char *close = strrchr(newer, ']');
+    assert_non_null(close);
+    sprintf(close,
+            ", {\"name\": \"%s\", \"type\": [\"null\", \"string\"], \"default\": null}\n  ]\n}\n",
+            field);
+    int32_t id = registered_id("turnstile.command.Register", newer);
+    free(newer);
+    return id;
+}
+
+/* Produces c in the registry's framing under `id`, with `extra` (the
+ * added field's encoding) after the body. */
+static void produce_framed(const char *event_id, const ts_command *c, int32_t id,
+                           const uint8_t *extra, size_t nextra) {
+    uint8_t single[TS_MESSAGE_BYTES_MAX], framed[TS_MESSAGE_BYTES_MAX + 8];
+    size_t len;
+    assert_int_equal(ts_codec_encode_command(env.codec, c, single, sizeof single, &len),
+                     TS_CODEC_OK);
+    size_t n = reframe(single, len, id, framed);
+    memcpy(framed + n, extra, nextra);
+    it_produce_raw(&env, event_id, framed, n + nextra);
+}
+
 static void create_event(char id[TS_UUID_LEN + 1], int64_t capacity) {
     ts_uuid_new(id);
     ts_command c = it_command(&env, TS_CMD_CREATE_EVENT, id);
@@ -157,30 +185,22 @@ static int run_python_example(char *out, size_t cap) {
     char *dot = strrchr(prefix, '.');
     assert_non_null(dot);
     *dot = '\0';
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], STDOUT_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        execl(python, python, TS_SOURCE_DIR "/examples/python_producer.py", "--bootstrap",
-              env.cfg.kafka_brokers, "--registry", registry_url, "--prefix", prefix,
-              "--reply-partition", "1", "--people", "5", "--timeout", "60", (char *)NULL);
-        perror(python);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < cap && (n = read(fds[0], out + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = '\0';
-    close(fds[0]);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    const char *argv[] = {python,
+                          TS_SOURCE_DIR "/examples/python_producer.py",
+                          "--bootstrap",
+                          env.cfg.kafka_brokers,
+                          "--registry",
+                          registry_url,
+                          "--prefix",
+                          prefix,
+                          "--reply-partition",
+                          "1",
+                          "--people",
+                          "5",
+                          "--timeout",
+                          "60",
+                          NULL};
+    return it_run(python, argv, out, cap);
 }
 
 static void a_python_service_with_the_standard_serializer_registers_people(void **state) {
@@ -225,30 +245,12 @@ static void a_python_service_with_the_standard_serializer_registers_people(void 
 
 static void a_newer_producer_version_is_resolved(void **state) {
     (void)state;
-    /* register.avsc with a field added at its end, as a producer's next
-     * version would have it; the registry's default compatibility allows it */
-    const char *base = schema_text("register.avsc");
-    char *newer = malloc(strlen(base) + 128);
-    assert_non_null(newer);
-    strcpy(newer, base);
-    char *close = strrchr(newer, ']');
-    assert_non_null(close);
-    strcpy(close, ", {\"name\": \"referrer\", \"type\": [\"null\", \"string\"], \"default\": "
-                  "null}\n  ]\n}\n");
-    int32_t id = registered_id("turnstile.command.Register", newer);
-    free(newer);
+    int32_t id = register_version_with("referrer");
     char event_id[TS_UUID_LEN + 1];
     create_event(event_id, 10);
     ts_command c = it_registration(&env, event_id, "Newer", "newer@example.org");
-    uint8_t single[TS_MESSAGE_BYTES_MAX], framed[TS_MESSAGE_BYTES_MAX + 8];
-    size_t len;
-    assert_int_equal(ts_codec_encode_command(env.codec, &c, single, sizeof single, &len),
-                     TS_CODEC_OK);
-    size_t n = reframe(single, len, id, framed);
-    framed[n++] = 2; /* referrer: the union's string branch, "x" */
-    framed[n++] = 2;
-    framed[n++] = 'x';
-    it_produce_raw(&env, event_id, framed, n);
+    /* referrer: the union's string branch, "x" */
+    produce_framed(event_id, &c, id, (const uint8_t[]){2, 2, 'x'}, 3);
     ts_reply r = it_await_reply(&env, c.command_id, 1, WAIT_MS);
     assert_string_equal(ts_outcome_name(r.outcome), "REGISTERED");
     assert_int_equal(registrations(event_id), 1);
@@ -273,27 +275,12 @@ static void an_id_the_registry_lacks_is_a_dead_letter(void **state) {
 static void a_registry_that_does_not_answer_is_waited_for(void **state) {
     (void)state;
     /* a schema the worker has not learned yet: a new version, new id */
-    const char *base = schema_text("register.avsc");
-    char *newer = malloc(strlen(base) + 128);
-    assert_non_null(newer);
-    strcpy(newer, base);
-    char *close = strrchr(newer, ']');
-    assert_non_null(close);
-    strcpy(close, ", {\"name\": \"campaign\", \"type\": [\"null\", \"string\"], \"default\": "
-                  "null}\n  ]\n}\n");
-    int32_t id = registered_id("turnstile.command.Register", newer);
-    free(newer);
+    int32_t id = register_version_with("campaign");
     char event_id[TS_UUID_LEN + 1];
     create_event(event_id, 10);
     it_proxy_freeze(proxy, true);
     ts_command c = it_registration(&env, event_id, "Patient", "patient@example.org");
-    uint8_t single[TS_MESSAGE_BYTES_MAX], framed[TS_MESSAGE_BYTES_MAX + 8];
-    size_t len;
-    assert_int_equal(ts_codec_encode_command(env.codec, &c, single, sizeof single, &len),
-                     TS_CODEC_OK);
-    size_t n = reframe(single, len, id, framed);
-    framed[n++] = 0; /* campaign: null */
-    it_produce_raw(&env, event_id, framed, n);
+    produce_framed(event_id, &c, id, (const uint8_t[]){0}, 1); /* campaign: null */
     /* the worker asks, gets no answer within its deadline, and says so */
     it_await_worker_log(&env, 0, "event=registry_unavailable", WAIT_MS);
     assert_int_equal(registrations(event_id), 0);
