@@ -61,6 +61,10 @@
 #include "ts_pgarray.h"
 #include "ts_time.h"
 
+/* Statements sent and not yet read, at most: past this the pipeline is
+ * read before more go in (a batch of plain registrations sends 8). */
+#define MAX_PENDING 64
+
 enum stmt {
     ST_FENCE,
     ST_LOAD_OFFSET,
@@ -325,6 +329,10 @@ struct ts_applier {
     unsigned pause;          /* batches left to run with the lookups */
     unsigned pause_after;    /* ... after a conflict (TS_OPTIMISM_PAUSE) */
     atomic_ulong conflicts;  /* optimistic attempts undone (only /metrics reads it: relaxed) */
+    /* the statements sent in the attempt's pipeline whose results are not
+     * read yet, in order (ST_COUNT_: BEGIN or COMMIT) */
+    enum stmt pending[MAX_PENDING];
+    int npending;
 };
 
 /* ------------------------------------------------------------ connection */
@@ -516,9 +524,90 @@ static bool stored_key_conflict(const PGresult *res) {
             !strcmp(constraint, "registrations_pkey"));
 }
 
-/* Runs a prepared statement; NULL on failure, with a->failure and `err`
- * set (and a->key_conflict, for an optimistic attempt). The caller
- * PQclear()s the result. */
+/* An attempt's statements go out in one pipeline (libpq's pipeline mode):
+ * a statement whose result the worker does not read (run0) is sent and not
+ * waited for; the next statement whose rows it reads (run), or the COMMIT,
+ * sends everything queued and reads every result in order. A batch of
+ * registrations costs three round trips ([BEGIN, fence], [events],
+ * [inserts, counters, outbox, COMMIT]) where it cost nine, each a wake-up
+ * of PostgreSQL and of the worker: most of a lone registration's time in
+ * the database, and CPU under load. A failure anywhere makes the server
+ * skip the rest of the pipeline up to its sync; the first failure is the
+ * one reported, as it was when each statement was waited for. */
+
+static bool pipelined(const ts_applier *a) {
+    return PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF;
+}
+
+static const char *pending_name(enum stmt s) {
+    return s == ST_COUNT_ ? "transaction" : stmts[s].name;
+}
+
+/* Records a failed result as the attempt's failure: a->failure, `err` and
+ * (for an optimistic attempt) a->key_conflict. */
+static void failed(ts_applier *a, const char *what, const PGresult *res, char *err,
+                   size_t errlen) {
+    a->failure = classify(a->conn, res);
+    if (a->optimistic && a->failure == TS_APPLY_REJECTED)
+        a->key_conflict = stored_key_conflict(res);
+    const char *msg = res ? PQresultErrorMessage(res) : "";
+    if (!*msg)
+        msg = PQerrorMessage(a->conn);
+    snprintf(err, errlen, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
+}
+
+/* One statement's result from the pipeline, and the NULL that ends it.
+ * NULL when the connection gave nothing (lost). */
+static PGresult *next_result(ts_applier *a) {
+    PGresult *res = PQgetResult(a->conn);
+    if (res)
+        PQclear(PQgetResult(a->conn)); /* the end of this statement's results */
+    return res;
+}
+
+/* Reads the results of the statements sent and not read yet. 0, or -1
+ * with the first failure recorded. */
+static int read_pending(ts_applier *a, int rc, char *err, size_t errlen) {
+    int n = a->npending;
+    a->npending = 0;
+    for (int i = 0; i < n; i++) {
+        PGresult *res = next_result(a);
+        ExecStatusType st = PQresultStatus(res);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && rc == 0) {
+            failed(a, pending_name(a->pending[i]), res, err, errlen);
+            rc = -1;
+        }
+        PQclear(res);
+        if (!res) { /* nothing more will come: the connection is gone */
+            a->broken = true;
+            break;
+        }
+    }
+    return rc;
+}
+
+/* Sends a statement into the pipeline; -1 if it cannot be (the connection
+ * is gone), with the failure recorded. */
+static int send_prepared(ts_applier *a, enum stmt s, int n, const char *const *values,
+                         const int *lengths, const int *formats, char *err, size_t errlen) {
+    if (a->npending == MAX_PENDING && read_pending(a, 0, err, errlen))
+        return -1;
+    bool sent = s == ST_COUNT_
+                    ? PQsendQueryParams(a->conn, n ? "COMMIT" : "BEGIN", 0, NULL, NULL, NULL,
+                                        NULL, 0)
+                    : PQsendQueryPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
+    if (!sent) {
+        failed(a, pending_name(s), NULL, err, errlen);
+        a->failure = TS_APPLY_RETRY;
+        return -1;
+    }
+    a->pending[a->npending++] = s;
+    return 0;
+}
+
+/* Runs a prepared statement and returns its result; NULL on failure, with
+ * a->failure and `err` set (and a->key_conflict, for an optimistic
+ * attempt). The caller PQclear()s the result. */
 static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, char *err,
                      size_t errlen) {
     enum { MAX_PARAMS = 16 };
@@ -531,34 +620,82 @@ static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, cha
     }
     if (bind_params(a, s, n, params, values, lengths, formats, err, errlen))
         return NULL;
-    PGresult *res = PQexecPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
+    PGresult *res;
+    if (pipelined(a)) {
+        if (send_prepared(a, s, n, values, lengths, formats, err, errlen))
+            return NULL;
+        a->npending--; /* this one is read below, after those before it */
+        int rc = 0;
+        if (!PQsendFlushRequest(a->conn) || PQflush(a->conn) != 0) {
+            failed(a, stmts[s].name, NULL, err, errlen);
+            a->failure = TS_APPLY_RETRY;
+            rc = -1;
+        }
+        rc = read_pending(a, rc, err, errlen);
+        res = a->broken ? NULL : next_result(a);
+        if (rc) {
+            PQclear(res);
+            return NULL;
+        }
+    } else {
+        res = PQexecPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
+    }
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
-    a->failure = classify(a->conn, res);
-    if (a->optimistic && a->failure == TS_APPLY_REJECTED)
-        a->key_conflict = stored_key_conflict(res);
-    const char *msg = PQresultErrorMessage(res);
-    snprintf(err, errlen, "%s: %.*s", stmts[s].name, (int)strcspn(msg, "\n"), msg);
+    failed(a, stmts[s].name, res, err, errlen);
     PQclear(res);
     return NULL;
 }
 
+/* Runs a statement whose result is not read: in the pipeline, sent and not
+ * waited for (its failure is reported where the pipeline is next read). */
 static int run0(ts_applier *a, enum stmt s, int n, const param *params, char *err, size_t errlen) {
-    PGresult *res = run(a, s, n, params, err, errlen);
-    PQclear(res);
-    return res ? 0 : -1;
+    if (!pipelined(a)) {
+        PGresult *res = run(a, s, n, params, err, errlen);
+        PQclear(res);
+        return res ? 0 : -1;
+    }
+    enum { MAX_PARAMS = 16 };
+    const char *values[MAX_PARAMS];
+    int lengths[MAX_PARAMS], formats[MAX_PARAMS];
+    if (n > MAX_PARAMS) {
+        a->failure = TS_APPLY_REJECTED;
+        snprintf(err, errlen, "%s: too many parameters", stmts[s].name);
+        return -1;
+    }
+    if (bind_params(a, s, n, params, values, lengths, formats, err, errlen))
+        return -1;
+    return send_prepared(a, s, n, values, lengths, formats, err, errlen);
 }
 
-static int exec_simple(ts_applier *a, const char *sql, char *err, size_t errlen) {
-    PGresult *res = PQexec(a->conn, sql);
-    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    if (!ok) {
-        a->failure = classify(a->conn, res);
-        snprintf(err, errlen, "%s: %s", sql, PQerrorMessage(a->conn));
+/* The pipeline's end: a sync, every result read, and back to one
+ * statement at a time. 0, or -1 with the first failure recorded (`rc`
+ * -1: one was recorded already). */
+static int end_pipeline(ts_applier *a, int rc, char *err, size_t errlen) {
+    if (!pipelined(a))
+        return rc;
+    if (!PQpipelineSync(a->conn)) {
+        if (rc == 0) {
+            failed(a, "sync", NULL, err, errlen);
+            a->failure = TS_APPLY_RETRY;
+        }
+        a->broken = true;
+        return -1;
     }
-    PQclear(res);
-    return ok ? 0 : -1;
+    rc = read_pending(a, rc, err, errlen);
+    PGresult *sync = a->broken ? NULL : PQgetResult(a->conn);
+    bool synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    if (!synced || !PQexitPipelineMode(a->conn)) {
+        if (rc == 0) {
+            failed(a, "sync", NULL, err, errlen);
+            a->failure = TS_APPLY_RETRY;
+        }
+        a->broken = true; /* a session in an unknown state: reconnect */
+        return -1;
+    }
+    return rc;
 }
 
 int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, int64_t *next,
@@ -1427,8 +1564,14 @@ static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *
                                size_t errlen) {
     a->failure = TS_APPLY_RETRY;
     a->key_conflict = false;
-    if (exec_simple(a, "BEGIN", err, errlen))
-        return a->failure;
+    a->npending = 0;
+    if (!PQenterPipelineMode(a->conn)) {
+        snprintf(err, errlen, "pipeline: %s", PQerrorMessage(a->conn));
+        a->broken = true;
+        return TS_APPLY_RETRY;
+    }
+    if (send_prepared(a, ST_COUNT_, 0, NULL, NULL, NULL, err, errlen)) /* BEGIN */
+        goto rollback;
 
     /* The fence first: it takes the row locks that serialise competing
      * workers, and a zombie learns it is one before it writes anything. */
@@ -1441,15 +1584,23 @@ static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *
         a->failure = TS_APPLY_FENCED;
         goto rollback;
     }
-    if (apply_items(a, topic, items, n, err, errlen))
+    if (apply_items(a, topic, items, n, err, errlen) ||
+        send_prepared(a, ST_COUNT_, 1, NULL, NULL, NULL, err, errlen)) /* COMMIT */
         goto rollback;
-    if (exec_simple(a, "COMMIT", err, errlen))
-        return a->failure;
+    if (end_pipeline(a, 0, err, errlen)) {
+        /* A failed COMMIT rolled back by itself; a failure before it left
+         * the transaction aborted, to be rolled back below. */
+        if (a->broken || PQtransactionStatus(a->conn) == PQTRANS_IDLE)
+            return a->failure;
+        goto rolled_back_pipeline;
+    }
     return TS_APPLY_OK;
 
-rollback:;
+rollback:
+    end_pipeline(a, -1, err, errlen);
+rolled_back_pipeline:;
     ts_apply_status st = a->failure;
-    if (PQstatus(a->conn) == CONNECTION_OK) {
+    if (!a->broken && PQstatus(a->conn) == CONNECTION_OK) {
         PGresult *rb = PQexec(a->conn, "ROLLBACK");
         bool rolled_back = PQresultStatus(rb) == PGRES_COMMAND_OK;
         PQclear(rb);
@@ -1461,6 +1612,8 @@ rollback:;
             a->broken = true;
             st = TS_APPLY_RETRY;
         }
+    } else if (a->broken) {
+        st = TS_APPLY_RETRY;
     }
     return st;
 }
