@@ -377,12 +377,39 @@ static int claimed_partition(int i) {
     return (int)api_gauge(i, "turnstile_reply_partition");
 }
 
+/* The reply partitions' lock key, as the README gives it; $1 the topic. */
+#define CLAIM_KEY "('x' || left(md5($1), 8))::bit(32)::int"
+
+/* Takes the claim of `partition` from the API holding it: its claim's
+ * session terminated, and the partition's lock taken by this process's
+ * session, which waits for the terminated one to let go. The API finds
+ * its claim lost within a second, its partition taken: it moves to a free
+ * one. */
+static void take_claim_of(int partition) {
+    char p[16];
+    snprintf(p, sizeof p, "%d", partition);
+    const char *params[] = {R.env.cfg.topic_replies, p};
+    assert_int_equal(it_query_ll(&R.env,
+                                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks"
+                                 " WHERE locktype = 'advisory' AND objsubid = 2"
+                                 " AND classid = (" CLAIM_KEY ")::oid AND objid = ($2::int)::oid",
+                                 2, params),
+                     1);
+    assert_int_equal(it_query_ll(&R.env,
+                                 "SELECT count(*) FROM (SELECT pg_advisory_lock(" CLAIM_KEY
+                                 ", $2::int)) l",
+                                 2, params),
+                     1);
+}
+
 /* Scale-out with no hand configuration: two APIs and three workers started
  * with the same settings (no TS_REPLY_PARTITION), each API claiming a reply
  * partition of its own; mid-burst one API and one worker are killed -9, a
  * fourth worker joins, and the API is started again with the same
  * settings: it claims a partition again, and the other keeps its own
- * throughout. */
+ * throughout. Last, the other API's claim is taken from it (its session
+ * terminated, its partition locked here): it moves to the free partition
+ * while its requests are under way, none of them lost. */
 static void apis_and_workers_scaled_out_with_one_setting_lose_and_double_nothing(void **state) {
     (void)state;
     assert_true(IT_MAX_WORKERS >= 4);
@@ -409,7 +436,29 @@ static void apis_and_workers_scaled_out_with_one_setting_lose_and_double_nothing
         fault_ended();
         /* joining took nothing from the live instance */
         assert_int_equal(claimed_partition(1), p1);
-        run_end("scale-out: API and worker kill -9, worker added", 3);
+        await_progress(0.6);
+        take_claim_of(p1);
+        int64_t deadline = ts_monotonic_ms() + 30000;
+        int moved;
+        while ((moved = (int)api_gauge(1, "turnstile_reply_partition")) == p1 ||
+               api_gauge(1, "turnstile_reply_partition_claimed") != 1) {
+            if (ts_monotonic_ms() > deadline)
+                fail_msg("API 1 did not move from reply partition %d within 30 s", p1);
+            hold_ms(20);
+        }
+        printf("scale-out: API 1, its claim taken, moved from reply partition %d to %d\n", p1,
+               moved);
+        /* the one partition free: neither its old one nor API 0's */
+        assert_int_equal(moved, 3 - p1 - again);
+        char p[16];
+        snprintf(p, sizeof p, "%d", p1);
+        const char *params[] = {R.env.cfg.topic_replies, p};
+        assert_int_equal(it_query_ll(&R.env,
+                                     "SELECT pg_advisory_unlock(" CLAIM_KEY ", $2::int)::int", 2,
+                                     params),
+                         1);
+        fault_ended();
+        run_end("scale-out: API and worker kill -9, worker added, a claim taken", 4);
         claimed_partitions = false;
     }
 }
