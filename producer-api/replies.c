@@ -581,6 +581,7 @@ static long keep_claim(ts_periodic *t, void *arg) {
         if (ts_claim_keep(r->claim, err, sizeof err))
             return CLAIM_CHECK_MS;
         ts_warn("api", "event=reply_partition_claim_lost partition=%d err=\"%s\"", current, err);
+        atomic_store_explicit(&r->metrics->reply_claimed, 0, memory_order_relaxed);
         r->said = SAID_NOTHING; /* what comes of it is said */
     }
     int n;
@@ -592,10 +593,10 @@ static long keep_claim(ts_periodic *t, void *arg) {
             ts_info("api", "event=reply_partition_moved from=%d to=%d", current, got);
             use_partition(r, got);
             r->moved_ms = ts_monotonic_ms();
-        } else { /* let it go: taken again next round */
+        } else { /* let it go, and stay where it is: tried again next round */
             ts_warn("api", "event=reply_partition_not_moved to=%d err=\"%s\"", got, err);
             ts_claim_release(r->claim);
-            got = TS_CLAIM_NONE_FREE;
+            return CLAIM_CHECK_MS;
         }
     }
     say(r, got, err);
