@@ -36,7 +36,8 @@ static const var vars[] = {
     I(http_threads, "2", 1, 64, "threads of the ingress's epoll pool"),
     I(max_body_bytes, "16384", 256, 1048576, "largest request body accepted (413 above)"),
     I(reply_timeout_ms, "5000", 1, 600000, "wait for the worker's reply; then 202 Accepted"),
-    I(reply_partition, "0", 0, 100000, "this ingress's partition of the reply topic"),
+    I(reply_partition, "-1", -1, 100000,
+      "this ingress's partition of the reply topic (-1: a free one, claimed in PostgreSQL)"),
     I(max_pending, "20000", 1, 1000000, "requests waiting for replies before 503"),
     S(auth, "auto",
       "on: protected mode; off: open mode anywhere; auto: open only on loopback with no"
@@ -68,8 +69,8 @@ static const var vars[] = {
     I(command_partitions, "12", 1, 1024,
       "turnstile-admin topics: partitions of PREFIX.commands (the most workers sharing the load)"),
     I(reply_partitions, "8", 1, 100000,
-      "turnstile-admin topics: partitions of PREFIX.replies (one per API instance, see"
-      " TS_REPLY_PARTITION)"),
+      "turnstile-admin topics: partitions of PREFIX.replies (one per API instance: more"
+      " instances share)"),
     S(reply_topics, "",
       "worker: comma-separated topics replies may go to (default: PREFIX.replies)"),
     S(kafka_config_file, "",
