@@ -333,6 +333,8 @@ struct ts_applier {
      * read yet, in order (ST_COUNT_: BEGIN or COMMIT) */
     enum stmt pending[MAX_PENDING];
     int npending;
+    int keep;        /* the index in `pending` of the one whose result is kept, or -1 */
+    PGresult *kept;  /* ... and that result, once read */
 };
 
 /* ------------------------------------------------------------ connection */
@@ -439,6 +441,7 @@ ts_applier *ts_applier_new(const char *dsn, int migrate_first, int timeout_ms, c
 void ts_applier_free(ts_applier *a) {
     if (!a)
         return;
+    PQclear(a->kept);
     if (a->conn)
         PQfinish(a->conn);
     for (int i = 0; i < A_COUNT_; i++)
@@ -573,14 +576,19 @@ static PGresult *next_result(ts_applier *a) {
 /* Reads the results of the statements sent and not read yet. 0, or -1
  * with the first failure recorded. */
 static int read_pending(ts_applier *a, int rc, char *err, size_t errlen) {
-    int n = a->npending;
+    int n = a->npending, keep = a->keep;
     a->npending = 0;
+    a->keep = -1;
     for (int i = 0; i < n; i++) {
         PGresult *res = next_result(a);
         ExecStatusType st = PQresultStatus(res);
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && rc == 0) {
             failed(a, pending_name(a->pending[i]), res, err, errlen);
             rc = -1;
+        }
+        if (i == keep && rc == 0) {
+            a->kept = res;
+            continue;
         }
         PQclear(res);
         if (!res) { /* nothing more will come: the connection is gone */
@@ -1494,11 +1502,71 @@ size_t ts_applier_stream(const ts_applier *a, const ts_stream_msg **msgs) {
     return a->committed ? a->nmsgs : 0;
 }
 
+/* Moves every part's stored offset: sent right after BEGIN, its result read
+ * with the batch's first lookup's, in one round trip (fence_result). */
+static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t nparts, char *err,
+                 size_t errlen) {
+    ts_pgarray *pa = &a->arr[A_Q1], *nx = &a->arr[A_Q2], *ex = &a->arr[A_Q3];
+    ts_pgarray_reset(pa, TS_OID_INT4);
+    ts_pgarray_reset(nx, TS_OID_INT8);
+    ts_pgarray_reset(ex, TS_OID_INT8);
+    for (size_t p = 0; p < nparts; p++) {
+        ts_pgarray_int4(pa, parts[p].partition);
+        ts_pgarray_int8(nx, parts[p].next);
+        ts_pgarray_int8(ex, parts[p].expected);
+        parts[p].fenced = true;
+    }
+    const param params[] = {text_param(topic), array_param(pa), array_param(nx), array_param(ex)};
+    /* The fence stays the transaction's first statement: the retention job
+     * (ts_prune.h) locks consumer_offsets in SHARE mode to keep every batch
+     * out of its deletions, and relies on it. */
+    int at = a->npending;
+    if (run0(a, ST_FENCE, 4, params, err, errlen))
+        return -1;
+    a->keep = at;
+    return 0;
+}
+
+/* Marks the parts whose offset another worker moved, from the fence's
+ * result (read now if no lookup has read it yet). Returns the number
+ * fenced, or -1 on failure. */
+static int fence_result(ts_applier *a, ts_batch_part *parts, size_t nparts, char *err,
+                        size_t errlen) {
+    if (a->keep >= 0) {
+        int rc = 0;
+        if (!PQsendFlushRequest(a->conn) || PQflush(a->conn) != 0) {
+            failed(a, "fence", NULL, err, errlen);
+            a->failure = TS_APPLY_RETRY;
+            rc = -1;
+        }
+        if (read_pending(a, rc, err, errlen))
+            return -1;
+    }
+    PGresult *res = a->kept;
+    a->kept = NULL;
+    if (!res) {
+        a->failure = TS_APPLY_RETRY;
+        snprintf(err, errlen, "fence: no result");
+        return -1;
+    }
+    for (int row = 0; row < PQntuples(res); row++) {
+        long moved = strtol(PQgetvalue(res, row, 0), NULL, 10);
+        for (size_t p = 0; p < nparts; p++)
+            if (parts[p].partition == moved)
+                parts[p].fenced = false;
+    }
+    PQclear(res);
+    int fenced = 0;
+    for (size_t p = 0; p < nparts; p++)
+        fenced += parts[p].fenced;
+    return fenced;
+}
+
 /* Loads the state the batch's commands touch, has them decided, and
  * writes the rows. With the lookups skipped, a refusal they could change
  * fails the attempt (key_conflict) before anything is written. */
-static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, size_t n, char *err,
-                       size_t errlen) {
+static int apply_items(ts_applier *a, const char *topic, ts_batch_part *parts, size_t nparts,
+                       ts_batch_item *items, size_t n, char *err, size_t errlen) {
     if (ts_decider_begin(a->decider, items, a->order, n, a->optimistic)) {
         a->failure = TS_APPLY_RETRY;
         snprintf(err, errlen, "out of memory");
@@ -1509,6 +1577,16 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
         load_named_holds(a, items, n, err, errlen) || load_expiring_holds(a, err, errlen) ||
         load_waitlists(a, err, errlen))
         return -1;
+    /* A zombie learns it is one here, before it writes anything. */
+    int fenced = fence_result(a, parts, nparts, err, errlen);
+    if (fenced < 0)
+        return -1;
+    if (fenced > 0) {
+        snprintf(err, errlen, "%d partition(s) of %s: stored offset moved by another worker",
+                 fenced, topic);
+        a->failure = TS_APPLY_FENCED;
+        return -1;
+    }
     ts_decisions decided;
     switch (ts_decide(a->decider, ts_now_ms(), &decided)) {
     case TS_DECIDE_OK: break;
@@ -1529,40 +1607,6 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
                : 0;
 }
 
-/* Moves every part's stored offset; marks the parts whose offset another
- * worker moved. Returns the number fenced, or -1 on failure. */
-static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t nparts, char *err,
-                 size_t errlen) {
-    ts_pgarray *pa = &a->arr[A_Q1], *nx = &a->arr[A_Q2], *ex = &a->arr[A_Q3];
-    ts_pgarray_reset(pa, TS_OID_INT4);
-    ts_pgarray_reset(nx, TS_OID_INT8);
-    ts_pgarray_reset(ex, TS_OID_INT8);
-    for (size_t p = 0; p < nparts; p++) {
-        ts_pgarray_int4(pa, parts[p].partition);
-        ts_pgarray_int8(nx, parts[p].next);
-        ts_pgarray_int8(ex, parts[p].expected);
-        parts[p].fenced = true;
-    }
-    const param params[] = {text_param(topic), array_param(pa), array_param(nx), array_param(ex)};
-    /* The fence stays the transaction's first statement: the retention job
-     * (ts_prune.h) locks consumer_offsets in SHARE mode to keep every batch
-     * out of its deletions, and relies on it. */
-    PGresult *res = run(a, ST_FENCE, 4, params, err, errlen);
-    if (!res)
-        return -1;
-    for (int row = 0; row < PQntuples(res); row++) {
-        long moved = strtol(PQgetvalue(res, row, 0), NULL, 10);
-        for (size_t p = 0; p < nparts; p++)
-            if (parts[p].partition == moved)
-                parts[p].fenced = false;
-    }
-    PQclear(res);
-    int fenced = 0;
-    for (size_t p = 0; p < nparts; p++)
-        fenced += parts[p].fenced;
-    return fenced;
-}
-
 /* One attempt at the batch: a transaction, committed or rolled back. */
 static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *parts,
                                size_t nparts, ts_batch_item *items, size_t n, char *err,
@@ -1570,6 +1614,9 @@ static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *
     a->failure = TS_APPLY_RETRY;
     a->key_conflict = false;
     a->npending = 0;
+    a->keep = -1;
+    PQclear(a->kept);
+    a->kept = NULL;
     if (!PQenterPipelineMode(a->conn)) {
         snprintf(err, errlen, "pipeline: %s", PQerrorMessage(a->conn));
         a->broken = true;
@@ -1579,17 +1626,9 @@ static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *
         goto rollback;
 
     /* The fence first: it takes the row locks that serialise competing
-     * workers, and a zombie learns it is one before it writes anything. */
-    int fenced = fence(a, topic, parts, nparts, err, errlen);
-    if (fenced < 0)
-        goto rollback;
-    if (fenced > 0) {
-        snprintf(err, errlen, "%d partition(s) of %s: stored offset moved by another worker",
-                 fenced, topic);
-        a->failure = TS_APPLY_FENCED;
-        goto rollback;
-    }
-    if (apply_items(a, topic, items, n, err, errlen) ||
+     * workers. */
+    if (fence(a, topic, parts, nparts, err, errlen) ||
+        apply_items(a, topic, parts, nparts, items, n, err, errlen) ||
         send_prepared(a, ST_COUNT_, 1, NULL, NULL, NULL, err, errlen)) /* COMMIT */
         goto rollback;
     if (end_pipeline(a, 0, err, errlen)) {
@@ -1603,6 +1642,8 @@ static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *
 
 rollback:
     end_pipeline(a, -1, err, errlen);
+    PQclear(a->kept);
+    a->kept = NULL;
 rolled_back_pipeline:;
     ts_apply_status st = a->failure;
     if (!a->broken && PQstatus(a->conn) == CONNECTION_OK) {
