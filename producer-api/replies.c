@@ -60,7 +60,8 @@ typedef struct queue {
 struct ts_replies {
     const ts_config *cfg;
     ts_metrics *metrics;
-    rd_kafka_t *producer;
+    rd_kafka_t *producer; /* with TS_LINGER_MS: the commands of a burst, batched */
+    rd_kafka_t *prompt;   /* with no linger: a command when none waits (NULL: linger 0) */
     rd_kafka_t *consumer;
     pthread_t thread;
     bool thread_started; /* pthread_t has no "none" value to test */
@@ -304,6 +305,8 @@ static void *run(void *arg) {
             rd_kafka_message_destroy(m);
         }
         rd_kafka_poll(r->producer, 0);
+        if (r->prompt)
+            rd_kafka_poll(r->prompt, 0);
         expire(r);
         probe_brokers(r);
         if (r->failpoint_ms && ts_monotonic_ms() >= r->failpoint_ms) {
@@ -638,14 +641,17 @@ static void producer_setup(rd_kafka_conf_t *conf, void *arg) {
     rd_kafka_conf_set_opaque(conf, arg);
 }
 
-static rd_kafka_t *command_producer(ts_replies *r, char *err, size_t errlen) {
+/* The commands' producer: with TS_LINGER_MS (`prompt` false), or with no
+ * linger at all. */
+static rd_kafka_t *command_producer(ts_replies *r, bool prompt, char *err, size_t errlen) {
     const ts_config *cfg = r->cfg;
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d",
              cfg->reply_timeout_ms < 1000 ? 1000 : cfg->reply_timeout_ms);
     const char *pairs[] = {
         /* not acknowledged by the deadline: given up, and answered 503 */
-        "message.timeout.ms", timeout, "queue.buffering.max.messages", "200000", NULL,
+        "message.timeout.ms", timeout, "queue.buffering.max.messages", "200000",
+        prompt ? "linger.ms" : NULL, "0", NULL,
     };
     return ts_kafka_new(cfg, RD_KAFKA_PRODUCER, "turnstile-api", pairs, producer_setup, r, err,
                         errlen);
@@ -654,10 +660,10 @@ static rd_kafka_t *command_producer(ts_replies *r, char *err, size_t errlen) {
 /* Learns where the commands topic's partitions are before the first request:
  * otherwise the first commands wait in the producer for that metadata (seen
  * here: the first 1,024 requests after a start acknowledged in 0.5-1 s). */
-static void learn_commands_topic(ts_replies *r) {
-    rd_kafka_topic_t *t = rd_kafka_topic_new(r->producer, r->cfg->topic_commands, NULL);
+static void learn_commands_topic(ts_replies *r, rd_kafka_t *producer) {
+    rd_kafka_topic_t *t = rd_kafka_topic_new(producer, r->cfg->topic_commands, NULL);
     const struct rd_kafka_metadata *md;
-    if (t && rd_kafka_metadata(r->producer, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (t && rd_kafka_metadata(producer, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
         rd_kafka_metadata_destroy(md);
     if (t)
         rd_kafka_topic_destroy(t);
@@ -679,7 +685,8 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
     r->automatic = cfg->reply_partition < 0;
     if (!(r->codec = ts_codec_new(err, errlen)) ||
         !(r->claim = ts_claim_new(cfg->pg_dsn, cfg->topic_replies, cfg->pg_timeout_ms)) ||
-        !(r->producer = command_producer(r, err, errlen)) ||
+        !(r->producer = command_producer(r, false, err, errlen)) ||
+        (cfg->linger_ms > 0 && !(r->prompt = command_producer(r, true, err, errlen))) ||
         !(r->consumer = reply_reader(cfg, err, errlen)) || first_partition(r, err, errlen) ||
         read_from_end(r, ts_replies_partition(r), 30000, err, errlen)) {
         if (!r->claim)
@@ -687,7 +694,9 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
         ts_replies_stop(r);
         return NULL;
     }
-    learn_commands_topic(r);
+    learn_commands_topic(r, r->producer);
+    if (r->prompt)
+        learn_commands_topic(r, r->prompt);
     /* A failure on purpose, for the tests: a fatal producer error this
      * many ms after the start (librdkafka's own test hook). */
     const char *failpoint = getenv("TS_FAILPOINT_KAFKA_FATAL_MS");
@@ -742,6 +751,21 @@ static ts_codec *thread_codec(void) {
     return c;
 }
 
+/* Which producer sends a command. Batching adapts to the load, as a group
+ * commit does: a command sent while no other is waiting for its reply goes
+ * out at once, through the producer with no linger; one sent while others
+ * wait goes through the one with TS_LINGER_MS, and the commands of a burst
+ * go out together. A lone registration thus waits for no timer, and a
+ * burst's commands arrive at the worker together, for one transaction,
+ * at a fraction of the requests for the broker and the API. Commands sent
+ * through both at once are concurrent requests, whose order was never
+ * defined: a client's next command goes out only once its last is
+ * answered, and answered means in Kafka (applied, or acknowledged for a
+ * 202). */
+static rd_kafka_t *producer_for(ts_replies *r, bool alone) {
+    return alone && r->prompt ? r->prompt : r->producer;
+}
+
 /* The answer when Kafka does not take the command: 503, at once. */
 static ts_wait_result unavailable(ts_replies *r, ts_answer *answer) {
     atomic_fetch_add_explicit(&r->metrics->produce_failures, 1, memory_order_relaxed);
@@ -780,6 +804,7 @@ ts_wait_result ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MH
         free(w); /* nobody else has seen it */
         return unavailable(r, answer);
     }
+    bool alone = r->attached == 0;
     uint32_t h = bucket(w->command_id);
     w->hnext = r->table[h];
     r->table[h] = w;
@@ -790,7 +815,7 @@ ts_wait_result ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MH
     pthread_mutex_unlock(&r->lock);
 
     rd_kafka_resp_err_t e = rd_kafka_producev(
-        r->producer, RD_KAFKA_V_TOPIC(r->cfg->topic_commands),
+        producer_for(r, alone), RD_KAFKA_V_TOPIC(r->cfg->topic_commands),
         RD_KAFKA_V_KEY(cmd->event_id, strlen(cmd->event_id)), RD_KAFKA_V_VALUE(buf, len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
 
@@ -808,6 +833,8 @@ ts_wait_result ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MH
         return unavailable(r, answer);
     }
     atomic_fetch_add_explicit(&r->metrics->commands_produced, 1, memory_order_relaxed);
+    if (alone && r->prompt)
+        atomic_fetch_add_explicit(&r->metrics->commands_at_once, 1, memory_order_relaxed);
     ts_wait_result result = TS_WAIT_PENDING;
     if (w->answer) { /* not answered yet: wait for it */
         MHD_suspend_connection(conn);
@@ -862,6 +889,10 @@ void ts_replies_stop(ts_replies *r) {
     if (r->producer) {
         rd_kafka_flush(r->producer, 5000);
         rd_kafka_destroy(r->producer); /* serves the last delivery reports */
+    }
+    if (r->prompt) {
+        rd_kafka_flush(r->prompt, 5000);
+        rd_kafka_destroy(r->prompt);
     }
     if (r->consumer) {
         rd_kafka_consumer_close(r->consumer);

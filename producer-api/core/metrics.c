@@ -30,6 +30,9 @@ char *ts_metrics_render(const ts_metrics *m) {
     const ts_metric_row rows[] = {
         {"turnstile_commands_produced_total", "Commands produced to Kafka.", "counter",
          counter(&m->commands_produced)},
+        {"turnstile_commands_sent_at_once_total",
+         "Of those, sent with no linger: no other command was waiting for its reply.", "counter",
+         counter(&m->commands_at_once)},
         {"turnstile_produce_failures_total", "Commands Kafka did not take (answered 503).",
          "counter", counter(&m->produce_failures)},
         {"turnstile_replies_received_total", "Replies read from this instance's partition.",

@@ -582,6 +582,22 @@ static void metrics_count_writes_and_time_their_stages(void **state) {
     assert_true(metric(r.body, "turnstile_resume_seconds_bucket{le=\"+Inf\"} ") >= 1000);
     unsigned long produced = metric(r.body, "turnstile_commands_produced_total ");
     assert_true(produced >= 1000 && produced <= writes);
+    /* the burst's commands, sent while others waited, went out batched */
+    assert_true(metric(r.body, "turnstile_commands_sent_at_once_total ") < produced);
+    it_http_free(&r);
+}
+
+/* A write while no other waits for its reply goes out at once (no
+ * linger); a burst's are batched (above). */
+static void a_lone_write_is_sent_at_once(void **state) {
+    (void)state;
+    it_http_result r = get("/metrics");
+    unsigned long before = metric(r.body, "turnstile_commands_sent_at_once_total ");
+    it_http_free(&r);
+    char id[TS_UUID_LEN + 1];
+    create_event("Alone", "Room 1", 30, 5, id);
+    r = get("/metrics");
+    assert_int_equal(metric(r.body, "turnstile_commands_sent_at_once_total "), before + 1);
     it_http_free(&r);
 }
 
@@ -605,6 +621,7 @@ int main(void) {
         cmocka_unit_test(past_the_deadline_a_write_is_202_and_can_be_followed),
         cmocka_unit_test(an_overloaded_instance_answers_503_with_retry_after),
         cmocka_unit_test(metrics_count_writes_and_time_their_stages),
+        cmocka_unit_test(a_lone_write_is_sent_at_once),
         cmocka_unit_test(the_api_drains_and_exits_zero_on_sigterm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
