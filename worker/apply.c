@@ -57,6 +57,7 @@
 
 #include "decide.h"
 #include "ts_log.h"
+#include "ts_lsn.h"
 #include "ts_pg.h"
 #include "ts_pgarray.h"
 #include "ts_time.h"
@@ -1421,6 +1422,60 @@ static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t 
     return fenced;
 }
 
+/* COMMIT, and in the same round trip the WAL position the commit reached,
+ * for the batch's replies: a reader of a replica that has replayed this far
+ * sees the batch (ts_codec.h, commit_lsn). Both go as one simple query,
+ * whose results come back in order in one answer: COMMIT's, then the
+ * SELECT's. An error in COMMIT ends the query there, so it is the first
+ * result, and the SELECT never runs; a COMMIT that PostgreSQL turned into
+ * a ROLLBACK (a transaction it had aborted) is a failure too.
+ *
+ * Which position: COMMIT returns once its record is flushed (every
+ * synchronous_commit but off, and "never loses a registration" needs
+ * one of them), so the flush position is at or past it, and it is one a
+ * replica reaches exactly: WAL is streamed as it is flushed. With
+ * synchronous_commit off the commit returns before its record is even
+ * written, and only the insert position is sure to be past it (a replica
+ * reaches that once the WAL writer flushes it, and, at a page's first
+ * record, once a record follows). The setting is the session's: it is
+ * read after the commit, but no transaction here sets its own.
+ *
+ * 0, with *lsn the position (0 when it could not be read: the replies say
+ * "not known", and the API asks the primary instead), or -1 when the
+ * transaction is not known to be committed (a->failure says how). */
+#define COMMIT_AND_POSITION                                                                        \
+    "COMMIT; SELECT CASE current_setting('synchronous_commit') WHEN 'off'"                         \
+    " THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END"
+static int commit(ts_applier *a, uint64_t *lsn, char *err, size_t errlen) {
+    *lsn = 0;
+    if (!PQsendQuery(a->conn, COMMIT_AND_POSITION)) {
+        a->failure = TS_APPLY_RETRY;
+        snprintf(err, errlen, "COMMIT: %.*s", (int)strcspn(PQerrorMessage(a->conn), "\n"),
+                 PQerrorMessage(a->conn));
+        return -1;
+    }
+    bool committed = false;
+    PGresult *res;
+    for (int i = 0; (res = PQgetResult(a->conn)); i++) {
+        ExecStatusType st = PQresultStatus(res);
+        if (i == 0 && st == PGRES_COMMAND_OK && !strcmp(PQcmdStatus(res), "COMMIT")) {
+            committed = true;
+        } else if (i == 0) {
+            a->failure = st == PGRES_COMMAND_OK ? TS_APPLY_RETRY : classify(a->conn, res);
+            const char *msg = st == PGRES_COMMAND_OK ? "rolled back" : PQresultErrorMessage(res);
+            snprintf(err, errlen, "COMMIT: %.*s", (int)strcspn(msg, "\n"), msg);
+        } else if (i == 1 && committed && st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                   ts_lsn_parse(PQgetvalue(res, 0, 0), lsn) == 0 && *lsn > INT64_MAX) {
+            *lsn = 0; /* past what a reply holds (and any WAL there is) */
+        }
+        PQclear(res);
+    }
+    if (committed && *lsn == 0)
+        ts_warn("worker", "event=commit_position_unknown err=\"%.*s\"",
+                (int)strcspn(PQerrorMessage(a->conn), "\n"), PQerrorMessage(a->conn));
+    return committed ? 0 : -1;
+}
+
 /* One attempt at the batch: a transaction, committed or rolled back. */
 static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *parts,
                                size_t nparts, ts_batch_item *items, size_t n, char *err,
@@ -1443,8 +1498,13 @@ static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *
     }
     if (apply_items(a, topic, items, n, err, errlen))
         goto rollback;
-    if (exec_simple(a, "COMMIT", err, errlen))
+    uint64_t lsn;
+    if (commit(a, &lsn, err, errlen))
         return a->failure;
+    /* every reply of the batch carries its commit's position (a command
+     * answered again with its first outcome too: this commit is later) */
+    for (size_t k = 0; k < n; k++)
+        items[a->order[k]].reply.commit_lsn = lsn;
     return TS_APPLY_OK;
 
 rollback:;
