@@ -30,7 +30,7 @@ def pgbench_stats(out, name):
         with open(path) as f:
             for line in f:
                 p = line.split()
-                if len(p) < 6:
+                if len(p) < 6 or not p[2].isdigit():  # (a failed or skipped transaction)
                     continue
                 lat.append(int(p[2]) / 1000.0)
                 done.append(int(p[4]) + int(p[5]) / 1e6)
@@ -167,11 +167,12 @@ def main(out):
     widths = [max(len(str(row[i])) for row in rows + [head]) for i in range(len(head))]
     line = lambda row: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)
                                  for i, (c, w) in enumerate(zip(row, widths)))
-    print()
-    print(line(head))
-    print(line(["-" * w for w in widths]))
-    for row in rows:
-        print(line(row))
+    if rows:
+        print()
+        print(line(head))
+        print(line(["-" * w for w in widths]))
+        for row in rows:
+            print(line(row))
     ratios = {}
     for k in ("hot", "spread"):
         if k in r and "baseline_" + k in r:
@@ -209,6 +210,12 @@ def main(out):
                 "%s %.0f%%" % (k, 100 * v) for k, v in sorted(a["worker_split"].items())))
     r["ratios"] = ratios
     r["machine"] = {"cores": os.cpu_count(), "uname": " ".join(os.uname())}
+    cv = curve(out)
+    if cv:
+        cv["machine"] = r["machine"]
+        r["curve"] = cv
+        print_curve(cv)
+        plot_curve(out, cv)
 
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(r, f, indent=1)
@@ -221,8 +228,198 @@ def main(out):
         shutil.copy(os.path.join(out, "results.json"), "bench/results/latest.json")
         if os.path.exists(os.path.join(out, "bench.png")):
             shutil.copy(os.path.join(out, "bench.png"), "bench/results/latest.png")
-    print("\nresults: %s/results.json, plot: %s/bench.png%s"
-          % (out, out, " (copied to bench/results/)" if complete else ""))
+    if rows:
+        print("\nresults: %s/results.json, plot: %s/bench.png%s"
+              % (out, out, " (copied to bench/results/)" if complete else ""))
+    if cv:
+        with open(os.path.join(out, "curve.json"), "w") as f:
+            json.dump(cv, f, indent=1)
+        # a curve with every system at every point (refusals included)
+        done = all(len(cv["points"][c]) == len(CURVE_SYSTEMS) for c in cv["points"]) \
+            and len(cv["idle"]) == len(CURVE_SYSTEMS)
+        names = ["curve.json", "curve-throughput.png", "curve-p99.png"]
+        if done:
+            os.makedirs("bench/results", exist_ok=True)
+            for name in names:
+                if os.path.exists(os.path.join(out, name)):
+                    shutil.copy(os.path.join(out, name), os.path.join("bench/results", name))
+        print("results: %s%s" % (", ".join(os.path.join(out, n) for n in names),
+                                 " (copied to bench/results/)" if done else ""))
+
+
+CURVE_SYSTEMS = ["turnstile", "seed-direct", "seed-pool", "counter-direct", "counter-pool"]
+
+
+def curve(out):
+    """The curve phase's points: {"points": {clients: {system: point}},
+    "idle": {system: point}, "ratios": ...}; a point is its throughput and
+    latency percentiles, or {"refused": why}."""
+    setup = load(os.path.join(out, "curve-setup.json"))
+    if not setup:
+        return None
+    titles = {"turnstile": "turnstile", "seed-direct": "seed, direct",
+              "seed-pool": "seed, pool of %d" % setup["pool"],
+              "counter-direct": "counter, direct",
+              "counter-pool": "counter, pool of %d" % setup["pool"]}
+    cv = dict(setup, titles=titles, points={str(c): {} for c in setup["clients"]}, idle={})
+    for path in sorted(glob.glob(os.path.join(out, "*-extra.json"))):
+        name = os.path.basename(path)[:-len("-extra.json")]
+        if not name.startswith(("curve-", "idle-")):
+            continue
+        x = load(path)
+        if x.get("refused"):
+            pt = {"refused": x["refused"]}
+        else:
+            if x["system"] == "turnstile":
+                pt = load(os.path.join(out, name + ".json"))
+            else:
+                pt = pgbench_stats(out, name)
+            if not pt:
+                continue
+            pt.pop("series", None)
+            pt = {k: pt[k] for k in ("requests", "duration_s", "throughput", "latency_ms",
+                                     "status", "errors") if k in pt}
+            pt.update({k: x[k] for k in ("capacity", "cpu_us_per_request", "registrations_in_db",
+                                         "oversold_events", "seats_without_row") if k in x})
+        if name.startswith("idle-"):
+            cv["idle"][x["system"]] = pt
+        else:
+            cv["points"].setdefault(str(x["clients"]), {})[x["system"]] = pt
+    # turnstile against the better configuration of each design, per point
+    cv["ratios"] = {}
+    for c, pts in cv["points"].items():
+        t = pts.get("turnstile", {}).get("throughput")
+        rc = {}
+        for design in ("seed", "counter"):
+            best = max([pts.get("%s-%s" % (design, via), {}).get("throughput", 0)
+                        for via in ("direct", "pool")])
+            if t and best:
+                rc[design] = t / best
+        cv["ratios"][c] = rc
+    return cv
+
+
+def print_curve(cv):
+    systems = [s for s in CURVE_SYSTEMS
+               if any(s in pts for pts in cv["points"].values())]
+
+    def cell(pt):
+        if pt is None:
+            return "-"
+        if "refused" in pt:
+            return "refused"
+        return "%.0f/s %.1f" % (pt["throughput"], pt["latency_ms"]["p99"])
+
+    head = ["clients"] + [cv["titles"][s] for s in systems] + ["x seed", "x counter"]
+    rows = []
+    for c, pts in cv["points"].items():
+        rc = cv["ratios"].get(c, {})
+        rows.append([c] + [cell(pts.get(s)) for s in systems]
+                    + ["%.2fx" % rc["seed"] if "seed" in rc else "-",
+                       "%.2fx" % rc["counter"] if "counter" in rc else "-"])
+    print("\ncurve, one hot event: registrations/s and p99 ms at each concurrency "
+          "(x seed, x counter: turnstile / the better of direct and pooled)")
+    table(head, rows)
+    refused = sorted({pt["refused"] for pts in cv["points"].values() for pt in pts.values()
+                      if "refused" in pt})
+    if refused:
+        print("refused: %s" % "; ".join(refused))
+    over = ["%s at %s" % (s, c) for c, pts in cv["points"].items() for s, pt in pts.items()
+            if pt.get("oversold_events")]
+    over += ["%s idle" % s for s, pt in cv["idle"].items() if pt.get("oversold_events")]
+    print("oversold (registrations > capacity): %s"
+          % (", ".join(over) if over else "none, at every point"))
+    lost = ["%s at %s: %d" % (s, c, pt["seats_without_row"]) for c, pts in cv["points"].items()
+            for s, pt in pts.items() if pt.get("seats_without_row")]
+    if lost:
+        print("counter seats taken without a row (concurrent duplicates): %s" % ", ".join(lost))
+    for c, pts in cv["points"].items():
+        cpu = []
+        for s in systems:
+            u = pts.get(s, {}).get("cpu_us_per_request")
+            if u:
+                cpu.append("%s %s" % (cv["titles"][s], " + ".join(
+                    "%s %.0f" % kv for kv in u.items())))
+        if cpu:
+            print("CPU us per request at %s clients: %s" % (c, "; ".join(cpu)))
+    if cv["idle"]:
+        print("\nidle: %d registrations one after the other, 1 client" % cv["idle_n"])
+        rows = []
+        for s in CURVE_SYSTEMS:
+            pt = cv["idle"].get(s)
+            if pt and "latency_ms" in pt:
+                rows.append([cv["titles"][s], "%.2f" % pt["latency_ms"]["p50"],
+                             "%.2f" % pt["latency_ms"]["p99"], "%.0f" % pt["throughput"]])
+        table(["system", "p50 ms", "p99 ms", "req/s"], rows)
+
+
+def table(head, rows):
+    widths = [max(len(str(row[i])) for row in rows + [head]) for i in range(len(head))]
+
+    def line(row):
+        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths)))
+    print(line(head))
+    print(line(["-" * w for w in widths]))
+    for row in rows:
+        print(line(row))
+
+
+def plot_curve(out, cv):
+    """Throughput and p99 against concurrency, a line per system (refused
+    points left out), to curve-throughput.png and curve-p99.png."""
+    if not shutil.which("gnuplot"):
+        return
+    clients = sorted(cv["points"], key=int)
+    with open(os.path.join(out, "curve.dat"), "w") as f:
+        f.write("# clients, then throughput and p99 ms of: %s\n" % " ".join(CURVE_SYSTEMS))
+        for c in clients:
+            cols = [c]
+            for s in CURVE_SYSTEMS:
+                pt = cv["points"][c].get(s, {})
+                if "throughput" in pt:
+                    cols += ["%.1f" % pt["throughput"], "%.2f" % pt["latency_ms"]["p99"]]
+                else:
+                    cols += ["-", "-"]
+            f.write(" ".join(cols) + "\n")
+
+    # a colour per design, pooled runs dashed
+    style = {"turnstile": "lc rgb '#5e3c99' dt 1", "seed-direct": "lc rgb '#d7301f' dt 1",
+             "seed-pool": "lc rgb '#d7301f' dt 2", "counter-direct": "lc rgb '#0570b0' dt 1",
+             "counter-pool": "lc rgb '#0570b0' dt 2"}
+
+    def plots(offset):
+        return ", ".join("'curve.dat' using 1:%d with linespoints lw 2 pt 7 %s title '%s'"
+                         % (2 + 2 * i + offset, style[s], cv["titles"][s])
+                         for i, s in enumerate(CURVE_SYSTEMS))
+    refused = ["%s at %s" % (s.replace("-", " "), c) for c in clients
+               for s in CURVE_SYSTEMS if "refused" in cv["points"][c].get(s, {})]
+    note = "\\nrefused (max_connections=%s): %s" % (cv["max_connections"], ", ".join(refused)) \
+        if refused else ""
+    xtics = ", ".join("'%s' %s" % (c, c) for c in clients)
+    common = """set terminal pngcairo size 1000,650 noenhanced
+set datafile missing '-'
+set grid
+set key outside right
+set logscale x 2
+set xtics (%s)
+set xlabel 'concurrent clients'
+""" % xtics
+    script = common + """set output 'curve-throughput.png'
+set title "registrations/s against concurrency, one hot event%s"
+set ylabel 'registrations/s'
+set yrange [0:*]
+plot %s
+set output 'curve-p99.png'
+set title "p99 latency against concurrency, one hot event%s"
+set ylabel 'p99 latency (ms)'
+set logscale y
+set yrange [*:*]
+plot %s
+""" % (note, plots(0), note, plots(1))
+    with open(os.path.join(out, "curve.gp"), "w") as f:
+        f.write(script)
+    subprocess.run(["gnuplot", "curve.gp"], cwd=out, check=False)
 
 
 def plot(out, r):

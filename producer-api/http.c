@@ -493,7 +493,7 @@ static int envelope(ts_http *h, struct MHD_Connection *conn, request *req, const
     }
     c->issued_at_ms = ts_now_ms();
     snprintf(c->reply_topic, sizeof c->reply_topic, "%s", h->cfg->topic_replies);
-    c->reply_partition = h->cfg->reply_partition;
+    c->reply_partition = ts_replies_partition(h->replies);
     return 0;
 }
 

@@ -28,9 +28,10 @@ static long ask_kafka(ts_periodic *t, void *arg) {
     unsigned failing = ts_replies_probe(r->replies, KAFKA_WAIT_MS);
     atomic_store(&r->failing, failing);
     if (failing != r->said)
-        ts_log(failing ? TS_LOG_WARN : TS_LOG_INFO, "ready", "event=kafka%s%s%s",
+        ts_log(failing ? TS_LOG_WARN : TS_LOG_INFO, "ready", "event=kafka%s%s%s partition=%d",
                failing ? "_not_ready" : "_ready", failing & TS_REPLIES_KAFKA ? " kafka=down" : "",
-               failing & TS_REPLIES_PARTITION ? " reply_partition=not_read" : "");
+               failing & TS_REPLIES_PARTITION ? " reply_partition=not_read" : "",
+               (int)ts_replies_partition(r->replies));
     r->said = failing;
     return PROBE_MS;
 }

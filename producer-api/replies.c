@@ -25,10 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "claim.h"
 #include "ts_hash.h"
 #include "ts_kafka.h"
 #include "ts_log.h"
+#include "ts_periodic.h"
 #include "ts_time.h"
 
 #define BUCKETS 65536
@@ -74,6 +77,15 @@ struct ts_replies {
     atomic_llong loop_ms;            /* monotonic: the thread's last round (for /readyz) */
     int64_t failpoint_ms;            /* TS_FAILPOINT_KAFKA_FATAL_MS: when to raise one; 0: never */
     ts_codec *codec;                 /* the thread's own, for replies */
+    /* the reply partition (see "The reply partition" below) */
+    atomic_int partition; /* the one new commands name: handed to the HTTP threads, seq_cst */
+    bool automatic;       /* TS_REPLY_PARTITION unset: claimed, and moved if need be */
+    int partitions;       /* the reply topic's, as its metadata said last */
+    ts_claim *claim;      /* the claimer's, like the fields below */
+    ts_periodic *claimer;
+    int64_t moved_ms; /* monotonic: when commands last moved to another partition; 0: not since
+                       * the partitions left behind were let go */
+    int said;         /* the claim's state last logged (enum said) */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -334,36 +346,46 @@ static bool topic_served(rd_kafka_t *rk, const char *topic, int32_t partition, i
 
 /* Whether the reader has the reply partition assigned, and has fetched from
  * it: librdkafka knows its high watermark only from a fetch response. */
-static bool partition_read(ts_replies *r) {
-    const ts_config *cfg = r->cfg;
+static bool partition_read(ts_replies *r, int32_t partition) {
+    const char *topic = r->cfg->topic_replies;
     rd_kafka_topic_partition_list_t *assigned = NULL;
     bool ok = rd_kafka_assignment(r->consumer, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-              rd_kafka_topic_partition_list_find(assigned, cfg->topic_replies,
-                                                 cfg->reply_partition) != NULL;
+              rd_kafka_topic_partition_list_find(assigned, topic, partition) != NULL;
     if (assigned)
         rd_kafka_topic_partition_list_destroy(assigned);
     int64_t low, high;
     return ok &&
-           rd_kafka_get_watermark_offsets(r->consumer, cfg->topic_replies, cfg->reply_partition,
-                                          &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+           rd_kafka_get_watermark_offsets(r->consumer, topic, partition, &low, &high) ==
+               RD_KAFKA_RESP_ERR_NO_ERROR &&
            high >= 0;
 }
 
 unsigned ts_replies_probe(ts_replies *r, int timeout_ms) {
     unsigned failing = 0;
+    int32_t partition = ts_replies_partition(r);
     if (!topic_served(r->producer, r->cfg->topic_commands, -1, timeout_ms))
         failing |= TS_REPLIES_KAFKA;
-    if (!topic_served(r->consumer, r->cfg->topic_replies, r->cfg->reply_partition, timeout_ms) ||
-        !partition_read(r) || ts_monotonic_ms() - atomic_load(&r->loop_ms) > READER_STALLED_MS)
+    if (!topic_served(r->consumer, r->cfg->topic_replies, partition, timeout_ms) ||
+        !partition_read(r, partition) ||
+        ts_monotonic_ms() - atomic_load(&r->loop_ms) > READER_STALLED_MS)
         failing |= TS_REPLIES_PARTITION;
     return failing;
+}
+
+int32_t ts_replies_partition(ts_replies *r) {
+    return atomic_load(&r->partition);
 }
 
 /* ------------------------------------------------------------ setup */
 
 static rd_kafka_t *reply_reader(const ts_config *cfg, char *err, size_t errlen) {
+    /* a group id librdkafka needs, never joined: partitions are assigned
+     * by hand, nothing is committed */
     char group[64];
-    snprintf(group, sizeof group, "turnstile-api-%d", cfg->reply_partition);
+    if (cfg->reply_partition >= 0)
+        snprintf(group, sizeof group, "turnstile-api-%d", cfg->reply_partition);
+    else
+        snprintf(group, sizeof group, "turnstile-api");
     const char *pairs[] = {"group.id",
                            group,
                            "enable.auto.commit",
@@ -373,40 +395,241 @@ static rd_kafka_t *reply_reader(const ts_config *cfg, char *err, size_t errlen) 
                            "fetch.error.backoff.ms",
                            "50",
                            NULL};
-    rd_kafka_t *rk =
-        ts_kafka_new(cfg, RD_KAFKA_CONSUMER, "turnstile-api", pairs, NULL, NULL, err, errlen);
-    if (!rk)
-        return NULL;
-    /* Start at the partition's current end, read before any command is
-     * sent: "end" resolved later could skip a fast reply. */
+    return ts_kafka_new(cfg, RD_KAFKA_CONSUMER, "turnstile-api", pairs, NULL, NULL, err, errlen);
+}
+
+/* ------------------------------------------------------------ the reply partition
+ *
+ * TS_REPLY_PARTITION set: that partition, for good. Its lock (claim.h) is
+ * taken too when it is free, so that instances choosing for themselves
+ * leave it alone; held by another session, it is shared, and said so.
+ *
+ * Unset: the lowest free partition is claimed at start, PostgreSQL asked
+ * for up to TS_PG_TIMEOUT_MS. None free (more instances than partitions)
+ * or no answer: a partition drawn at random, shared, said in a warning;
+ * the claimer goes on trying every second, its partition first, and moves
+ * new commands to the partition it gets. It also checks every second that
+ * the claim is still held. Lost (the connection dropped: PostgreSQL
+ * restarted, the session terminated), the same partition is taken again
+ * when it is free, else another free one, and new commands move there.
+ *
+ * A partition left behind is read on until no request can wait for a reply
+ * on it any more — each is answered by its deadline or its delivery
+ * report: the drain's bound — then let go. A command answered 202 meanwhile
+ * needs no reply: GET /api/commands/:id reads the database. */
+
+#define CLAIM_CHECK_MS 1000
+#define METADATA_WAIT_MS 5000
+
+enum said { SAID_NOTHING, SAID_CLAIMED, SAID_SHARED, SAID_NO_DATABASE };
+
+/* How many partitions the reply topic has, asked until wait_ms has passed
+ * (a topic just made may not be known to the broker asked yet). 0, with
+ * `err` set, when it is not known by then. */
+static int reply_topic_partitions(ts_replies *r, int wait_ms, char *err, size_t errlen) {
+    rd_kafka_topic_t *t = rd_kafka_topic_new(r->consumer, r->cfg->topic_replies, NULL);
+    int64_t give_up = ts_monotonic_ms() + wait_ms;
+    int n = 0;
+    while (t) {
+        const struct rd_kafka_metadata *md;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(r->consumer, 0, t, &md, METADATA_WAIT_MS);
+        if (!e) {
+            e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+            n = e ? 0 : md->topics[0].partition_cnt;
+            rd_kafka_metadata_destroy(md);
+        }
+        if (n > 0)
+            break;
+        if (ts_monotonic_ms() >= give_up) {
+            snprintf(err, errlen, "reply topic %s: %s", r->cfg->topic_replies,
+                     e ? rd_kafka_err2str(e) : "no partitions");
+            break;
+        }
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (t)
+        rd_kafka_topic_destroy(t);
+    else
+        snprintf(err, errlen, "reply topic %s: cannot make its handle", r->cfg->topic_replies);
+    return n;
+}
+
+static bool assigned(ts_replies *r, int32_t partition) {
+    rd_kafka_topic_partition_list_t *l = NULL;
+    bool found = rd_kafka_assignment(r->consumer, &l) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                 rd_kafka_topic_partition_list_find(l, r->cfg->topic_replies, partition);
+    if (l)
+        rd_kafka_topic_partition_list_destroy(l);
+    return found;
+}
+
+/* Starts reading `partition` at its current end, read before any command
+ * names it: "end" resolved later could skip a fast reply. A topic just
+ * made, or a broker just restarted, has no leader for a moment: asked
+ * again until wait_ms has passed. A partition read already (left a moment
+ * ago, not let go yet) is read on from where it is. 0, or -1 with `err`. */
+static int read_from_end(ts_replies *r, int32_t partition, int wait_ms, char *err, size_t errlen) {
+    const char *topic = r->cfg->topic_replies;
+    if (assigned(r, partition))
+        return 0;
     int64_t low, high;
     rd_kafka_resp_err_t e;
-    int64_t give_up = ts_monotonic_ms() + 30000;
-    /* A topic just created, or a broker just restarted, has no leader for a
-     * moment: wait for one rather than fail the start. */
-    while ((e = rd_kafka_query_watermark_offsets(rk, cfg->topic_replies, cfg->reply_partition, &low,
-                                                 &high, 5000)) &&
+    int64_t give_up = ts_monotonic_ms() + wait_ms;
+    while ((e = rd_kafka_query_watermark_offsets(r->consumer, topic, partition, &low, &high,
+                                                 METADATA_WAIT_MS)) &&
            ts_monotonic_ms() < give_up) {
-        ts_warn("api", "event=reply_partition_not_ready err=\"%s\"", rd_kafka_err2str(e));
+        ts_warn("api", "event=reply_partition_not_ready partition=%d err=\"%s\"", partition,
+                rd_kafka_err2str(e));
         struct timespec ts = {0, 200 * 1000000L};
         nanosleep(&ts, NULL);
     }
     if (e) {
-        snprintf(err, errlen, "reply topic %s partition %d: %s", cfg->topic_replies,
-                 cfg->reply_partition, rd_kafka_err2str(e));
-        rd_kafka_destroy(rk);
-        return NULL;
+        snprintf(err, errlen, "reply topic %s partition %d: %s", topic, partition,
+                 rd_kafka_err2str(e));
+        return -1;
     }
+    /* incremental: the partitions read already are read on */
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, cfg->topic_replies, cfg->reply_partition)->offset = high;
-    e = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = high;
+    rd_kafka_error_t *error = rd_kafka_incremental_assign(r->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        snprintf(err, errlen, "assign: %s", rd_kafka_err2str(e));
-        rd_kafka_destroy(rk);
-        return NULL;
+    if (error) {
+        snprintf(err, errlen, "assign: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        return -1;
     }
-    return rk;
+    return 0;
+}
+
+static void use_partition(ts_replies *r, int32_t partition) {
+    atomic_store(&r->partition, partition);
+    atomic_store_explicit(&r->metrics->reply_partition, partition, memory_order_relaxed);
+}
+
+/* Lets go of the partitions left behind once no request can wait on them:
+ * each is answered by its deadline, or by its delivery report within the
+ * producer's message timeout (the reply deadline, 1 s at least), and the
+ * drain's 3 s more. */
+static void let_go(ts_replies *r) {
+    int64_t bound =
+        (r->cfg->reply_timeout_ms < 1000 ? 1000 : (int64_t)r->cfg->reply_timeout_ms) + 3000;
+    if (!r->moved_ms || ts_monotonic_ms() - r->moved_ms < bound)
+        return;
+    int32_t current = ts_replies_partition(r);
+    rd_kafka_topic_partition_list_t *now = NULL, *left = rd_kafka_topic_partition_list_new(4);
+    if (rd_kafka_assignment(r->consumer, &now) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (int i = 0; i < now->cnt; i++)
+            if (now->elems[i].partition != current)
+                rd_kafka_topic_partition_list_add(left, now->elems[i].topic,
+                                                  now->elems[i].partition);
+    rd_kafka_error_t *error = left->cnt ? rd_kafka_incremental_unassign(r->consumer, left) : NULL;
+    if (error) { /* tried again in a second */
+        ts_warn("api", "event=reply_partition_unassign_failed err=\"%s\"",
+                rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else {
+        for (int i = 0; i < left->cnt; i++)
+            ts_info("api", "event=reply_partition_left partition=%d", left->elems[i].partition);
+        r->moved_ms = 0;
+    }
+    if (now)
+        rd_kafka_topic_partition_list_destroy(now);
+    rd_kafka_topic_partition_list_destroy(left);
+}
+
+/* Says what a claim came to (`got`: ts_claim_take's answer), when it
+ * changed since it was last said, and shows it in /metrics. */
+static void say(ts_replies *r, int got, const char *err) {
+    int32_t partition = ts_replies_partition(r);
+    atomic_store_explicit(&r->metrics->reply_claimed, got >= 0, memory_order_relaxed);
+    enum said now = got >= 0                    ? SAID_CLAIMED
+                    : got == TS_CLAIM_NONE_FREE ? SAID_SHARED
+                                                : SAID_NO_DATABASE;
+    if ((int)now == r->said)
+        return;
+    r->said = (int)now;
+    if (now == SAID_CLAIMED)
+        ts_info("api", "event=reply_partition_claimed topic=%s partition=%d", r->cfg->topic_replies,
+                partition);
+    else if (now == SAID_SHARED && r->automatic)
+        ts_warn("api",
+                "event=reply_partition_shared topic=%s partition=%d partitions=%d"
+                " reason=\"every partition is claimed: more instances than partitions\"",
+                r->cfg->topic_replies, partition, r->partitions);
+    else if (now == SAID_SHARED)
+        ts_warn("api",
+                "event=reply_partition_shared topic=%s partition=%d"
+                " reason=\"TS_REPLY_PARTITION is claimed by another instance\"",
+                r->cfg->topic_replies, partition);
+    else
+        ts_warn("api",
+                "event=reply_partition_unclaimed topic=%s partition=%d err=\"%s\""
+                " reason=\"PostgreSQL does not answer: the partition may be shared; claimed"
+                " once it answers\"",
+                r->cfg->topic_replies, partition, err);
+}
+
+/* The claimer's round (every CLAIM_CHECK_MS). */
+static long keep_claim(ts_periodic *t, void *arg) {
+    (void)t;
+    ts_replies *r = arg;
+    char err[512] = "";
+    let_go(r);
+    int32_t current = ts_replies_partition(r);
+    if (ts_claim_held(r->claim) >= 0) {
+        if (ts_claim_keep(r->claim, err, sizeof err))
+            return CLAIM_CHECK_MS;
+        ts_warn("api", "event=reply_partition_claim_lost partition=%d err=\"%s\"", current, err);
+        atomic_store_explicit(&r->metrics->reply_claimed, 0, memory_order_relaxed);
+        r->said = SAID_NOTHING; /* what comes of it is said */
+    }
+    int n;
+    if (r->automatic && (n = reply_topic_partitions(r, 0, err, sizeof err)) > 0)
+        r->partitions = n; /* partitions may be added */
+    int got = ts_claim_take(r->claim, current, r->automatic ? r->partitions : 0, err, sizeof err);
+    if (got >= 0 && got != current) {
+        if (read_from_end(r, got, 0, err, sizeof err) == 0) {
+            ts_info("api", "event=reply_partition_moved from=%d to=%d", current, got);
+            use_partition(r, got);
+            r->moved_ms = ts_monotonic_ms();
+        } else { /* let it go, and stay where it is: tried again next round */
+            ts_warn("api", "event=reply_partition_not_moved to=%d err=\"%s\"", got, err);
+            ts_claim_release(r->claim);
+            return CLAIM_CHECK_MS;
+        }
+    }
+    say(r, got, err);
+    return CLAIM_CHECK_MS;
+}
+
+/* The partition to start with; 0, or -1 with `err` set (no reply topic). */
+static int first_partition(ts_replies *r, char *err, size_t errlen) {
+    const ts_config *cfg = r->cfg;
+    r->said = SAID_NOTHING;
+    if (!r->automatic) { /* its lock is the claimer's to take */
+        use_partition(r, cfg->reply_partition);
+        return 0;
+    }
+    if (!(r->partitions = reply_topic_partitions(r, 30000, err, errlen)))
+        return -1;
+    char why[512] = "";
+    int got;
+    int64_t give_up = ts_monotonic_ms() + cfg->pg_timeout_ms;
+    while ((got = ts_claim_take(r->claim, -1, r->partitions, why, sizeof why)) ==
+               TS_CLAIM_DB_DOWN &&
+           ts_monotonic_ms() < give_up) {
+        struct timespec ts = {0, 250 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (got >= 0) {
+        use_partition(r, got);
+    } else { /* spread the instances that could not claim one over the partitions */
+        unsigned seed = (unsigned)ts_now_ms() ^ ((unsigned)getpid() << 16);
+        use_partition(r, rand_r(&seed) % r->partitions);
+    }
+    say(r, got, why);
+    return 0;
 }
 
 static void producer_setup(rd_kafka_conf_t *conf, void *arg) {
@@ -453,9 +676,14 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
     }
     r->cfg = cfg;
     r->metrics = metrics;
+    r->automatic = cfg->reply_partition < 0;
     if (!(r->codec = ts_codec_new(err, errlen)) ||
+        !(r->claim = ts_claim_new(cfg->pg_dsn, cfg->topic_replies, cfg->pg_timeout_ms)) ||
         !(r->producer = command_producer(r, err, errlen)) ||
-        !(r->consumer = reply_reader(cfg, err, errlen))) {
+        !(r->consumer = reply_reader(cfg, err, errlen)) || first_partition(r, err, errlen) ||
+        read_from_end(r, ts_replies_partition(r), 30000, err, errlen)) {
+        if (!r->claim)
+            snprintf(err, errlen, "out of memory");
         ts_replies_stop(r);
         return NULL;
     }
@@ -473,8 +701,12 @@ ts_replies *ts_replies_start(const ts_config *cfg, ts_metrics *metrics, char *er
         return NULL;
     }
     r->thread_started = true;
-    ts_info("api", "event=replies_ready topic=%s partition=%d", cfg->topic_replies,
-            cfg->reply_partition);
+    if (!(r->claimer = ts_periodic_start(keep_claim, r, err, errlen))) {
+        ts_replies_stop(r);
+        return NULL;
+    }
+    ts_info("api", "event=replies_ready topic=%s partition=%d chosen=%s", cfg->topic_replies,
+            ts_replies_partition(r), r->automatic ? "automatic" : "TS_REPLY_PARTITION");
     return r;
 }
 
@@ -622,6 +854,7 @@ void ts_replies_drain(ts_replies *r) {
 void ts_replies_stop(ts_replies *r) {
     if (!r)
         return;
+    ts_periodic_stop(r->claimer); /* before the consumer it assigns */
     if (r->thread_started) {
         atomic_store(&r->stop, true);
         pthread_join(r->thread, NULL);
@@ -645,6 +878,7 @@ void ts_replies_stop(ts_replies *r) {
         }
     }
     ts_codec_free(r->codec);
+    ts_claim_free(r->claim); /* the partition is free for another instance */
     pthread_mutex_destroy(&r->lock);
     free(r);
 }

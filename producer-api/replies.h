@@ -2,9 +2,14 @@
 /* replies.h — sending commands and waiting for their replies.
  *
  * This instance produces each command with reply_to = (reply topic, its own
- * partition TS_REPLY_PARTITION) and reads that partition alone (assigned by
- * hand: it joins no consumer group and commits nothing), so several
- * instances never see each other's replies. A request waiting for its
+ * partition) and reads that partition (assigned by hand: it joins no
+ * consumer group and commits nothing), so several instances do not see
+ * each other's replies. The partition is TS_REPLY_PARTITION when it is
+ * set, else one claimed in PostgreSQL (claim.h: the lowest free one, kept
+ * while the instance lives; see replies.c for the cases where none can be
+ * claimed). A reply for a command not known here is counted and dropped:
+ * sharing a partition costs reading, never a wrong answer. A request
+ * waiting for its
  * reply is a suspended libmicrohttpd connection held in a table keyed by
  * command_id; one thread reads the replies, serves the producer's delivery
  * reports and the deadlines, resumes the connections, and asks a Kafka
@@ -15,6 +20,7 @@
 #include <microhttpd.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "metrics.h"
 #include "ts_codec.h"
@@ -62,6 +68,9 @@ void ts_replies_drain(ts_replies *r);
  * reason): it cannot send another command, and the process should exit
  * non-zero for its supervisor to start a new one. */
 bool ts_replies_failed(ts_replies *r);
+
+/* The reply partition new commands name now. Thread-safe. */
+int32_t ts_replies_partition(ts_replies *r);
 
 /* What of Kafka this instance needs is not working now, as flags: */
 #define TS_REPLIES_KAFKA 1u /* no metadata of the commands topic from the cluster */

@@ -62,6 +62,10 @@
 #include "ts_pgarray.h"
 #include "ts_time.h"
 
+/* Statements sent and not yet read, at most: past this the pipeline is
+ * read before more go in (a batch of plain registrations sends 8). */
+#define MAX_PENDING 64
+
 enum stmt {
     ST_FENCE,
     ST_LOAD_OFFSET,
@@ -88,6 +92,7 @@ enum stmt {
     ST_WRITE_HOLDS,
     ST_ROTATE_WAITS,
     ST_WRITE_OUTBOX,
+    ST_POSITION,
     ST_COUNT_
 };
 
@@ -244,6 +249,11 @@ static const struct {
                          "INSERT INTO stream_outbox (topic, kafka_partition, first_offset,"
                          " last_offset, records) SELECT $1, p, f, l, r FROM unnest($2::int[],"
                          " $3::bigint[], $4::bigint[], $5::bytea[]) AS v(p, f, l, r)"},
+    /* sent right after COMMIT: see commit_position() */
+    [ST_POSITION] =
+        {"position",
+         "SELECT (CASE current_setting('synchronous_commit') WHEN 'off'"
+         " THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END)::text"},
 };
 
 /* The arrays of a statement's rows, reused from batch to batch. */
@@ -326,23 +336,34 @@ struct ts_applier {
     unsigned pause;          /* batches left to run with the lookups */
     unsigned pause_after;    /* ... after a conflict (TS_OPTIMISM_PAUSE) */
     atomic_ulong conflicts;  /* optimistic attempts undone (only /metrics reads it: relaxed) */
+    /* the statements sent in the attempt's pipeline whose results are not
+     * read yet, in order (ST_COUNT_: BEGIN or COMMIT) */
+    enum stmt pending[MAX_PENDING];
+    int npending;
+    int keep;        /* the index in `pending` of the one whose result is kept, or -1 */
+    PGresult *kept;  /* ... and that result, once read */
 };
 
 /* ------------------------------------------------------------ connection */
 
 /* The worker reads and writes rows by key only, a batch's worth at a time,
  * and its plans must say so whatever the tables' statistics say.
- *  - A prepared statement's generic plan is made on its sixth run, when a
- *    fresh worker's tables may still be nearly empty: the planner then picks
- *    sequential scans and keeps them while the tables grow (seen here: the
- *    command-id lookup went from under 1 ms to 25 ms per batch). Plans made
- *    for each run's own arrays cost far less than that.
- *  - Even a custom plan seq-scanned processed_commands for a batch's 500 ids
- *    while it held 50,000 rows (7-9 ms a batch, growing with the table,
- *    against 1.5 ms by its primary key): a scan is never the right answer to
- *    "these keys", so it is the planner's last resort here. */
+ *  - A scan is never the right answer to "these keys", so it is the
+ *    planner's last resort here (enable_seqscan off). Without it, even a
+ *    custom plan seq-scanned processed_commands for a batch's 500 ids while
+ *    it held 50,000 rows (7-9 ms a batch, growing with the table, against
+ *    1.5 ms by its primary key), and a generic plan made while a fresh
+ *    worker's tables were nearly empty kept its sequential scans while they
+ *    grew (the command-id lookup from under 1 ms to 25 ms per batch).
+ *  - With scans out of the question, each statement is planned once, when
+ *    first run (force_generic_plan): planning every statement of every
+ *    batch for its own arrays was a third of PostgreSQL's CPU for a batch
+ *    of a few commands (a lone registration's transaction: 915-1,025 us of
+ *    the backend's CPU with custom plans, 630-665 us with generic ones,
+ *    three pairs), and no faster for large ones (the worker alone draining
+ *    50,000 commands in batches of up to 2,000: the same rate either way). */
 static const char *const session_settings[] = {
-    "SET plan_cache_mode = force_custom_plan",
+    "SET plan_cache_mode = force_generic_plan",
     "SET enable_seqscan = off",
 };
 
@@ -427,6 +448,7 @@ ts_applier *ts_applier_new(const char *dsn, int migrate_first, int timeout_ms, c
 void ts_applier_free(ts_applier *a) {
     if (!a)
         return;
+    PQclear(a->kept);
     if (a->conn)
         PQfinish(a->conn);
     for (int i = 0; i < A_COUNT_; i++)
@@ -517,9 +539,97 @@ static bool stored_key_conflict(const PGresult *res) {
             !strcmp(constraint, "registrations_pkey"));
 }
 
-/* Runs a prepared statement; NULL on failure, with a->failure and `err`
- * set (and a->key_conflict, for an optimistic attempt). The caller
- * PQclear()s the result. */
+/* An attempt's statements go out in one pipeline (libpq's pipeline mode):
+ * a statement whose result the worker does not read (run0) is sent and not
+ * waited for; the next statement whose rows it reads (run), or the COMMIT,
+ * sends everything queued and reads every result in order. A batch of
+ * registrations costs three round trips ([BEGIN, fence], [events],
+ * [inserts, counters, outbox, COMMIT]) where it cost nine, each a wake-up
+ * of PostgreSQL and of the worker: most of a lone registration's time in
+ * the database, and CPU under load. A failure anywhere makes the server
+ * skip the rest of the pipeline up to its sync; the first failure is the
+ * one reported, as it was when each statement was waited for. */
+
+static bool pipelined(const ts_applier *a) {
+    return PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF;
+}
+
+static const char *pending_name(enum stmt s) {
+    return s == ST_COUNT_ ? "transaction" : stmts[s].name;
+}
+
+/* Records a failed result as the attempt's failure: a->failure, `err` and
+ * (for an optimistic attempt) a->key_conflict. */
+static void failed(ts_applier *a, const char *what, const PGresult *res, char *err,
+                   size_t errlen) {
+    a->failure = classify(a->conn, res);
+    if (a->optimistic && a->failure == TS_APPLY_REJECTED)
+        a->key_conflict = stored_key_conflict(res);
+    const char *msg = res ? PQresultErrorMessage(res) : "";
+    if (!*msg)
+        msg = PQerrorMessage(a->conn);
+    snprintf(err, errlen, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
+}
+
+/* One statement's result from the pipeline, and the NULL that ends it.
+ * NULL when the connection gave nothing (lost). */
+static PGresult *next_result(ts_applier *a) {
+    PGresult *res = PQgetResult(a->conn);
+    if (res)
+        PQclear(PQgetResult(a->conn)); /* the end of this statement's results */
+    return res;
+}
+
+/* Reads the results of the statements sent and not read yet. 0, or -1
+ * with the first failure recorded. */
+static int read_pending(ts_applier *a, int rc, char *err, size_t errlen) {
+    int n = a->npending, keep = a->keep;
+    a->npending = 0;
+    a->keep = -1;
+    for (int i = 0; i < n; i++) {
+        PGresult *res = next_result(a);
+        ExecStatusType st = PQresultStatus(res);
+        /* the commit's position, after it: not knowing it fails nothing */
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && rc == 0 &&
+            a->pending[i] != ST_POSITION) {
+            failed(a, pending_name(a->pending[i]), res, err, errlen);
+            rc = -1;
+        }
+        if (i == keep && rc == 0) {
+            a->kept = res;
+            continue;
+        }
+        PQclear(res);
+        if (!res) { /* nothing more will come: the connection is gone */
+            a->broken = true;
+            break;
+        }
+    }
+    return rc;
+}
+
+/* Sends a statement into the pipeline; -1 if it cannot be (the connection
+ * is gone), with the failure recorded. */
+static int send_prepared(ts_applier *a, enum stmt s, int n, const char *const *values,
+                         const int *lengths, const int *formats, char *err, size_t errlen) {
+    if (a->npending == MAX_PENDING && read_pending(a, 0, err, errlen))
+        return -1;
+    bool sent = s == ST_COUNT_
+                    ? PQsendQueryParams(a->conn, n ? "COMMIT" : "BEGIN", 0, NULL, NULL, NULL,
+                                        NULL, 0)
+                    : PQsendQueryPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
+    if (!sent) {
+        failed(a, pending_name(s), NULL, err, errlen);
+        a->failure = TS_APPLY_RETRY;
+        return -1;
+    }
+    a->pending[a->npending++] = s;
+    return 0;
+}
+
+/* Runs a prepared statement and returns its result; NULL on failure, with
+ * a->failure and `err` set (and a->key_conflict, for an optimistic
+ * attempt). The caller PQclear()s the result. */
 static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, char *err,
                      size_t errlen) {
     enum { MAX_PARAMS = 16 };
@@ -532,34 +642,82 @@ static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, cha
     }
     if (bind_params(a, s, n, params, values, lengths, formats, err, errlen))
         return NULL;
-    PGresult *res = PQexecPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
+    PGresult *res;
+    if (pipelined(a)) {
+        if (send_prepared(a, s, n, values, lengths, formats, err, errlen))
+            return NULL;
+        a->npending--; /* this one is read below, after those before it */
+        int rc = 0;
+        if (!PQsendFlushRequest(a->conn) || PQflush(a->conn) != 0) {
+            failed(a, stmts[s].name, NULL, err, errlen);
+            a->failure = TS_APPLY_RETRY;
+            rc = -1;
+        }
+        rc = read_pending(a, rc, err, errlen);
+        res = a->broken ? NULL : next_result(a);
+        if (rc) {
+            PQclear(res);
+            return NULL;
+        }
+    } else {
+        res = PQexecPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
+    }
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
-    a->failure = classify(a->conn, res);
-    if (a->optimistic && a->failure == TS_APPLY_REJECTED)
-        a->key_conflict = stored_key_conflict(res);
-    const char *msg = PQresultErrorMessage(res);
-    snprintf(err, errlen, "%s: %.*s", stmts[s].name, (int)strcspn(msg, "\n"), msg);
+    failed(a, stmts[s].name, res, err, errlen);
     PQclear(res);
     return NULL;
 }
 
+/* Runs a statement whose result is not read: in the pipeline, sent and not
+ * waited for (its failure is reported where the pipeline is next read). */
 static int run0(ts_applier *a, enum stmt s, int n, const param *params, char *err, size_t errlen) {
-    PGresult *res = run(a, s, n, params, err, errlen);
-    PQclear(res);
-    return res ? 0 : -1;
+    if (!pipelined(a)) {
+        PGresult *res = run(a, s, n, params, err, errlen);
+        PQclear(res);
+        return res ? 0 : -1;
+    }
+    enum { MAX_PARAMS = 16 };
+    const char *values[MAX_PARAMS];
+    int lengths[MAX_PARAMS], formats[MAX_PARAMS];
+    if (n > MAX_PARAMS) {
+        a->failure = TS_APPLY_REJECTED;
+        snprintf(err, errlen, "%s: too many parameters", stmts[s].name);
+        return -1;
+    }
+    if (bind_params(a, s, n, params, values, lengths, formats, err, errlen))
+        return -1;
+    return send_prepared(a, s, n, values, lengths, formats, err, errlen);
 }
 
-static int exec_simple(ts_applier *a, const char *sql, char *err, size_t errlen) {
-    PGresult *res = PQexec(a->conn, sql);
-    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    if (!ok) {
-        a->failure = classify(a->conn, res);
-        snprintf(err, errlen, "%s: %s", sql, PQerrorMessage(a->conn));
+/* The pipeline's end: a sync, every result read, and back to one
+ * statement at a time. 0, or -1 with the first failure recorded (`rc`
+ * -1: one was recorded already). */
+static int end_pipeline(ts_applier *a, int rc, char *err, size_t errlen) {
+    if (!pipelined(a))
+        return rc;
+    if (!PQpipelineSync(a->conn)) {
+        if (rc == 0) {
+            failed(a, "sync", NULL, err, errlen);
+            a->failure = TS_APPLY_RETRY;
+        }
+        a->broken = true;
+        return -1;
     }
-    PQclear(res);
-    return ok ? 0 : -1;
+    rc = read_pending(a, rc, err, errlen);
+    PGresult *sync = a->broken ? NULL : PQgetResult(a->conn);
+    bool synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    if (!synced || !PQexitPipelineMode(a->conn)) {
+        if (rc == 0) {
+            failed(a, "sync", NULL, err, errlen);
+            a->failure = TS_APPLY_RETRY;
+        }
+        a->broken = true; /* a session in an unknown state: reconnect */
+        return -1;
+    }
+    return rc;
 }
 
 int ts_applier_load_offset(ts_applier *a, const char *topic, int32_t partition, int64_t *next,
@@ -1353,11 +1511,71 @@ size_t ts_applier_stream(const ts_applier *a, const ts_stream_msg **msgs) {
     return a->committed ? a->nmsgs : 0;
 }
 
+/* Moves every part's stored offset: sent right after BEGIN, its result read
+ * with the batch's first lookup's, in one round trip (fence_result). */
+static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t nparts, char *err,
+                 size_t errlen) {
+    ts_pgarray *pa = &a->arr[A_Q1], *nx = &a->arr[A_Q2], *ex = &a->arr[A_Q3];
+    ts_pgarray_reset(pa, TS_OID_INT4);
+    ts_pgarray_reset(nx, TS_OID_INT8);
+    ts_pgarray_reset(ex, TS_OID_INT8);
+    for (size_t p = 0; p < nparts; p++) {
+        ts_pgarray_int4(pa, parts[p].partition);
+        ts_pgarray_int8(nx, parts[p].next);
+        ts_pgarray_int8(ex, parts[p].expected);
+        parts[p].fenced = true;
+    }
+    const param params[] = {text_param(topic), array_param(pa), array_param(nx), array_param(ex)};
+    /* The fence stays the transaction's first statement: the retention job
+     * (ts_prune.h) locks consumer_offsets in SHARE mode to keep every batch
+     * out of its deletions, and relies on it. */
+    int at = a->npending;
+    if (run0(a, ST_FENCE, 4, params, err, errlen))
+        return -1;
+    a->keep = at;
+    return 0;
+}
+
+/* Marks the parts whose offset another worker moved, from the fence's
+ * result (read now if no lookup has read it yet). Returns the number
+ * fenced, or -1 on failure. */
+static int fence_result(ts_applier *a, ts_batch_part *parts, size_t nparts, char *err,
+                        size_t errlen) {
+    if (a->keep >= 0) {
+        int rc = 0;
+        if (!PQsendFlushRequest(a->conn) || PQflush(a->conn) != 0) {
+            failed(a, "fence", NULL, err, errlen);
+            a->failure = TS_APPLY_RETRY;
+            rc = -1;
+        }
+        if (read_pending(a, rc, err, errlen))
+            return -1;
+    }
+    PGresult *res = a->kept;
+    a->kept = NULL;
+    if (!res) {
+        a->failure = TS_APPLY_RETRY;
+        snprintf(err, errlen, "fence: no result");
+        return -1;
+    }
+    for (int row = 0; row < PQntuples(res); row++) {
+        long moved = strtol(PQgetvalue(res, row, 0), NULL, 10);
+        for (size_t p = 0; p < nparts; p++)
+            if (parts[p].partition == moved)
+                parts[p].fenced = false;
+    }
+    PQclear(res);
+    int fenced = 0;
+    for (size_t p = 0; p < nparts; p++)
+        fenced += parts[p].fenced;
+    return fenced;
+}
+
 /* Loads the state the batch's commands touch, has them decided, and
  * writes the rows. With the lookups skipped, a refusal they could change
  * fails the attempt (key_conflict) before anything is written. */
-static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, size_t n, char *err,
-                       size_t errlen) {
+static int apply_items(ts_applier *a, const char *topic, ts_batch_part *parts, size_t nparts,
+                       ts_batch_item *items, size_t n, char *err, size_t errlen) {
     if (ts_decider_begin(a->decider, items, a->order, n, a->optimistic)) {
         a->failure = TS_APPLY_RETRY;
         snprintf(err, errlen, "out of memory");
@@ -1368,6 +1586,16 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
         load_named_holds(a, items, n, err, errlen) || load_expiring_holds(a, err, errlen) ||
         load_waitlists(a, err, errlen))
         return -1;
+    /* A zombie learns it is one here, before it writes anything. */
+    int fenced = fence_result(a, parts, nparts, err, errlen);
+    if (fenced < 0)
+        return -1;
+    if (fenced > 0) {
+        snprintf(err, errlen, "%d partition(s) of %s: stored offset moved by another worker",
+                 fenced, topic);
+        a->failure = TS_APPLY_FENCED;
+        return -1;
+    }
     ts_decisions decided;
     switch (ts_decide(a->decider, ts_now_ms(), &decided)) {
     case TS_DECIDE_OK: break;
@@ -1388,47 +1616,14 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_item *items, s
                : 0;
 }
 
-/* Moves every part's stored offset; marks the parts whose offset another
- * worker moved. Returns the number fenced, or -1 on failure. */
-static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t nparts, char *err,
-                 size_t errlen) {
-    ts_pgarray *pa = &a->arr[A_Q1], *nx = &a->arr[A_Q2], *ex = &a->arr[A_Q3];
-    ts_pgarray_reset(pa, TS_OID_INT4);
-    ts_pgarray_reset(nx, TS_OID_INT8);
-    ts_pgarray_reset(ex, TS_OID_INT8);
-    for (size_t p = 0; p < nparts; p++) {
-        ts_pgarray_int4(pa, parts[p].partition);
-        ts_pgarray_int8(nx, parts[p].next);
-        ts_pgarray_int8(ex, parts[p].expected);
-        parts[p].fenced = true;
-    }
-    const param params[] = {text_param(topic), array_param(pa), array_param(nx), array_param(ex)};
-    /* The fence stays the transaction's first statement: the retention job
-     * (ts_prune.h) locks consumer_offsets in SHARE mode to keep every batch
-     * out of its deletions, and relies on it. */
-    PGresult *res = run(a, ST_FENCE, 4, params, err, errlen);
-    if (!res)
-        return -1;
-    for (int row = 0; row < PQntuples(res); row++) {
-        long moved = strtol(PQgetvalue(res, row, 0), NULL, 10);
-        for (size_t p = 0; p < nparts; p++)
-            if (parts[p].partition == moved)
-                parts[p].fenced = false;
-    }
-    PQclear(res);
-    int fenced = 0;
-    for (size_t p = 0; p < nparts; p++)
-        fenced += parts[p].fenced;
-    return fenced;
-}
-
-/* COMMIT, and in the same round trip the WAL position the commit reached,
- * for the batch's replies: a reader of a replica that has replayed this far
- * sees the batch (ts_codec.h, commit_lsn). Both go as one simple query,
- * whose results come back in order in one answer: COMMIT's, then the
- * SELECT's. An error in COMMIT ends the query there, so it is the first
- * result, and the SELECT never runs; a COMMIT that PostgreSQL turned into
- * a ROLLBACK (a transaction it had aborted) is a failure too.
+/* The WAL position a committed batch's COMMIT reached, for its replies: a
+ * reader of a replica that has replayed this far sees the batch
+ * (ts_codec.h, commit_lsn). The statement (ST_POSITION) is sent into the
+ * pipeline right after COMMIT, so it costs no round trip of its own; if
+ * COMMIT fails, the server skips it with the rest of the pipeline, and
+ * the COMMIT's error is the first one read, as before. Its own failure
+ * fails nothing: the batch is committed, and its replies say "not known"
+ * (0), after which the API asks the primary instead.
  *
  * Which position: COMMIT returns once its record is flushed (every
  * synchronous_commit but off, and "never loses a registration" needs
@@ -1438,42 +1633,23 @@ static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t 
  * written, and only the insert position is sure to be past it (a replica
  * reaches that once the WAL writer flushes it, and, at a page's first
  * record, once a record follows). The setting is the session's: it is
- * read after the commit, but no transaction here sets its own.
- *
- * 0, with *lsn the position (0 when it could not be read: the replies say
- * "not known", and the API asks the primary instead), or -1 when the
- * transaction is not known to be committed (a->failure says how). */
-#define COMMIT_AND_POSITION                                                                        \
-    "COMMIT; SELECT CASE current_setting('synchronous_commit') WHEN 'off'"                         \
-    " THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END"
-static int commit(ts_applier *a, uint64_t *lsn, char *err, size_t errlen) {
-    *lsn = 0;
-    if (!PQsendQuery(a->conn, COMMIT_AND_POSITION)) {
-        a->failure = TS_APPLY_RETRY;
-        snprintf(err, errlen, "COMMIT: %.*s", (int)strcspn(PQerrorMessage(a->conn), "\n"),
-                 PQerrorMessage(a->conn));
-        return -1;
+ * read after the commit, but no transaction here sets its own. */
+static void commit_position(ts_applier *a, ts_batch_item *items, size_t n) {
+    PGresult *res = a->kept;
+    a->kept = NULL;
+    uint64_t lsn = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        ts_lsn_parse(PQgetvalue(res, 0, 0), &lsn) || lsn > INT64_MAX) {
+        const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(a->conn);
+        ts_warn("worker", "event=commit_position_unknown err=\"%.*s\"", (int)strcspn(msg, "\n"),
+                msg);
+        lsn = 0; /* past what a reply holds (and any WAL there is), or none */
     }
-    bool committed = false;
-    PGresult *res;
-    for (int i = 0; (res = PQgetResult(a->conn)); i++) {
-        ExecStatusType st = PQresultStatus(res);
-        if (i == 0 && st == PGRES_COMMAND_OK && !strcmp(PQcmdStatus(res), "COMMIT")) {
-            committed = true;
-        } else if (i == 0) {
-            a->failure = st == PGRES_COMMAND_OK ? TS_APPLY_RETRY : classify(a->conn, res);
-            const char *msg = st == PGRES_COMMAND_OK ? "rolled back" : PQresultErrorMessage(res);
-            snprintf(err, errlen, "COMMIT: %.*s", (int)strcspn(msg, "\n"), msg);
-        } else if (i == 1 && committed && st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-                   ts_lsn_parse(PQgetvalue(res, 0, 0), lsn) == 0 && *lsn > INT64_MAX) {
-            *lsn = 0; /* past what a reply holds (and any WAL there is) */
-        }
-        PQclear(res);
-    }
-    if (committed && *lsn == 0)
-        ts_warn("worker", "event=commit_position_unknown err=\"%.*s\"",
-                (int)strcspn(PQerrorMessage(a->conn), "\n"), PQerrorMessage(a->conn));
-    return committed ? 0 : -1;
+    PQclear(res);
+    /* every reply of the batch carries it (a command answered again with
+     * its first outcome too: this commit is later) */
+    for (size_t k = 0; k < n; k++)
+        items[a->order[k]].reply.commit_lsn = lsn;
 }
 
 /* One attempt at the batch: a transaction, committed or rolled back. */
@@ -1482,34 +1658,45 @@ static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *
                                size_t errlen) {
     a->failure = TS_APPLY_RETRY;
     a->key_conflict = false;
-    if (exec_simple(a, "BEGIN", err, errlen))
-        return a->failure;
+    a->npending = 0;
+    a->keep = -1;
+    PQclear(a->kept);
+    a->kept = NULL;
+    if (!PQenterPipelineMode(a->conn)) {
+        snprintf(err, errlen, "pipeline: %s", PQerrorMessage(a->conn));
+        a->broken = true;
+        return TS_APPLY_RETRY;
+    }
+    if (send_prepared(a, ST_COUNT_, 0, NULL, NULL, NULL, err, errlen)) /* BEGIN */
+        goto rollback;
 
     /* The fence first: it takes the row locks that serialise competing
-     * workers, and a zombie learns it is one before it writes anything. */
-    int fenced = fence(a, topic, parts, nparts, err, errlen);
-    if (fenced < 0)
+     * workers. */
+    if (fence(a, topic, parts, nparts, err, errlen) ||
+        apply_items(a, topic, parts, nparts, items, n, err, errlen) ||
+        send_prepared(a, ST_COUNT_, 1, NULL, NULL, NULL, err, errlen)) /* COMMIT */
         goto rollback;
-    if (fenced > 0) {
-        snprintf(err, errlen, "%d partition(s) of %s: stored offset moved by another worker",
-                 fenced, topic);
-        a->failure = TS_APPLY_FENCED;
-        goto rollback;
+    /* and the position it reaches (commit_position): in the same round
+     * trip; a connection that cannot take it fails the sync below */
+    if (send_prepared(a, ST_POSITION, 0, NULL, NULL, NULL, err, errlen) == 0)
+        a->keep = a->npending - 1;
+    if (end_pipeline(a, 0, err, errlen)) {
+        /* A failed COMMIT rolled back by itself; a failure before it left
+         * the transaction aborted, to be rolled back below. */
+        if (a->broken || PQtransactionStatus(a->conn) == PQTRANS_IDLE)
+            return a->failure;
+        goto rolled_back_pipeline;
     }
-    if (apply_items(a, topic, items, n, err, errlen))
-        goto rollback;
-    uint64_t lsn;
-    if (commit(a, &lsn, err, errlen))
-        return a->failure;
-    /* every reply of the batch carries its commit's position (a command
-     * answered again with its first outcome too: this commit is later) */
-    for (size_t k = 0; k < n; k++)
-        items[a->order[k]].reply.commit_lsn = lsn;
+    commit_position(a, items, n);
     return TS_APPLY_OK;
 
-rollback:;
+rollback:
+    end_pipeline(a, -1, err, errlen);
+    PQclear(a->kept);
+    a->kept = NULL;
+rolled_back_pipeline:;
     ts_apply_status st = a->failure;
-    if (PQstatus(a->conn) == CONNECTION_OK) {
+    if (!a->broken && PQstatus(a->conn) == CONNECTION_OK) {
         PGresult *rb = PQexec(a->conn, "ROLLBACK");
         bool rolled_back = PQresultStatus(rb) == PGRES_COMMAND_OK;
         PQclear(rb);
@@ -1521,6 +1708,8 @@ rollback:;
             a->broken = true;
             st = TS_APPLY_RETRY;
         }
+    } else if (a->broken) {
+        st = TS_APPLY_RETRY;
     }
     return st;
 }

@@ -32,7 +32,7 @@ typedef struct ts_config {
     int http_threads;
     int max_body_bytes;
     int reply_timeout_ms;
-    int reply_partition; /* this API instance's partition of the reply topic */
+    int reply_partition; /* this API instance's partition of the reply topic; -1: claimed */
     int max_pending;     /* requests waiting for a reply, per instance */
     /* protection (open mode on loopback without keys; protected elsewhere) */
     char auth[8];              /* "auto", "on" or "off" */

@@ -134,9 +134,17 @@ rd_kafka_t *ts_kafka_new(const ts_config *cfg, rd_kafka_type_t type, const char 
      * partitioner is Java's (murmur2), so that any Kafka client, in its
      * default setting or one line away from it, puts an event's commands
      * in the partition the API does (the worker refuses the others). */
+    /* Batching in the manner of group commit: with no linger (TS_LINGER_MS
+     * 0) a message goes out at once when no request is in flight, and what
+     * arrives while one is goes out together in the next. Up to five
+     * requests in flight (librdkafka's default) split a burst into more,
+     * smaller requests, each a cost for the broker and the client, for no
+     * earlier answer: the partition's appends are serial at the broker. */
     const char *producer_defaults[] = {
         "enable.idempotence",
         "true",
+        "max.in.flight",
+        "1",
         "linger.ms",
         linger,
         "compression.type",

@@ -60,6 +60,12 @@ char *ts_metrics_render(const ts_metrics *m) {
          counter(&m->db_deadlines)},
         {"turnstile_ready", "1 when /readyz answers 200; 0 when it names what is not ready.",
          "gauge", counter(&m->ready)},
+        {"turnstile_reply_partition", "The partition of the reply topic new commands name.",
+         "gauge", (unsigned long)atomic_load_explicit(&m->reply_partition, memory_order_relaxed)},
+        {"turnstile_reply_partition_claimed",
+         "1 while this instance holds its reply partition's claim in PostgreSQL; 0: it may share"
+         " the partition with another.",
+         "gauge", counter(&m->reply_claimed)},
     };
     ts_metric_rows_print(f, rows, sizeof rows / sizeof rows[0]);
     ts_metric_head(f, "turnstile_reads_total",

@@ -41,6 +41,8 @@ typedef struct ts_metrics {
     atomic_ulong fallback_down;     /* ...: the replica failed, or rests after failing */
     atomic_ulong db_deadlines;      /* PostgreSQL calls cut at TS_PG_TIMEOUT_MS (copied in) */
     atomic_ulong ready;             /* 1 when /readyz would answer 200 (copied in) */
+    atomic_long reply_partition;    /* the reply partition new commands name */
+    atomic_ulong reply_claimed;     /* 1 while this instance holds its claim */
     ts_histogram write_latency;     /* a write's request to its answer */
     ts_histogram produced;          /* command issued -> acknowledged by Kafka */
     ts_histogram to_applied;        /* command issued -> applied by the worker */

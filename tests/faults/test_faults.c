@@ -63,6 +63,9 @@ typedef struct run {
 } run;
 
 static run R;
+/* The APIs of a run claim their reply partitions themselves (the
+ * scale-out test); else API i is given partition 1 + i. */
+static bool claimed_partitions;
 
 /* ------------------------------------------------------------ the stack */
 
@@ -127,6 +130,11 @@ static void sleep_ms(long ms) {
     nanosleep(&ts, NULL);
 }
 
+/* Starts API i (again), with the run's settings. */
+static void start_api(int i) {
+    it_start_api(&R.env, i, claimed_partitions ? -1 : 1 + i, R.urls[i], sizeof R.urls[i]);
+}
+
 /* What scripts/run's supervisor does: an API or a worker that exited by
  * itself (e.g. at a fatal error of its idempotent producer, on purpose) is
  * started again, and said so. */
@@ -137,7 +145,7 @@ static void supervise(void) {
             printf("API %d exited by itself (status %d), started again\n", i,
                    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
             R.env.apis[i] = 0;
-            it_start_api(&R.env, i, 1 + i, R.urls[i], sizeof R.urls[i]);
+            start_api(i);
             fb_set_url(R.burst, i, R.urls[i]);
             R.restarts++;
         }
@@ -208,7 +216,7 @@ static void run_begin(int ops, int workers, int apis, bool proxy) {
     for (int i = 0; i < workers; i++)
         start_worker_ready(i);
     for (int i = 0; i < apis; i++)
-        it_start_api(&R.env, i, 1 + i, R.urls[i], sizeof R.urls[i]);
+        start_api(i);
     R.napis = apis;
     R.cfg = (fb_config){.ops = ops,
                         .clients = 32,
@@ -338,10 +346,120 @@ static void the_api_killed_mid_burst_loses_and_doubles_nothing(void **state) {
         run_begin(burst_ops(), 1, 2, false);
         await_progress(0.4);
         assert_int_equal(it_stop_api(&R.env, 0, SIGKILL), 128 + SIGKILL);
-        it_start_api(&R.env, 0, 1, R.urls[0], sizeof R.urls[0]);
+        start_api(0);
         fb_set_url(R.burst, 0, R.urls[0]);
         fault_ended();
         run_end("API kill -9", 1);
+    }
+}
+
+/* A gauge of API i's /metrics; -1 when it does not answer or lacks it. */
+static long api_gauge(int i, const char *name) {
+    char url[96], needle[128];
+    snprintf(url, sizeof url, "%s/metrics", R.urls[i]);
+    snprintf(needle, sizeof needle, "\n%s ", name);
+    it_http_result h = it_http("GET", url, NULL, NULL);
+    const char *p = h.status == 200 && h.body ? strstr(h.body, needle) : NULL;
+    long v = p ? strtol(p + strlen(needle), NULL, 10) : -1;
+    it_http_free(&h);
+    return v;
+}
+
+/* The reply partition API i claimed, awaited (an instance that cannot
+ * claim one shares one and says so in /metrics; here each can). */
+static int claimed_partition(int i) {
+    int64_t deadline = ts_monotonic_ms() + 30000;
+    while (api_gauge(i, "turnstile_reply_partition_claimed") != 1) {
+        if (ts_monotonic_ms() > deadline)
+            fail_msg("API %d claimed no reply partition within 30 s", i);
+        hold_ms(20);
+    }
+    return (int)api_gauge(i, "turnstile_reply_partition");
+}
+
+/* The reply partitions' lock key, as the README gives it; $1 the topic. */
+#define CLAIM_KEY "('x' || left(md5($1), 8))::bit(32)::int"
+
+/* Takes the claim of `partition` from the API holding it: its claim's
+ * session terminated, and the partition's lock taken by this process's
+ * session, which waits for the terminated one to let go. The API finds
+ * its claim lost within a second, its partition taken: it moves to a free
+ * one. */
+static void take_claim_of(int partition) {
+    char p[16];
+    snprintf(p, sizeof p, "%d", partition);
+    const char *params[] = {R.env.cfg.topic_replies, p};
+    assert_int_equal(it_query_ll(&R.env,
+                                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks"
+                                 " WHERE locktype = 'advisory' AND objsubid = 2"
+                                 " AND classid = (" CLAIM_KEY ")::oid AND objid = ($2::int)::oid",
+                                 2, params),
+                     1);
+    assert_int_equal(it_query_ll(&R.env,
+                                 "SELECT count(*) FROM (SELECT pg_advisory_lock(" CLAIM_KEY
+                                 ", $2::int)) l",
+                                 2, params),
+                     1);
+}
+
+/* Scale-out with no hand configuration: two APIs and three workers started
+ * with the same settings (no TS_REPLY_PARTITION), each API claiming a reply
+ * partition of its own; mid-burst one API and one worker are killed -9, a
+ * fourth worker joins, and the API is started again with the same
+ * settings: it claims a partition again, and the other keeps its own
+ * throughout. Last, the other API's claim is taken from it (its session
+ * terminated, its partition locked here): it moves to the free partition
+ * while its requests are under way, none of them lost. */
+static void apis_and_workers_scaled_out_with_one_setting_lose_and_double_nothing(void **state) {
+    (void)state;
+    assert_true(IT_MAX_WORKERS >= 4);
+    for (int r = 0; r < runs(); r++) {
+        claimed_partitions = true;
+        run_begin(burst_ops(), 3, 2, false);
+        int p0 = claimed_partition(0), p1 = claimed_partition(1);
+        printf("scale-out: the APIs claimed reply partitions %d and %d\n", p0, p1);
+        assert_true(p0 >= 0 && p0 <= 2 && p1 >= 0 && p1 <= 2); /* the topic has 1 + 2 */
+        assert_int_not_equal(p0, p1);
+        await_progress(0.3);
+        assert_int_equal(it_stop_api(&R.env, 0, SIGKILL), 128 + SIGKILL);
+        assert_int_equal(it_stop_worker(&R.env, 1, SIGKILL), 128 + SIGKILL);
+        fault_ended();
+        await_progress(0.4); /* the burst goes on with what is left */
+        start_worker_ready(3);
+        fault_ended();
+        start_api(0);
+        fb_set_url(R.burst, 0, R.urls[0]);
+        int again = claimed_partition(0);
+        printf("scale-out: API 0 started again claimed reply partition %d\n", again);
+        assert_true(again >= 0 && again <= 2);
+        assert_int_not_equal(again, p1);
+        fault_ended();
+        /* joining took nothing from the live instance */
+        assert_int_equal(claimed_partition(1), p1);
+        await_progress(0.6);
+        take_claim_of(p1);
+        int64_t deadline = ts_monotonic_ms() + 30000;
+        int moved;
+        while ((moved = (int)api_gauge(1, "turnstile_reply_partition")) == p1 ||
+               api_gauge(1, "turnstile_reply_partition_claimed") != 1) {
+            if (ts_monotonic_ms() > deadline)
+                fail_msg("API 1 did not move from reply partition %d within 30 s", p1);
+            hold_ms(20);
+        }
+        printf("scale-out: API 1, its claim taken, moved from reply partition %d to %d\n", p1,
+               moved);
+        /* the one partition free: neither its old one nor API 0's */
+        assert_int_equal(moved, 3 - p1 - again);
+        char p[16];
+        snprintf(p, sizeof p, "%d", p1);
+        const char *params[] = {R.env.cfg.topic_replies, p};
+        assert_int_equal(it_query_ll(&R.env,
+                                     "SELECT pg_advisory_unlock(" CLAIM_KEY ", $2::int)::int", 2,
+                                     params),
+                         1);
+        fault_ended();
+        run_end("scale-out: API and worker kill -9, worker added, a claim taken", 4);
+        claimed_partitions = false;
     }
 }
 
@@ -496,6 +614,7 @@ static void the_hot_partitions_leader_killed_loses_and_doubles_nothing(void **st
 
 static int cleanup(void **state) {
     (void)state;
+    claimed_partitions = false;
     if (R.proxy)
         it_proxy_freeze(R.proxy, false);
     if (R.burst) { /* a failed test: let its clients end (their deadline) */
@@ -531,6 +650,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test_teardown(the_worker_killed_at_random_points_loses_and_doubles_nothing,
                                   cleanup),
         cmocka_unit_test_teardown(the_api_killed_mid_burst_loses_and_doubles_nothing, cleanup),
+        cmocka_unit_test_teardown(
+            apis_and_workers_scaled_out_with_one_setting_lose_and_double_nothing, cleanup),
         cmocka_unit_test_teardown(two_workers_in_a_rebalance_storm_lose_and_double_nothing,
                                   cleanup),
         cmocka_unit_test_teardown(postgresql_connections_killed_mid_burst_lose_and_double_nothing,

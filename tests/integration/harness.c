@@ -241,7 +241,10 @@ void it_start_api_env(it_env *env, int i, int reply_partition, const char *const
         snprintf(p, sizeof p, "%d", port);
         snprintf(rp, sizeof rp, "%d", reply_partition);
         setenv("TS_HTTP_PORT", p, 1);
-        setenv("TS_REPLY_PARTITION", rp, 1);
+        if (reply_partition >= 0)
+            setenv("TS_REPLY_PARTITION", rp, 1);
+        else /* the instance claims one itself */
+            unsetenv("TS_REPLY_PARTITION");
         set_extra_env(extra);
         execl(TS_API_BIN, TS_API_BIN, (char *)NULL);
         perror("exec " TS_API_BIN);

@@ -81,8 +81,9 @@ void it_await_worker_log(it_env *env, int i, const char *needle, int timeout_ms)
 int it_stop_worker(it_env *env, int i, int sig);
 
 /* Starts the API binary in slot `i` on a free port, replying on
- * `reply_partition`, and waits until /healthz answers. Returns its base URL
- * in url[cap]. */
+ * `reply_partition` (-1: TS_REPLY_PARTITION unset, the instance claims a
+ * partition itself), and waits until /healthz answers. Returns its base
+ * URL in url[cap]. */
 void it_start_api(it_env *env, int i, int reply_partition, char *url, size_t cap);
 int it_stop_api(it_env *env, int i, int sig);
 /* it_start_api with more environment for this instance alone: `extra` is a
