@@ -37,12 +37,14 @@
 #include "openapi.h"
 #include "ratelimit.h"
 #include "outcome.h"
+#include "position.h"
 #include "reads.h"
 #include "ready.h"
 #include "replies.h"
 #include "request.h"
 #include "routes.h"
 #include "ts_log.h"
+#include "ts_lsn.h"
 #include "ts_pg.h"
 #include "ts_secret.h"
 #include "ts_statusd.h"
@@ -166,6 +168,16 @@ static bool sees_attendees(const request *req) {
  * changed event is answered with the event, read once the change is in. */
 static enum MHD_Result start_read(ts_http *h, struct MHD_Connection *conn, request *req);
 
+/* X-Turnstile-Position of a write's answer: the WAL position its commit
+ * reached, as PostgreSQL prints it, in text[TS_LSN_TEXT_MAX]. The header's
+ * name, or NULL when the reply did not say (a worker of before). */
+static const char *position_header(const ts_reply *reply, char *text) {
+    if (!reply->commit_lsn)
+        return NULL;
+    ts_lsn_format(reply->commit_lsn, text);
+    return TS_POSITION_HEADER;
+}
+
 static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, request *req) {
     const ts_answer *a = &req->answer;
     const char *token = req->token;
@@ -173,6 +185,9 @@ static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, r
     case TS_WAIT_REPLIED: {
         json_t *body;
         unsigned status;
+        /* before the answer leaves: the client's next read here sees it */
+        if (a->reply.outcome != TS_OUT_INVALID) /* an INVALID one applied nothing */
+            ts_readers_written(h->readers, a->reply.commit_lsn);
         if (a->reply.outcome == TS_OUT_UPDATED) { /* answered with the event, read now */
             req->read = (ts_read){
                 .kind = TS_READ_EVENT, .attendees = sees_attendees(req), .limit = PAGE_DEFAULT};
@@ -183,7 +198,8 @@ static enum MHD_Result respond_answer(ts_http *h, struct MHD_Connection *conn, r
         if (token[0] &&
             (a->reply.outcome == TS_OUT_REGISTERED || a->reply.outcome == TS_OUT_WAITLISTED))
             body = with_token(body, token);
-        return respond(h, conn, status, body, NULL, NULL);
+        char position[TS_LSN_TEXT_MAX];
+        return respond(h, conn, status, body, position_header(&a->reply, position), position);
     }
     case TS_WAIT_ACCEPTED: {
         char location[96];
@@ -273,10 +289,24 @@ static size_t not_ready(ts_http *h, const char **names) {
     return n + ts_ready_not_ready(h->ready, names + n, TS_READY_MAX - n);
 }
 
+/* The position a read of data must see from X-Turnstile-Min-Position (0
+ * without one) in *out: true, or false with its 400 sent (*refused). */
+static bool min_position(ts_http *h, struct MHD_Connection *conn, uint64_t *out,
+                         enum MHD_Result *refused) {
+    const char *value = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, TS_MIN_POSITION_HEADER);
+    if (ts_position_requested(value, out) == 0)
+        return true;
+    *refused = respond_error(h, conn, 400, "invalid_header", TS_MIN_POSITION_INVALID,
+                             TS_MIN_POSITION_HEADER);
+    return false;
+}
+
 static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, request *req) {
     char id[TS_UUID_LEN + 1] = "";
     ts_read *rd = &req->read;
     long limit, offset;
+    uint64_t min = 0;
+    enum MHD_Result refused;
     switch (req->match.route) {
     case TS_ROUTE_HEALTHZ:
         if (ts_replies_failed(h->replies))
@@ -303,6 +333,8 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
     case TS_ROUTE_LIST_EVENTS:
         if (!read_page(conn, &limit, &offset))
             return respond_bad_page(h, conn);
+        if (!min_position(h, conn, &min, &refused))
+            return refused;
         *rd = (ts_read){.kind = TS_READ_UPCOMING, .limit = limit, .offset = offset};
         break;
     case TS_ROUTE_GET_EVENT: {
@@ -311,6 +343,8 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
             return respond_error(h, conn, 400, "invalid_field", "Invalid event id", "id");
         if (!paged)
             return respond_bad_page(h, conn);
+        if (!min_position(h, conn, &min, &refused))
+            return refused;
         /* attendees' names and emails: open mode, or a key for the event */
         *rd = (ts_read){.kind = TS_READ_EVENT,
                         .attendees = sees_attendees(req),
@@ -324,8 +358,10 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
             return respond_error(h, conn, 400, "invalid_field", "Invalid event id", "id");
         if (!paged)
             return respond_bad_page(h, conn);
-        enum MHD_Result refused; /* names and emails: an organizer's */
+        /* names and emails: an organizer's */
         if (!organizer_allowed(h, conn, req, "The waitlist needs an organizer key", &refused))
+            return refused;
+        if (!min_position(h, conn, &min, &refused))
             return refused;
         *rd = (ts_read){.kind = TS_READ_WAITLIST, .limit = limit, .offset = offset};
         break;
@@ -333,6 +369,8 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
     case TS_ROUTE_STATS:
         if (path_uuid(req, id))
             return respond_error(h, conn, 400, "invalid_field", "Invalid event id", "id");
+        if (!min_position(h, conn, &min, &refused))
+            return refused;
         *rd = (ts_read){.kind = TS_READ_STATS};
         break;
     case TS_ROUTE_GET_COMMAND:
@@ -343,6 +381,7 @@ static enum MHD_Result handle_read(ts_http *h, struct MHD_Connection *conn, requ
     default: return respond_error(h, conn, 500, "internal", "Unhandled route", NULL);
     }
     strcpy(rd->id, id);
+    rd->min_position = min;
     return start_read(h, conn, req);
 }
 
@@ -375,7 +414,17 @@ static enum MHD_Result respond_read(ts_http *h, struct MHD_Connection *conn, req
                              (long)(ts_monotonic_ms() - req->started_ms));
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         return respond(h, conn, status, body, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    return respond(h, conn, status, body, NULL, NULL);
+    /* the position of a write answered so (its reply's), or of a command
+     * found done (the primary's when it was read, past the command) */
+    char position[TS_LSN_TEXT_MAX];
+    const char *header = NULL;
+    if (req->submitted) {
+        header = position_header(&req->answer.reply, position);
+    } else if (rd->position) {
+        ts_lsn_format(rd->position, position);
+        header = TS_POSITION_HEADER;
+    }
+    return respond(h, conn, status, body, header, position);
 }
 
 /* X-Forwarded-For, every header of that name joined with ", ". */

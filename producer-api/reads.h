@@ -10,6 +10,14 @@
  * ts_pg_watch when PostgreSQL does not answer at all); past it the answer
  * is 503. At most TS_READ_QUEUE reads wait: the next is answered 503 at
  * once, never queued behind a database that has stopped answering.
+ *
+ * With TS_PG_READ_DSN, reads of data (the event, its registrations, the
+ * upcoming events, the stats, the waitlist) go to that streaming replica
+ * once it has replayed every write this instance has answered and the
+ * position the request names (position.h), and to TS_PG_DSN, the primary,
+ * otherwise: while it lags, and while it rests after failing (down,
+ * unreachable, not answering: 1 s, then longer, up to 30 s; logged when it
+ * goes and comes back). A command's outcome is always read on the primary.
  * Thread-safe. */
 #ifndef TS_READS_H
 #define TS_READS_H
@@ -47,9 +55,14 @@ typedef struct ts_read {
     char id[TS_UUID_LEN + 1]; /* the event's or the command's */
     bool attendees;
     long limit, offset;
+    /* a read of data: the WAL position it must see at least (the request's
+     * X-Turnstile-Min-Position; 0 for none), besides those of the writes
+     * this instance answered */
+    uint64_t min_position;
     /* the answer: body is the caller's to decref */
     unsigned status;
     json_t *body;
+    uint64_t position; /* TS_READ_COMMAND found: the primary's WAL position then; else 0 */
     /* the pool's */
     struct MHD_Connection *conn;
     int64_t due_ms;
@@ -67,6 +80,14 @@ ts_readers *ts_readers_start(const ts_config *cfg, ts_metrics *metrics, char *er
  * answer. False, with nothing suspended, when the queue is full or the
  * pool drains: answer 503 then. */
 bool ts_readers_submit(ts_readers *rs, ts_read *rd, struct MHD_Connection *conn);
+
+/* A write was answered with its reply: reads of data must see it from now
+ * on, wherever they are served. `position` is the WAL position its commit
+ * reached (the reply's commit_lsn); 0 when the worker did not say (a
+ * worker of before), and then the next read of data asks the primary for
+ * its position first and takes that. Not for an INVALID reply, which
+ * applied nothing. Call before the write's answer is sent. */
+void ts_readers_written(ts_readers *rs, uint64_t position);
 
 /* Takes no more reads and waits until those taken are answered (each has
  * its deadline). Before MHD_stop_daemon: no request stays suspended. */

@@ -57,6 +57,7 @@
 
 #include "decide.h"
 #include "ts_log.h"
+#include "ts_lsn.h"
 #include "ts_pg.h"
 #include "ts_pgarray.h"
 #include "ts_time.h"
@@ -91,6 +92,7 @@ enum stmt {
     ST_WRITE_HOLDS,
     ST_ROTATE_WAITS,
     ST_WRITE_OUTBOX,
+    ST_POSITION,
     ST_COUNT_
 };
 
@@ -247,6 +249,11 @@ static const struct {
                          "INSERT INTO stream_outbox (topic, kafka_partition, first_offset,"
                          " last_offset, records) SELECT $1, p, f, l, r FROM unnest($2::int[],"
                          " $3::bigint[], $4::bigint[], $5::bytea[]) AS v(p, f, l, r)"},
+    /* sent right after COMMIT: see commit_position() */
+    [ST_POSITION] =
+        {"position",
+         "SELECT (CASE current_setting('synchronous_commit') WHEN 'off'"
+         " THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END)::text"},
 };
 
 /* The arrays of a statement's rows, reused from batch to batch. */
@@ -582,7 +589,9 @@ static int read_pending(ts_applier *a, int rc, char *err, size_t errlen) {
     for (int i = 0; i < n; i++) {
         PGresult *res = next_result(a);
         ExecStatusType st = PQresultStatus(res);
-        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && rc == 0) {
+        /* the commit's position, after it: not knowing it fails nothing */
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && rc == 0 &&
+            a->pending[i] != ST_POSITION) {
             failed(a, pending_name(a->pending[i]), res, err, errlen);
             rc = -1;
         }
@@ -1607,6 +1616,42 @@ static int apply_items(ts_applier *a, const char *topic, ts_batch_part *parts, s
                : 0;
 }
 
+/* The WAL position a committed batch's COMMIT reached, for its replies: a
+ * reader of a replica that has replayed this far sees the batch
+ * (ts_codec.h, commit_lsn). The statement (ST_POSITION) is sent into the
+ * pipeline right after COMMIT, so it costs no round trip of its own; if
+ * COMMIT fails, the server skips it with the rest of the pipeline, and
+ * the COMMIT's error is the first one read, as before. Its own failure
+ * fails nothing: the batch is committed, and its replies say "not known"
+ * (0), after which the API asks the primary instead.
+ *
+ * Which position: COMMIT returns once its record is flushed (every
+ * synchronous_commit but off, and "never loses a registration" needs
+ * one of them), so the flush position is at or past it, and it is one a
+ * replica reaches exactly: WAL is streamed as it is flushed. With
+ * synchronous_commit off the commit returns before its record is even
+ * written, and only the insert position is sure to be past it (a replica
+ * reaches that once the WAL writer flushes it, and, at a page's first
+ * record, once a record follows). The setting is the session's: it is
+ * read after the commit, but no transaction here sets its own. */
+static void commit_position(ts_applier *a, ts_batch_item *items, size_t n) {
+    PGresult *res = a->kept;
+    a->kept = NULL;
+    uint64_t lsn = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        ts_lsn_parse(PQgetvalue(res, 0, 0), &lsn) || lsn > INT64_MAX) {
+        const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(a->conn);
+        ts_warn("worker", "event=commit_position_unknown err=\"%.*s\"", (int)strcspn(msg, "\n"),
+                msg);
+        lsn = 0; /* past what a reply holds (and any WAL there is), or none */
+    }
+    PQclear(res);
+    /* every reply of the batch carries it (a command answered again with
+     * its first outcome too: this commit is later) */
+    for (size_t k = 0; k < n; k++)
+        items[a->order[k]].reply.commit_lsn = lsn;
+}
+
 /* One attempt at the batch: a transaction, committed or rolled back. */
 static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *parts,
                                size_t nparts, ts_batch_item *items, size_t n, char *err,
@@ -1631,6 +1676,10 @@ static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *
         apply_items(a, topic, parts, nparts, items, n, err, errlen) ||
         send_prepared(a, ST_COUNT_, 1, NULL, NULL, NULL, err, errlen)) /* COMMIT */
         goto rollback;
+    /* and the position it reaches (commit_position): in the same round
+     * trip; a connection that cannot take it fails the sync below */
+    if (send_prepared(a, ST_POSITION, 0, NULL, NULL, NULL, err, errlen) == 0)
+        a->keep = a->npending - 1;
     if (end_pipeline(a, 0, err, errlen)) {
         /* A failed COMMIT rolled back by itself; a failure before it left
          * the transaction aborted, to be rolled back below. */
@@ -1638,6 +1687,7 @@ static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *
             return a->failure;
         goto rolled_back_pipeline;
     }
+    commit_position(a, items, n);
     return TS_APPLY_OK;
 
 rollback:

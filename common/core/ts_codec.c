@@ -44,6 +44,7 @@ enum {
     S_CANCEL_V1,
     S_REPLY_V1,
     S_REPLY_V2,
+    S_REPLY_V3,
     S_COUNT
 };
 
@@ -69,6 +70,7 @@ static const struct {
     [S_CANCEL_V1] = {"cancel.v1.avsc", S_CANCEL, TS_CMD_CANCEL},
     [S_REPLY_V1] = {"reply.v1.avsc", S_REPLY, 0},
     [S_REPLY_V2] = {"reply.v2.avsc", S_REPLY, 0},
+    [S_REPLY_V3] = {"reply.v3.avsc", S_REPLY, 0},
 };
 
 typedef struct slot {
@@ -376,7 +378,8 @@ static int fill_reply(ts_codec *c, const ts_reply *r) {
     avro_value_t *v = &c->s[S_REPLY].value;
     avro_value_reset(v);
     avro_value_t outcome;
-    if ((unsigned)r->outcome >= TS_OUT_COUNT_ || r->position < 0)
+    /* a position past Avro's long is past any WAL there is (8 EiB) */
+    if ((unsigned)r->outcome >= TS_OUT_COUNT_ || r->position < 0 || r->commit_lsn > INT64_MAX)
         return -1;
     int rc = set_string(v, "command_id", r->command_id) || set_string(v, "event_id", r->event_id) ||
              avro_value_get_by_name(v, "outcome", &outcome, NULL) ||
@@ -386,7 +389,8 @@ static int fill_reply(ts_codec *c, const ts_reply *r) {
              set_long(v, "applied_at", r->applied_at_ms) ||
              set_optional_long(v, "position", r->position != 0, r->position) ||
              set_optional_string(v, "hold_id", r->hold_id[0] ? r->hold_id : NULL) ||
-             set_optional_long(v, "expires_at", r->expires_at_ms != 0, r->expires_at_ms);
+             set_optional_long(v, "expires_at", r->expires_at_ms != 0, r->expires_at_ms) ||
+             set_long(v, "commit_lsn", (int64_t)r->commit_lsn);
     return rc ? -1 : 0;
 }
 
@@ -955,6 +959,14 @@ ts_codec_status ts_codec_decode_reply(ts_codec *c, const void *msg, size_t len, 
         get_optional_uuid(&d, "hold_id", out->hold_id);
     if (has_field(&d, "expires_at"))
         out->expires_at_ms = get_optional_long(&d, "expires_at", &present);
+    /* added in version 4 */
+    if (has_field(&d, "commit_lsn")) {
+        int64_t lsn = get_long(&d, "commit_lsn");
+        if (lsn < 0)
+            reject(&d, TS_CODEC_INVALID, "commit_lsn: %lld is negative", (long long)lsn);
+        else
+            out->commit_lsn = (uint64_t)lsn;
+    }
     return d.status;
 }
 

@@ -126,6 +126,12 @@ typedef struct ts_reply {
     int64_t position;              /* WAITLISTED: 1-based place in line; 0 for none */
     char hold_id[TS_UUID_LEN + 1]; /* HELD: the hold's id; "" for none */
     int64_t expires_at_ms;         /* HELD: when it expires; 0 for none */
+    /* PostgreSQL's WAL position (ts_lsn.h) at or past the commit of the
+     * transaction that applied the command: a replica that has replayed
+     * this far shows its effect. 0: not known (an INVALID reply applied
+     * nothing; a worker before version 4 of the reply did not say). At
+     * most INT64_MAX (Avro's long). */
+    uint64_t commit_lsn;
 } ts_reply;
 
 /* The event stream (turnstile.events, schemas/change.avsc): one record per

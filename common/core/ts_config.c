@@ -83,6 +83,10 @@ static const var vars[] = {
       "any Schema Registry request at most, connecting included"),
     S(pg_dsn, "host=127.0.0.1 port=5432 dbname=turnstile user=turnstile password=turnstile",
       "libpq connection string"),
+    S(pg_read_dsn, "",
+      "API: libpq connection string of a streaming replica of TS_PG_DSN for the reads of data"
+      " (a read goes there once it has replayed the writes this instance answered; else, or"
+      " while it fails, to TS_PG_DSN); empty: every read on TS_PG_DSN"),
     I(migrate, "1", 0, 1, "apply pending sql/ migrations at start"),
     I(pg_timeout_ms, "5000", 100, 600000,
       "any PostgreSQL call at most, connecting included: then the API answers 503 and the"

@@ -69,6 +69,8 @@ typedef struct ts_config {
     int schema_registry_timeout_ms;
     /* PostgreSQL */
     char pg_dsn[512];
+    /* API: a streaming replica of pg_dsn for the reads of data; "" = none */
+    char pg_read_dsn[512];
     int migrate;       /* apply sql/ migrations at start */
     int pg_timeout_ms; /* any call, connecting included (ts_pg_watch, statement_timeout) */
     int read_threads;  /* API: the reads' threads, each with its connection */

@@ -2,6 +2,8 @@
 /* ts_pg.c — see ts_pg.h. */
 #include "ts_pg.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -72,6 +74,53 @@ PGconn *ts_pg_connect_bounded(const char *dsn, const char *application_name, int
     const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
     const char *values[] = {dsn, application_name, timeout, options, NULL};
     return connect_with(keys, values, err, errlen);
+}
+
+PGconn *ts_pg_connect_within(const char *dsn, const char *application_name, int timeout_ms,
+                             char *err, size_t errlen) {
+    char options[128];
+    snprintf(options, sizeof options,
+             "-c statement_timeout=%d -c idle_in_transaction_session_timeout=%d", timeout_ms,
+             timeout_ms);
+    const char *keys[] = {"dbname", "application_name", "options", NULL};
+    const char *values[] = {dsn, application_name, options, NULL};
+    int64_t due = ts_monotonic_ms() + timeout_ms;
+    PGconn *conn = PQconnectStartParams(keys, values, 1 /* dbname is a full dsn */);
+    if (!conn) {
+        snprintf(err, errlen, "connect: out of memory");
+        return NULL;
+    }
+    /* libpq's own steps, each waiting on the socket only as long as the
+     * deadline leaves; its connect_timeout (whole seconds, 2 at least)
+     * plays no part in this mode */
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+           st != PGRES_POLLING_FAILED) {
+        int64_t left = due - ts_monotonic_ms();
+        struct pollfd p = {.fd = PQsocket(conn),
+                           .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        int n = left > 0 ? poll(&p, 1, (int)left) : 0;
+        if (n == 0) {
+            snprintf(err, errlen, "connect: no answer within %d ms", timeout_ms);
+            PQfinish(conn);
+            return NULL;
+        }
+        if (n < 0 && errno != EINTR) {
+            snprintf(err, errlen, "connect: poll: %m"); /* thread-safe in glibc */
+            PQfinish(conn);
+            return NULL;
+        }
+        if (n > 0)
+            st = PQconnectPoll(conn);
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        set_err(err, errlen, "connect", conn);
+        PQfinish(conn);
+        return NULL;
+    }
+    PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
+    PQsetNoticeProcessor(conn, on_notice, NULL);
+    return conn;
 }
 
 PGresult *ts_pg_exec_prepared_within(PGconn *conn, int timeout_ms, const char *name, int n,

@@ -24,6 +24,13 @@ PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, 
 PGconn *ts_pg_connect_bounded(const char *dsn, const char *application_name, int timeout_ms,
                               char *err, size_t errlen);
 
+/* ts_pg_connect_bounded, the connection made within `timeout_ms` to the
+ * millisecond (libpq's non-blocking steps, polled against that deadline):
+ * for a server that may be tried on the way to another, whose attempts
+ * must leave the other most of a request's deadline. */
+PGconn *ts_pg_connect_within(const char *dsn, const char *application_name, int timeout_ms,
+                             char *err, size_t errlen);
+
 /* PQexecPrepared in a watched section of `timeout_ms` (ts_pg_watch). */
 PGresult *ts_pg_exec_prepared_within(PGconn *conn, int timeout_ms, const char *name, int n,
                                      const char *const *values, const int *lengths,

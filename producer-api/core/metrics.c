@@ -71,6 +71,20 @@ char *ts_metrics_render(const ts_metrics *m) {
          "gauge", counter(&m->reply_claimed)},
     };
     ts_metric_rows_print(f, rows, sizeof rows / sizeof rows[0]);
+    ts_metric_head(f, "turnstile_reads_total",
+                   "Reads answered, by the database that answered them: the primary"
+                   " (TS_PG_DSN) or the replica (TS_PG_READ_DSN).",
+                   "counter");
+    fprintf(f, "turnstile_reads_total{database=\"primary\"} %lu\n", counter(&m->reads_primary));
+    fprintf(f, "turnstile_reads_total{database=\"replica\"} %lu\n", counter(&m->reads_replica));
+    ts_metric_head(f, "turnstile_read_fallbacks_total",
+                   "Reads of data sent to the primary although a replica is set: it had not"
+                   " replayed what the read must see (lag), or it failed or rests after failing"
+                   " (unavailable).",
+                   "counter");
+    fprintf(f, "turnstile_read_fallbacks_total{reason=\"lag\"} %lu\n", counter(&m->fallback_lag));
+    fprintf(f, "turnstile_read_fallbacks_total{reason=\"unavailable\"} %lu\n",
+            counter(&m->fallback_down));
     ts_histogram_print(f, "turnstile_write_latency_seconds",
                        "A write's request to its answer (seconds).", &m->write_latency);
     ts_histogram_print(f, "turnstile_command_produced_seconds",

@@ -36,6 +36,10 @@ typedef struct ts_metrics {
     atomic_ulong reads_refused;     /* reads answered 503 at once: their queue was full */
     atomic_ulong reads_failed;      /* reads answered 503: no answer from PostgreSQL in time */
     atomic_long reads_waiting;      /* reads queued or running now */
+    atomic_ulong reads_primary;     /* reads answered from TS_PG_DSN */
+    atomic_ulong reads_replica;     /* reads answered from TS_PG_READ_DSN */
+    atomic_ulong fallback_lag;      /* reads of data to the primary: the replica was behind */
+    atomic_ulong fallback_down;     /* ...: the replica failed, or rests after failing */
     atomic_ulong db_deadlines;      /* PostgreSQL calls cut at TS_PG_TIMEOUT_MS (copied in) */
     atomic_ulong ready;             /* 1 when /readyz would answer 200 (copied in) */
     atomic_long reply_partition;    /* the reply partition new commands name */

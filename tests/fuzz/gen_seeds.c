@@ -188,6 +188,7 @@ int main(int argc, char **argv) {
         strcpy(r.event_id, EVENT_ID);
         r.outcome = outcomes[i];
         r.applied_at_ms = 1764034980456;
+        r.commit_lsn = 0x16B3748; /* the transaction's position in the WAL */
         if (r.outcome != TS_OUT_EVENT_FULL)
             strcpy(r.user_id, USER_ID);
         else
@@ -239,7 +240,8 @@ int main(int argc, char **argv) {
             n--;
         put(framed[i].name, st, out, n);
     }
-    ts_reply r = {.outcome = TS_OUT_REGISTERED, .applied_at_ms = 1764034980456};
+    ts_reply r = {
+        .outcome = TS_OUT_REGISTERED, .applied_at_ms = 1764034980456, .commit_lsn = 0x16B3748};
     strcpy(r.command_id, COMMAND_ID);
     strcpy(r.event_id, EVENT_ID);
     strcpy(r.user_id, USER_ID);

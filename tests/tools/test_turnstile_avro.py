@@ -230,12 +230,15 @@ class Decode(unittest.TestCase):
                              ("turnstile.reply.Reply", schema_file, outcome, USER))
             self.assertEqual(r["applied_at"], "2026-01-01T00:00:00.000Z")
             self.assertNotIn("position", r)
-        r = self.decode(self.reply("reply.avsc", "HELD", user_id=None, position=None, hold_id=HOLD,
+        r = self.decode(self.reply("reply.v3.avsc", "HELD", user_id=None, position=None, hold_id=HOLD,
                                    expires_at=JAN_2026_MS + 600000))
         self.assertEqual((r["_schema"], r["outcome"], r["user_id"], r["hold_id"], r["expires_at"]),
-                         ("reply.avsc", "HELD", None, HOLD, "2026-01-01T00:10:00.000Z"))
-        r = self.decode(self.reply("reply.avsc", "WAITLISTED", position=3, hold_id=None, expires_at=None))
-        self.assertEqual((r["outcome"], r["position"]), ("WAITLISTED", 3))
+                         ("reply.v3.avsc", "HELD", None, HOLD, "2026-01-01T00:10:00.000Z"))
+        self.assertNotIn("commit_lsn", r)
+        r = self.decode(self.reply("reply.avsc", "WAITLISTED", position=3, hold_id=None, expires_at=None,
+                                   commit_lsn=0x16B3748))
+        self.assertEqual((r["_schema"], r["outcome"], r["position"], r["commit_lsn"]),
+                         ("reply.avsc", "WAITLISTED", 3, 0x16B3748))
 
     def test_a_change(self):
         r = self.decode(change(7, "HoldPlaced", user_id=USER, name="Ada", email="ada@example.org",
@@ -264,7 +267,7 @@ class Decode(unittest.TestCase):
         self.assertIn(why, p.stderr.decode())
 
     def test_an_unknown_fingerprint_is_an_error(self):
-        data = self.reply("reply.avsc", "HELD", position=None, hold_id=None, expires_at=None)
+        data = self.reply("reply.avsc", "HELD", position=None, hold_id=None, expires_at=None, commit_lsn=0)
         self.refused(data[:2] + bytes(8) + data[10:], "unknown schema: fingerprint 0000000000000000")
 
     def test_what_is_not_a_single_object_message_is_an_error(self):

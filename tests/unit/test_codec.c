@@ -190,7 +190,7 @@ static void the_header_carries_the_schema_fingerprint(void **state) {
     assert_int_equal(ts_codec_encode_reply(*state, &r, buf, sizeof buf, &len), TS_CODEC_OK);
     assert_int_equal(ts_avro_read_header(buf, len, &fp), 0);
     assert_true(fp == ts_codec_reply_fingerprint(*state));
-    assert_true(fp == 0x53a5f117ee1ae0e4ULL);
+    assert_true(fp == 0x6785cce5a869481aULL);
 }
 
 /* Each command type is written with its own schema: the fingerprints
@@ -521,6 +521,33 @@ static void a_reply_carries_position_hold_and_expiry(void **state) {
                      TS_CODEC_INVALID);
 }
 
+/* The commit position goes through as it is, from 0 (not known) to the
+ * largest an Avro long holds; beyond that (past any WAL there is) it
+ * cannot be written, and a negative one read is refused. */
+static void a_reply_carries_its_commit_position(void **state) {
+    const uint64_t lsns[] = {0, 1, 0x16B3748, UINT64_C(0x1A0000000B), INT64_MAX};
+    for (size_t i = 0; i < sizeof lsns / sizeof lsns[0]; i++) {
+        ts_reply in = sample_reply(TS_OUT_REGISTERED), out;
+        strcpy(in.user_id, USER_ID);
+        in.commit_lsn = lsns[i];
+        uint8_t buf[TS_MESSAGE_BYTES_MAX];
+        size_t len;
+        char err[256];
+        assert_int_equal(ts_codec_encode_reply(*state, &in, buf, sizeof buf, &len), TS_CODEC_OK);
+        memset(&out, 0x5a, sizeof out);
+        assert_int_equal(ts_codec_decode_reply(*state, buf, len, &out, err, sizeof err),
+                         TS_CODEC_OK);
+        assert_memory_equal(&in, &out, sizeof out);
+    }
+    ts_reply in = sample_reply(TS_OUT_REGISTERED);
+    in.commit_lsn = (uint64_t)INT64_MAX + 1;
+    uint8_t buf[TS_MESSAGE_BYTES_MAX];
+    size_t len;
+    assert_int_equal(ts_codec_encode_reply(*state, &in, buf, sizeof buf, &len), TS_CODEC_INVALID);
+    in.commit_lsn = UINT64_MAX;
+    assert_int_equal(ts_codec_encode_reply(*state, &in, buf, sizeof buf, &len), TS_CODEC_INVALID);
+}
+
 /* The reply's first fields, up to applied_at, by hand; the versions differ
  * only in what follows and in the outcomes they know. */
 static raw reply_start(uint64_t fp, int outcome) {
@@ -536,18 +563,25 @@ static raw reply_start(uint64_t fp, int outcome) {
     return r;
 }
 
-/* What workers of before wrote (reply.v1.avsc, reply.v2.avsc) still
- * decodes, the fields added since reading as none. */
+/* What workers of before wrote (reply.v1.avsc, reply.v2.avsc,
+ * reply.v3.avsc) still decodes, the fields added since reading as none. */
 static void replies_of_older_versions_still_decode(void **state) {
     const struct {
         uint64_t fp;
         ts_outcome outcome;
+        bool v3; /* with position, hold_id and expires_at (null here) */
     } older[] = {
-        {0x65596c1c4ab133feULL, TS_OUT_REGISTERED},
-        {0x1722c40a28cb319aULL, TS_OUT_IDEMPOTENCY_KEY_REUSED},
+        {0x65596c1c4ab133feULL, TS_OUT_REGISTERED, false},
+        {0x1722c40a28cb319aULL, TS_OUT_IDEMPOTENCY_KEY_REUSED, false},
+        {0x53a5f117ee1ae0e4ULL, TS_OUT_EVENT_CANCELLED, true},
     };
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof older / sizeof older[0]; i++) {
         raw r = reply_start(older[i].fp, older[i].outcome);
+        if (older[i].v3) {
+            raw_long(&r, 0); /* position: null */
+            raw_long(&r, 0); /* hold_id: null */
+            raw_long(&r, 0); /* expires_at: null */
+        }
         ts_reply out;
         memset(&out, 0x5a, sizeof out);
         char err[256];
@@ -559,6 +593,7 @@ static void replies_of_older_versions_still_decode(void **state) {
         assert_int_equal(out.position, 0);
         assert_string_equal(out.hold_id, "");
         assert_int_equal(out.expires_at_ms, 0);
+        assert_true(out.commit_lsn == 0); /* not known */
     }
     /* an outcome v2 did not have is corrupt in a v2 reply */
     raw r = reply_start(0x1722c40a28cb319aULL, TS_OUT_WAITLISTED);
@@ -572,9 +607,19 @@ static void replies_of_older_versions_still_decode(void **state) {
     raw_long(&r, 0);
     raw_long(&r, 0); /* hold_id: null */
     raw_long(&r, 0); /* expires_at: null */
+    raw_long(&r, 0); /* commit_lsn */
     assert_int_equal(ts_codec_decode_reply(*state, r.b, r.n, &out, err, sizeof err),
                      TS_CODEC_INVALID);
     assert_non_null(strstr(err, "position"));
+    /* and a negative commit position is none either */
+    r = reply_start(ts_codec_reply_fingerprint(*state), TS_OUT_REGISTERED);
+    raw_long(&r, 0);  /* position: null */
+    raw_long(&r, 0);  /* hold_id: null */
+    raw_long(&r, 0);  /* expires_at: null */
+    raw_long(&r, -5); /* commit_lsn */
+    assert_int_equal(ts_codec_decode_reply(*state, r.b, r.n, &out, err, sizeof err),
+                     TS_CODEC_INVALID);
+    assert_non_null(strstr(err, "commit_lsn"));
 }
 
 static ts_codec_status decode_sample(ts_codec *codec, const ts_command *in, char *err,
@@ -1218,6 +1263,7 @@ int main(void) {
         cmocka_unit_test(a_register_without_the_waitlist_field_is_not_waitlisted),
         cmocka_unit_test(a_reply_carries_position_hold_and_expiry),
         cmocka_unit_test(replies_of_older_versions_still_decode),
+        cmocka_unit_test(a_reply_carries_its_commit_position),
         cmocka_unit_test(a_hold_ttl_outside_its_bounds_is_invalid),
         cmocka_unit_test(an_update_must_change_something_within_the_rules),
         cmocka_unit_test(a_malformed_hold_id_is_invalid),

@@ -139,6 +139,73 @@ static void every_route_of_the_router_is_in_the_document(void **state) {
     }
 }
 
+static bool has_parameter(json_t *op, const char *ref) {
+    size_t k;
+    json_t *p;
+    json_array_foreach(json_object_get(op, "parameters"), k, p) {
+        const char *r = json_string_value(json_object_get(p, "$ref"));
+        if (r && strcmp(r, ref) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Reads of data take X-Turnstile-Min-Position (and say what an invalid one
+ * gets); every answer a write gets from its worker's reply, and a command
+ * found done, carries X-Turnstile-Position: as the code answers them. */
+static void the_positions_are_documented_where_the_code_uses_them(void **state) {
+    (void)state;
+    size_t reads = 0, writes = 0;
+    for (size_t i = 0; i < ts_route_count(); i++) {
+        const char *method, *pattern;
+        ts_route_id id;
+        ts_route_at(i, &method, &pattern, &id);
+        json_t *op = operation(method, pattern);
+        bool data = id == TS_ROUTE_LIST_EVENTS || id == TS_ROUTE_GET_EVENT ||
+                    id == TS_ROUTE_STATS || id == TS_ROUTE_WAITLIST;
+        if (has_parameter(op, "#/components/parameters/MinPosition") != data)
+            fail_msg("%s %s: X-Turnstile-Min-Position %s", method, pattern,
+                     data ? "missing" : "where the code reads none");
+        if (data) {
+            reads++;
+            const char *d = json_string_value(json_object_get(response(op, "400"), "description"));
+            assert_non_null(d);
+            assert_non_null(strstr(d, "invalid_header"));
+            assert_non_null(strstr(d, "X-Turnstile-Min-Position"));
+        }
+        const char *answered =
+            ts_route_is_write(id)
+                ? (id == TS_ROUTE_CREATE_EVENT || id == TS_ROUTE_REGISTER ||
+                           id == TS_ROUTE_PLACE_HOLD || id == TS_ROUTE_CONFIRM_HOLD
+                       ? "201"
+                       : "200")
+            : id == TS_ROUTE_GET_COMMAND ? "200"
+                                         : NULL;
+        if (answered) {
+            writes += ts_route_is_write(id);
+            json_t *h = json_object_get(json_object_get(response(op, answered), "headers"),
+                                        "X-Turnstile-Position");
+            const char *ref = json_string_value(json_object_get(h, "$ref"));
+            if (!ref || strcmp(ref, "#/components/headers/Position") != 0)
+                fail_msg("%s %s: no X-Turnstile-Position in its %s", method, pattern, answered);
+        }
+    }
+    assert_int_equal(reads, 4);
+    assert_true(writes >= 8);
+    /* the patterns take what the code takes and gives (ts_lsn.h) */
+    json_t *components = json_object_get(doc, "components");
+    const char *in = json_string_value(json_object_get(
+        json_object_get(json_object_get(json_object_get(components, "parameters"), "MinPosition"),
+                        "schema"),
+        "pattern"));
+    const char *out = json_string_value(json_object_get(
+        json_object_get(json_object_get(json_object_get(components, "headers"), "Position"),
+                        "schema"),
+        "pattern"));
+    assert_string_equal(in, "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$");
+    assert_string_equal(out, "^[0-9A-F]{1,8}/[0-9A-F]{1,8}$");
+}
+
 static void every_operation_of_the_document_is_a_route(void **state) {
     (void)state;
     const char *path;
@@ -211,6 +278,7 @@ int main(void) {
         cmocka_unit_test(the_document_is_openapi_3_1),
         cmocka_unit_test(every_route_of_the_router_is_in_the_document),
         cmocka_unit_test(every_operation_of_the_document_is_a_route),
+        cmocka_unit_test(the_positions_are_documented_where_the_code_uses_them),
         cmocka_unit_test(every_outcome_s_error_code_is_documented),
         cmocka_unit_test(every_request_error_code_is_documented),
     };
