@@ -650,8 +650,13 @@ static rd_kafka_t *command_producer(ts_replies *r, bool prompt, char *err, size_
              cfg->reply_timeout_ms < 1000 ? 1000 : cfg->reply_timeout_ms);
     const char *pairs[] = {
         /* not acknowledged by the deadline: given up, and answered 503 */
-        "message.timeout.ms", timeout, "queue.buffering.max.messages", "200000",
-        prompt ? "linger.ms" : NULL, "0", NULL,
+        "message.timeout.ms",
+        timeout,
+        "queue.buffering.max.messages",
+        "200000",
+        prompt ? "linger.ms" : NULL,
+        "0",
+        NULL,
     };
     return ts_kafka_new(cfg, RD_KAFKA_PRODUCER, "turnstile-api", pairs, producer_setup, r, err,
                         errlen);

@@ -340,8 +340,8 @@ struct ts_applier {
      * read yet, in order (ST_COUNT_: BEGIN or COMMIT) */
     enum stmt pending[MAX_PENDING];
     int npending;
-    int keep;        /* the index in `pending` of the one whose result is kept, or -1 */
-    PGresult *kept;  /* ... and that result, once read */
+    int keep;       /* the index in `pending` of the one whose result is kept, or -1 */
+    PGresult *kept; /* ... and that result, once read */
 };
 
 /* ------------------------------------------------------------ connection */
@@ -560,8 +560,7 @@ static const char *pending_name(enum stmt s) {
 
 /* Records a failed result as the attempt's failure: a->failure, `err` and
  * (for an optimistic attempt) a->key_conflict. */
-static void failed(ts_applier *a, const char *what, const PGresult *res, char *err,
-                   size_t errlen) {
+static void failed(ts_applier *a, const char *what, const PGresult *res, char *err, size_t errlen) {
     a->failure = classify(a->conn, res);
     if (a->optimistic && a->failure == TS_APPLY_REJECTED)
         a->key_conflict = stored_key_conflict(res);
@@ -614,10 +613,10 @@ static int send_prepared(ts_applier *a, enum stmt s, int n, const char *const *v
                          const int *lengths, const int *formats, char *err, size_t errlen) {
     if (a->npending == MAX_PENDING && read_pending(a, 0, err, errlen))
         return -1;
-    bool sent = s == ST_COUNT_
-                    ? PQsendQueryParams(a->conn, n ? "COMMIT" : "BEGIN", 0, NULL, NULL, NULL,
-                                        NULL, 0)
-                    : PQsendQueryPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
+    bool sent =
+        s == ST_COUNT_
+            ? PQsendQueryParams(a->conn, n ? "COMMIT" : "BEGIN", 0, NULL, NULL, NULL, NULL, 0)
+            : PQsendQueryPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
     if (!sent) {
         failed(a, pending_name(s), NULL, err, errlen);
         a->failure = TS_APPLY_RETRY;

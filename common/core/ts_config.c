@@ -64,7 +64,9 @@ static const var vars[] = {
     S(topic_prefix, "turnstile",
       "topics are PREFIX.commands, PREFIX.replies, PREFIX.dlq, PREFIX.events"),
     S(group_id, "turnstile-worker", "consumer group of the workers"),
-    I(linger_ms, "1", 0, 1000, "the API's linger for the commands of a burst (a command while none waits for its reply goes at once)"),
+    I(linger_ms, "1", 0, 1000,
+      "the API's linger for the commands of a burst (a command while none waits for its reply goes "
+      "at once)"),
     I(reply_linger_ms, "0", 0, 1000, "the worker's linger before its replies are sent"),
     I(command_partitions, "12", 1, 1024,
       "turnstile-admin topics: partitions of PREFIX.commands (the most workers sharing the load)"),

@@ -24,7 +24,7 @@
 typedef struct ts_metrics {
     atomic_ulong requests[6]; /* by status class: [1] 1xx ... [5] 5xx */
     atomic_ulong commands_produced;
-    atomic_ulong commands_at_once;  /* of those, sent with no linger: none else waited */
+    atomic_ulong commands_at_once; /* of those, sent with no linger: none else waited */
     atomic_ulong produce_failures; /* queue full, broker down, delivery failed */
     atomic_ulong replies_received;
     atomic_ulong replies_unmatched; /* for no request waiting here */
