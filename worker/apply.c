@@ -509,11 +509,23 @@ static param array_param(ts_pgarray *arr) {
     return (param){v, len, 1, arr->error, false};
 }
 
-/* libpq's arrays for a statement's parameters. An array that failed (out
- * of memory, a value not of its type) is a failure, never a statement that
- * silently writes less: -1 with a->failure and `err` set. */
-static int bind_params(ts_applier *a, enum stmt s, int n, const param *params, const char **values,
-                       int *lengths, int *formats, char *err, size_t errlen) {
+/* libpq's arrays for a statement's parameters. */
+enum { MAX_PARAMS = 16 };
+typedef struct bound {
+    const char *values[MAX_PARAMS];
+    int lengths[MAX_PARAMS], formats[MAX_PARAMS];
+} bound;
+
+/* Fills `b` for statement s. Too many parameters, or an array that failed
+ * (out of memory, a value not of its type), is a failure, never a
+ * statement that silently writes less: -1 with a->failure and `err` set. */
+static int bind_params(ts_applier *a, enum stmt s, int n, const param *params, bound *b, char *err,
+                       size_t errlen) {
+    if (n > MAX_PARAMS) {
+        a->failure = TS_APPLY_REJECTED;
+        snprintf(err, errlen, "%s: too many parameters", stmts[s].name);
+        return -1;
+    }
     for (int i = 0; i < n; i++) {
         if (!params[i].value && !params[i].is_null) {
             bool nomem = params[i].error == TS_PGARRAY_NOMEM;
@@ -522,9 +534,9 @@ static int bind_params(ts_applier *a, enum stmt s, int n, const param *params, c
                      nomem ? "out of memory" : "a value not of the array's type");
             return -1;
         }
-        values[i] = params[i].value;
-        lengths[i] = params[i].length;
-        formats[i] = params[i].format;
+        b->values[i] = params[i].value;
+        b->lengths[i] = params[i].length;
+        b->formats[i] = params[i].format;
     }
     return 0;
 }
@@ -607,16 +619,31 @@ static int read_pending(ts_applier *a, int rc, char *err, size_t errlen) {
     return rc;
 }
 
-/* Sends a statement into the pipeline; -1 if it cannot be (the connection
- * is gone), with the failure recorded. */
-static int send_prepared(ts_applier *a, enum stmt s, int n, const char *const *values,
-                         const int *lengths, const int *formats, char *err, size_t errlen) {
+/* Asks the server for the results of what was sent so far, and reads
+ * those queued before the last `keep_last` statements (which the caller
+ * reads itself). 0, or -1 with the first failure recorded (`what` names
+ * a failed request). */
+static int flush_pending(ts_applier *a, const char *what, int keep_last, char *err, size_t errlen) {
+    int rc = 0;
+    if (!PQsendFlushRequest(a->conn) || PQflush(a->conn) != 0) {
+        failed(a, what, NULL, err, errlen);
+        a->failure = TS_APPLY_RETRY;
+        rc = -1;
+    }
+    a->npending -= keep_last;
+    return read_pending(a, rc, err, errlen);
+}
+
+/* Sends a statement into the pipeline: prepared statement s with `b`'s
+ * parameters, or `sql` (BEGIN or COMMIT, s ST_COUNT_). -1 if it cannot be
+ * (the connection is gone), with the failure recorded. */
+static int pipe_send(ts_applier *a, enum stmt s, const char *sql, int n, const bound *b, char *err,
+                     size_t errlen) {
     if (a->npending == MAX_PENDING && read_pending(a, 0, err, errlen))
         return -1;
-    bool sent =
-        s == ST_COUNT_
-            ? PQsendQueryParams(a->conn, n ? "COMMIT" : "BEGIN", 0, NULL, NULL, NULL, NULL, 0)
-            : PQsendQueryPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
+    bool sent = sql ? PQsendQueryParams(a->conn, sql, 0, NULL, NULL, NULL, NULL, 0)
+                    : PQsendQueryPrepared(a->conn, stmts[s].name, n, b ? b->values : NULL,
+                                          b ? b->lengths : NULL, b ? b->formats : NULL, 0);
     if (!sent) {
         failed(a, pending_name(s), NULL, err, errlen);
         a->failure = TS_APPLY_RETRY;
@@ -631,35 +658,22 @@ static int send_prepared(ts_applier *a, enum stmt s, int n, const char *const *v
  * attempt). The caller PQclear()s the result. */
 static PGresult *run(ts_applier *a, enum stmt s, int n, const param *params, char *err,
                      size_t errlen) {
-    enum { MAX_PARAMS = 16 };
-    const char *values[MAX_PARAMS];
-    int lengths[MAX_PARAMS], formats[MAX_PARAMS];
-    if (n > MAX_PARAMS) {
-        a->failure = TS_APPLY_REJECTED;
-        snprintf(err, errlen, "%s: too many parameters", stmts[s].name);
-        return NULL;
-    }
-    if (bind_params(a, s, n, params, values, lengths, formats, err, errlen))
+    bound b;
+    if (bind_params(a, s, n, params, &b, err, errlen))
         return NULL;
     PGresult *res;
     if (pipelined(a)) {
-        if (send_prepared(a, s, n, values, lengths, formats, err, errlen))
+        if (pipe_send(a, s, NULL, n, &b, err, errlen))
             return NULL;
-        a->npending--; /* this one is read below, after those before it */
-        int rc = 0;
-        if (!PQsendFlushRequest(a->conn) || PQflush(a->conn) != 0) {
-            failed(a, stmts[s].name, NULL, err, errlen);
-            a->failure = TS_APPLY_RETRY;
-            rc = -1;
-        }
-        rc = read_pending(a, rc, err, errlen);
+        /* this one is read below, after those before it */
+        int rc = flush_pending(a, stmts[s].name, 1, err, errlen);
         res = a->broken ? NULL : next_result(a);
         if (rc) {
             PQclear(res);
             return NULL;
         }
     } else {
-        res = PQexecPrepared(a->conn, stmts[s].name, n, values, lengths, formats, 0);
+        res = PQexecPrepared(a->conn, stmts[s].name, n, b.values, b.lengths, b.formats, 0);
     }
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
@@ -677,17 +691,10 @@ static int run0(ts_applier *a, enum stmt s, int n, const param *params, char *er
         PQclear(res);
         return res ? 0 : -1;
     }
-    enum { MAX_PARAMS = 16 };
-    const char *values[MAX_PARAMS];
-    int lengths[MAX_PARAMS], formats[MAX_PARAMS];
-    if (n > MAX_PARAMS) {
-        a->failure = TS_APPLY_REJECTED;
-        snprintf(err, errlen, "%s: too many parameters", stmts[s].name);
+    bound b;
+    if (bind_params(a, s, n, params, &b, err, errlen))
         return -1;
-    }
-    if (bind_params(a, s, n, params, values, lengths, formats, err, errlen))
-        return -1;
-    return send_prepared(a, s, n, values, lengths, formats, err, errlen);
+    return pipe_send(a, s, NULL, n, &b, err, errlen);
 }
 
 /* The pipeline's end: a sync, every result read, and back to one
@@ -1540,16 +1547,8 @@ static int fence(ts_applier *a, const char *topic, ts_batch_part *parts, size_t 
  * fenced, or -1 on failure. */
 static int fence_result(ts_applier *a, ts_batch_part *parts, size_t nparts, char *err,
                         size_t errlen) {
-    if (a->keep >= 0) {
-        int rc = 0;
-        if (!PQsendFlushRequest(a->conn) || PQflush(a->conn) != 0) {
-            failed(a, "fence", NULL, err, errlen);
-            a->failure = TS_APPLY_RETRY;
-            rc = -1;
-        }
-        if (read_pending(a, rc, err, errlen))
-            return -1;
-    }
+    if (a->keep >= 0 && flush_pending(a, "fence", 0, err, errlen))
+        return -1;
     PGresult *res = a->kept;
     a->kept = NULL;
     if (!res) {
@@ -1666,18 +1665,18 @@ static ts_apply_status attempt(ts_applier *a, const char *topic, ts_batch_part *
         a->broken = true;
         return TS_APPLY_RETRY;
     }
-    if (send_prepared(a, ST_COUNT_, 0, NULL, NULL, NULL, err, errlen)) /* BEGIN */
+    if (pipe_send(a, ST_COUNT_, "BEGIN", 0, NULL, err, errlen))
         goto rollback;
 
     /* The fence first: it takes the row locks that serialise competing
      * workers. */
     if (fence(a, topic, parts, nparts, err, errlen) ||
         apply_items(a, topic, parts, nparts, items, n, err, errlen) ||
-        send_prepared(a, ST_COUNT_, 1, NULL, NULL, NULL, err, errlen)) /* COMMIT */
+        pipe_send(a, ST_COUNT_, "COMMIT", 0, NULL, err, errlen))
         goto rollback;
     /* and the position it reaches (commit_position): in the same round
      * trip; a connection that cannot take it fails the sync below */
-    if (send_prepared(a, ST_POSITION, 0, NULL, NULL, NULL, err, errlen) == 0)
+    if (pipe_send(a, ST_POSITION, NULL, 0, NULL, err, errlen) == 0)
         a->keep = a->npending - 1;
     if (end_pipeline(a, 0, err, errlen)) {
         /* A failed COMMIT rolled back by itself; a failure before it left
