@@ -33,6 +33,19 @@ static void on_notice(void *arg, const char *message) {
     ts_debug("pg", "event=notice msg=\"%.*s\"", (int)strcspn(message, "\n"), message);
 }
 
+/* A connection attempt's end: the connection, set up as every one is, or
+ * NULL with `err` (the connection freed). */
+static PGconn *connected(PGconn *conn, char *err, size_t errlen) {
+    if (PQstatus(conn) != CONNECTION_OK) {
+        set_err(err, errlen, "connect", conn);
+        PQfinish(conn);
+        return NULL;
+    }
+    PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
+    PQsetNoticeProcessor(conn, on_notice, NULL);
+    return conn;
+}
+
 /* Connects with the dsn expanded first, then the other parameters, which
  * win over the dsn's own. */
 static PGconn *connect_with(const char *const *keys, const char *const *values, char *err,
@@ -42,14 +55,7 @@ static PGconn *connect_with(const char *const *keys, const char *const *values, 
         snprintf(err, errlen, "connect: out of memory");
         return NULL;
     }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        set_err(err, errlen, "connect", conn);
-        PQfinish(conn);
-        return NULL;
-    }
-    PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
-    PQsetNoticeProcessor(conn, on_notice, NULL);
-    return conn;
+    return connected(conn, err, errlen);
 }
 
 PGconn *ts_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen) {
@@ -113,14 +119,7 @@ PGconn *ts_pg_connect_within(const char *dsn, const char *application_name, int 
         if (n > 0)
             st = PQconnectPoll(conn);
     }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        set_err(err, errlen, "connect", conn);
-        PQfinish(conn);
-        return NULL;
-    }
-    PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
-    PQsetNoticeProcessor(conn, on_notice, NULL);
-    return conn;
+    return connected(conn, err, errlen);
 }
 
 PGresult *ts_pg_exec_prepared_within(PGconn *conn, int timeout_ms, const char *name, int n,
