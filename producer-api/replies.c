@@ -809,7 +809,7 @@ ts_wait_result ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MH
         free(w); /* nobody else has seen it */
         return unavailable(r, answer);
     }
-    bool alone = r->attached == 0;
+    rd_kafka_t *producer = producer_for(r, r->attached == 0);
     uint32_t h = bucket(w->command_id);
     w->hnext = r->table[h];
     r->table[h] = w;
@@ -820,7 +820,7 @@ ts_wait_result ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MH
     pthread_mutex_unlock(&r->lock);
 
     rd_kafka_resp_err_t e = rd_kafka_producev(
-        producer_for(r, alone), RD_KAFKA_V_TOPIC(r->cfg->topic_commands),
+        producer, RD_KAFKA_V_TOPIC(r->cfg->topic_commands),
         RD_KAFKA_V_KEY(cmd->event_id, strlen(cmd->event_id)), RD_KAFKA_V_VALUE(buf, len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(w), RD_KAFKA_V_END);
 
@@ -838,7 +838,7 @@ ts_wait_result ts_replies_submit(ts_replies *r, const ts_command *cmd, struct MH
         return unavailable(r, answer);
     }
     atomic_fetch_add_explicit(&r->metrics->commands_produced, 1, memory_order_relaxed);
-    if (alone && r->prompt)
+    if (producer == r->prompt)
         atomic_fetch_add_explicit(&r->metrics->commands_at_once, 1, memory_order_relaxed);
     ts_wait_result result = TS_WAIT_PENDING;
     if (w->answer) { /* not answered yet: wait for it */
