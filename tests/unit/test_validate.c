@@ -40,15 +40,20 @@ static void text_must_have_something_visible(void **state) {
                      -1);
 }
 
+/* A creation that passes every rule: a title, a location, one seat. */
+static void valid_creation(ts_command *c) {
+    memset(c, 0, sizeof *c);
+    c->type = TS_CMD_CREATE_EVENT;
+    strcpy(c->u.create.title, "T");
+    strcpy(c->u.create.location, "L");
+    c->u.create.capacity = 1;
+}
+
 static void each_rule_names_its_field(void **state) {
     (void)state;
     ts_command c;
     ts_violation why;
-    memset(&c, 0, sizeof c);
-    c.type = TS_CMD_CREATE_EVENT;
-    strcpy(c.u.create.title, "T");
-    strcpy(c.u.create.location, "L");
-    c.u.create.capacity = 1;
+    valid_creation(&c);
     assert_int_equal(ts_validate_command(&c, &why), 0);
     c.u.create.capacity = 0;
     assert_int_equal(ts_validate_command(&c, &why), -1);
@@ -90,11 +95,7 @@ static void an_update_takes_any_description_a_creation_takes(void **state) {
     for (size_t i = 0; i < sizeof descriptions / sizeof descriptions[0]; i++) {
         ts_command c;
         ts_violation why;
-        memset(&c, 0, sizeof c);
-        c.type = TS_CMD_CREATE_EVENT;
-        strcpy(c.u.create.title, "T");
-        strcpy(c.u.create.location, "L");
-        c.u.create.capacity = 1;
+        valid_creation(&c);
         c.u.create.has_description = true;
         strcpy(c.u.create.description, descriptions[i]);
         assert_int_equal(ts_validate_command(&c, &why), 0);
